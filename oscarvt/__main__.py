@@ -1,0 +1,5 @@
+"""Allow ``python -m oscarvt``."""
+
+from oscarvt.cli import main
+
+raise SystemExit(main())

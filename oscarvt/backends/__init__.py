@@ -1,0 +1,1 @@
+"""Hypervisor back ends: QEMU runs VMs; libvirt and Xen configurations are rendered."""

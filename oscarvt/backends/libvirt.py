@@ -1,0 +1,94 @@
+"""Render a V2M profile as a libvirt domain (XML) and check it against libvirt's own schema.
+
+NIC types map to libvirt interfaces: ``TUN/TAP+NAT`` -> ``user``, ``VLAN`` ->
+``mcast`` (the profile's group and port), ``BRIDGED_TAP``/``TUN/TAP`` -> ``bridge``.
+The schema is the one Debian's libvirt0 package installs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lxml import etree
+
+from oscarvt import disks
+from oscarvt.errors import OscarvtError
+from oscarvt.profile import NAT, VLAN, Profile
+
+SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
+BOOT_DEV = {"cdrom": "cdrom", "network": "network", "disk": "hd"}
+
+
+def render_libvirt(profile: Profile) -> str:
+    """The domain XML for ``profile``, checked against libvirt's RelaxNG schema."""
+    domain = etree.Element("domain", type="kvm" if profile.type == "Kvm" else "qemu")
+    _sub(domain, "name", profile.name)
+    _sub(domain, "memory", profile.memory or 512, unit="MiB")
+    _sub(domain, "vcpu", profile.cpu or 1)
+    os_element = _sub(domain, "os")
+    _sub(os_element, "type", "hvm", arch="x86_64", machine="pc")
+    if profile.kernel is not None:
+        _sub(os_element, "kernel", profile.kernel)
+        if profile.initrd is not None:
+            _sub(os_element, "initrd", profile.initrd)
+        if profile.append:
+            _sub(os_element, "cmdline", profile.append)
+    elif profile.boot is not None:
+        _sub(os_element, "boot", dev=BOOT_DEV[profile.boot])
+    devices = _sub(domain, "devices")
+    images = ([profile.image] if profile.image else []) + [p for _, p in profile.virtual_disks]
+    for index, image in enumerate(images):
+        disk = _sub(devices, "disk", type="file", device="disk")
+        _sub(disk, "driver", name="qemu", type=disks.disk_format(image))
+        _sub(disk, "source", file=str(image))
+        _sub(disk, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+    if profile.cdrom is not None:
+        cdrom = _sub(devices, "disk", type="file", device="cdrom")
+        _sub(cdrom, "driver", name="qemu", type="raw")
+        _sub(cdrom, "source", file=str(profile.cdrom))
+        _sub(cdrom, "target", dev="hdc", bus="ide")
+        _sub(cdrom, "readonly")
+    for nic in profile.nics:
+        if nic.type == NAT:
+            interface = _sub(devices, "interface", type="user")
+        elif nic.type == VLAN:
+            if nic.network is None or not nic.network.mcast:
+                raise OscarvtError(f"profile {profile.name}: VLAN NIC names no multicast network")
+            interface = _sub(devices, "interface", type="mcast")
+            address, port = nic.network.mcast.rsplit(":", 1)
+            _sub(interface, "source", address=address, port=port)
+        else:
+            interface = _sub(devices, "interface", type="bridge")
+            bridge = nic.network.bridge if nic.network and nic.network.bridge else "br0"
+            _sub(interface, "source", bridge=bridge)
+            if nic.network and nic.network.tap:
+                _sub(interface, "target", dev=nic.network.tap)
+        _sub(interface, "mac", address=nic.mac)
+        _sub(interface, "model", type="virtio")
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    rng = _sub(devices, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    _check(domain, profile.name)
+    return etree.tostring(domain, pretty_print=True, encoding="unicode")
+
+
+@lru_cache(maxsize=1)
+def _schema() -> etree.RelaxNG:
+    return etree.RelaxNG(etree.parse(str(SCHEMA)))
+
+
+def _check(domain: etree._Element, name: str) -> None:
+    if not SCHEMA.exists():
+        raise OscarvtError(f"cannot check the libvirt domain: {SCHEMA} is missing (Debian package libvirt0)")
+    schema = _schema()
+    if not schema.validate(domain):
+        raise OscarvtError(f"libvirt domain for {name} breaks libvirt's schema: {schema.error_log.last_error}")
+
+
+def _sub(parent: etree._Element, tag: str, text: object = None, **attrs: str | int) -> etree._Element:
+    element = etree.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
+    if text is not None:
+        element.text = str(text)
+    return element

@@ -1,0 +1,166 @@
+"""The QEMU back end: turn a V2M profile into a QEMU command line, start, watch and stop it.
+
+Each VM runs as a daemonized QEMU process with a pidfile, a QMP socket (driven
+with qemu.qmp) and its serial console appended to a file. NIC types map to:
+
+- ``TUN/TAP+NAT``: user-mode NAT, guest port 22 forwarded from 127.0.0.1 only;
+- ``VLAN``: the cluster's private LAN, a UDP multicast group on 127.0.0.1 (no root);
+- ``BRIDGED_TAP`` / ``TUN/TAP``: a tap device (on a Linux bridge; root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qemu.qmp import QMPClient
+
+from oscarvt import disks
+from oscarvt.errors import OscarvtError
+from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Profile
+
+QEMU = "qemu-system-x86_64"
+BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    """Where one VM's runtime files live."""
+
+    pidfile: Path
+    qmp: Path
+    console: Path
+
+
+def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | None) -> list[str]:
+    """The full QEMU argv for ``profile`` (``ssh_port``: host port for the NAT NIC's SSH)."""
+    argv = [QEMU, "-name", profile.name, "-accel", accel, "-nodefaults", "-display", "none",
+            "-m", str(profile.memory or 512), "-smp", str(profile.cpu or 1)]
+    if accel == "kvm":
+        argv += ["-cpu", "host"]
+    for index, disk in enumerate(_disks(profile)):
+        argv += ["-drive", f"file={disk},if=virtio,index={index},format={disks.disk_format(disk)}"]
+    if profile.cdrom is not None:
+        argv += ["-drive", f"file={profile.cdrom},media=cdrom,if=ide,index=2,readonly=on"]
+    for number, nic in enumerate(profile.nics, start=1):
+        argv += ["-netdev", _netdev(profile, number, ssh_port),
+                 "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}"]
+    if profile.kernel is not None:
+        argv += ["-kernel", str(profile.kernel)]
+        if profile.initrd is not None:
+            argv += ["-initrd", str(profile.initrd)]
+        if profile.append:
+            argv += ["-append", profile.append]
+    elif profile.boot is not None:
+        argv += ["-boot", f"order={BOOT_ORDER[profile.boot]}"]
+    argv += ["-device", "virtio-rng-pci",
+             "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
+             "-qmp", f"unix:{files.qmp},server=on,wait=off",
+             "-pidfile", str(files.pidfile), "-daemonize"]
+    return argv
+
+
+def _disks(profile: Profile) -> list[Path]:
+    found = [profile.image] if profile.image is not None else []
+    return found + [path for _, path in profile.virtual_disks]
+
+
+def _netdev(profile: Profile, number: int, ssh_port: int | None) -> str:
+    nic = profile.nics[number - 1]
+    netdev = f"id=nic{number}"
+    if nic.type == NAT:
+        forward = f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22" if ssh_port else ""
+        return f"user,{netdev}{forward}"
+    if nic.type == VLAN:
+        if nic.network is None or not nic.network.mcast:
+            raise OscarvtError(f"profile {profile.name}: nic{number} (VLAN) names no multicast network")
+        return f"socket,{netdev},mcast={nic.network.mcast},localaddr=127.0.0.1"
+    if nic.network is None or not nic.network.tap:
+        raise OscarvtError(f"profile {profile.name}: nic{number} ({nic.type}) names no tap device")
+    return f"tap,{netdev},ifname={nic.network.tap},script=no,downscript=no"
+
+
+def tap_nics(profile: Profile) -> list[tuple[str, str | None]]:
+    """(tap, bridge) for each NIC of the profile that needs a tap device."""
+    return [(nic.network.tap, nic.network.bridge) for nic in profile.nics
+            if nic.type in (BRIDGED_TAP, "TUN/TAP") and nic.network and nic.network.tap]
+
+
+def start(argv: list[str], files: VmFiles) -> int:
+    """Start a daemonized QEMU; return its PID. Startup errors become one OscarvtError."""
+    for stale in (files.pidfile, files.qmp):
+        stale.unlink(missing_ok=True)
+    files.console.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise OscarvtError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        raise OscarvtError(f"QEMU did not start: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+    pid = running_pid(files)
+    if pid is None:
+        raise OscarvtError(f"QEMU started but left no live process behind ({files.pidfile})")
+    return pid
+
+
+def running_pid(files: VmFiles) -> int | None:
+    """PID of this VM's QEMU if it is alive; checks the process really is that QEMU."""
+    try:
+        pid = int(files.pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return None
+    if str(files.pidfile).encode() not in cmdline.split(b"\0") or status == "Z":
+        return None
+    return pid
+
+
+def query_status(files: VmFiles) -> str | None:
+    """The VM's run state from QMP (``running``, ``paused``, ...), or None if unreachable."""
+    try:
+        reply = asyncio.run(_qmp(files.qmp, "query-status"))
+    except Exception:  # QMP is a nicety for status; the pidfile is the truth
+        return None
+    return str(reply.get("status")) if isinstance(reply, dict) else None
+
+
+def stop(files: VmFiles, timeout: float) -> bool:
+    """Stop the VM: QMP ``quit``, then SIGKILL after ``timeout``. True if one was running."""
+    pid = running_pid(files)
+    if pid is None:
+        files.pidfile.unlink(missing_ok=True)
+        return False
+    try:
+        asyncio.run(asyncio.wait_for(_qmp(files.qmp, "quit"), timeout=min(timeout, 5)))
+    except Exception:  # an unresponsive QEMU is killed below
+        pass
+    deadline = time.monotonic() + timeout
+    while running_pid(files) == pid and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running_pid(files) == pid:
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and running_pid(files) == pid:
+            time.sleep(0.05)
+    files.pidfile.unlink(missing_ok=True)
+    files.qmp.unlink(missing_ok=True)
+    return True
+
+
+async def _qmp(socket: Path, command: str) -> object:
+    client = QMPClient("oscarvt")
+    await client.connect(str(socket))
+    try:
+        return await client.execute(command)
+    except Exception:
+        if command == "quit":  # QEMU may close the socket before it answers
+            return None
+        raise
+    finally:
+        await client.disconnect()

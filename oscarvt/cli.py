@@ -1,0 +1,147 @@
+"""The ``oscarvt`` command: one verb per driver phase, plus ssh, status and profile tools.
+
+Every verb prints progress, ends with a one-line verdict (``PASS: ...`` or
+``FAIL: ...``) and exits 0 or 1. Bad input is one error line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from oscarvt import log
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; return the exit status."""
+    logging.getLogger("qemu").setLevel(logging.CRITICAL)
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except OscarvtError as exc:
+        log.verdict(False, f"{args.verb}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log.verdict(False, f"{args.verb}: interrupted")
+        return 130
+
+
+def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        log.verdict(True, function(args))
+        return 0
+    return run
+
+
+def _copy_vm_image(args: argparse.Namespace) -> str:
+    from oscarvt.phases.create import copy_vm_image
+    return copy_vm_image(ClusterDir(args.cluster), args.spec)
+
+
+def _boot_headnode(args: argparse.Namespace) -> str:
+    from oscarvt.phases.boot import boot_headnode
+    return boot_headnode(ClusterDir(args.cluster))
+
+
+def _boot_compute_nodes(args: argparse.Namespace) -> str:
+    from oscarvt.phases.boot import boot_compute_nodes
+    return boot_compute_nodes(ClusterDir(args.cluster), args.boot, args.iso)
+
+
+def _destroy(args: argparse.Namespace) -> str:
+    from oscarvt.phases.destroy import destroy
+    return destroy(ClusterDir(args.cluster))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from oscarvt.phases.status import cluster_status, format_status
+    if args.json:
+        log.use_stream(sys.stderr)
+    status = cluster_status(ClusterDir(args.cluster))
+    print(json.dumps(status, indent=2) if args.json else format_status(status), flush=True)
+    dead = [name for name, vm in status["vms"].items() if vm["state"] == "dead"]
+    running = sum(vm["state"] == "running" for vm in status["vms"].values())
+    if dead:
+        log.verdict(False, f"status: {', '.join(dead)} died ({running}/{len(status['vms'])} VMs running)")
+        return 1
+    log.verdict(True, f"status: {running}/{len(status['vms'])} VMs running")
+    return 0
+
+
+def _ssh(args: argparse.Namespace) -> int:
+    from oscarvt.phases.access import open_vm
+    log.use_stream(sys.stderr)
+    words = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = " ".join(words).strip()
+    if not command:
+        raise OscarvtError("give a command after '--', e.g. oscarvt ssh --cluster DIR headnode -- uptime")
+    cluster = ClusterDir(args.cluster)
+    conn, opened = open_vm(cluster, cluster.load(), args.vm)
+    try:
+        out = sys.stdout.buffer
+        status = conn.run(command, lambda data: (out.write(data), out.flush()))
+    finally:
+        for c in opened:
+            c.close()
+    log.verdict(status == 0, f"ssh {args.vm}: '{command}' exited {status}")
+    return status
+
+
+def _profile_validate(args: argparse.Namespace) -> str:
+    from oscarvt.profile import validate_file
+    for path in args.files:
+        validate_file(path)
+        log.progress(f"{path}: valid")
+    return f"profile validate: {len(args.files)} profile(s) valid"
+
+
+def _profile_render(args: argparse.Namespace) -> int:
+    from oscarvt.backends.render import render
+    log.use_stream(sys.stderr)
+    print(render(args.file, args.backend), end="", flush=True)
+    log.verdict(True, f"profile render: {args.file} as {args.backend} configuration")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oscarvt", description=__doc__.split("\n")[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, run: Callable[[argparse.Namespace], int], help: str,
+             cluster: bool = True) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help, description=help)
+        if cluster:
+            sub.add_argument("--cluster", type=Path, required=True, metavar="DIR",
+                             help="the cluster's folder (state, profiles, disks, consoles)")
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = verb("copy-vm-image", _verb(_copy_vm_image), "create a cluster: profiles, template overlay, node disks")
+    sub.add_argument("--spec", type=Path, required=True, metavar="FILE", help="cluster spec (YAML)")
+    verb("boot-headnode", _verb(_boot_headnode), "start the headnode and wait for SSH")
+    sub = verb("boot-compute-nodes", _verb(_boot_compute_nodes), "start the compute nodes")
+    sub.add_argument("--boot", choices=["cdrom", "network", "disk"], help="boot device (default: spec)")
+    sub.add_argument("--iso", type=Path, metavar="FILE", help="CD image to boot from (with --boot cdrom)")
+    sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)")
+    sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
+    sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
+    sub = verb("status", _status, "show each VM's state and the phases")
+    sub.add_argument("--json", action="store_true", help="print the status as JSON")
+    verb("destroy", _verb(_destroy), "stop every VM and remove the disks (safe to repeat)")
+
+    profile = verbs.add_parser("profile", help="check and render V2M profiles")
+    tools = profile.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    sub = tools.add_parser("validate", help="check profiles against the schema")
+    sub.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    sub.set_defaults(run=_verb(_profile_validate))
+    sub = tools.add_parser("render", help="print the hypervisor configuration of a profile")
+    sub.add_argument("--backend", choices=["qemu", "libvirt", "xen"], required=True)
+    sub.add_argument("file", type=Path, metavar="FILE")
+    sub.set_defaults(run=_profile_render)
+    return parser

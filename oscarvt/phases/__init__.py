@@ -1,0 +1,1 @@
+"""The driver phases, one module each (see design.md)."""

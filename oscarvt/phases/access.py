@@ -1,0 +1,42 @@
+"""Reach a cluster's VMs over SSH: the headnode by its forwarded port, nodes through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.spec import ClusterSpec
+from oscarvt.ssh import Connection, Credentials, connect
+
+
+def credentials(spec: ClusterSpec) -> Credentials:
+    return Credentials(spec.ssh.user, spec.ssh.password, spec.ssh.key)
+
+
+def headnode_name(state: dict[str, Any]) -> str:
+    return next(name for name, vm in state["vms"].items() if vm["role"] == "headnode")
+
+
+def open_headnode(cluster: ClusterDir, state: dict[str, Any]) -> Connection:
+    """An SSH connection to the running headnode."""
+    name = headnode_name(state)
+    port = state["vms"][name].get("ssh_port")
+    if not port:
+        raise OscarvtError(f"{name} has not been booted (run 'oscarvt boot-headnode')")
+    return connect("127.0.0.1", port, credentials(cluster.spec(state)), name)
+
+
+def open_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> tuple[Connection, list[Connection]]:
+    """An SSH connection to ``name``, and every connection to close afterwards (hops included)."""
+    if name not in state["vms"]:
+        raise OscarvtError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state['vms'])})")
+    head = open_headnode(cluster, state)
+    if state["vms"][name]["role"] == "headnode":
+        return head, [head]
+    try:
+        node = connect(state["vms"][name]["ip"], 22, credentials(cluster.spec(state)), name, via=head)
+    except OscarvtError:
+        head.close()
+        raise
+    return node, [node, head]

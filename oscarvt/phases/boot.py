@@ -1,0 +1,113 @@
+"""boot-headnode and boot-compute-nodes: start VMs from their profiles."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from oscarvt import network
+from oscarvt.accel import choose_accel
+from oscarvt.backends import qemu
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.phases.access import credentials, headnode_name
+from oscarvt.profile import write_profile
+from oscarvt.spec import BOOT_METHODS
+from oscarvt.ssh import wait_for_ssh
+
+
+def boot_headnode(cluster: ClusterDir) -> str:
+    """Start the headnode, wait until SSH answers, give its private NIC its address."""
+    with cluster.phase("boot-headnode") as state:
+        spec = cluster.spec(state)
+        name = headnode_name(state)
+        vm = state["vms"][name]
+        vm["ssh_port"] = network.free_tcp_port()
+        start_vm(cluster, state, name)
+        progress(f"{name}: waiting for SSH on 127.0.0.1:{vm['ssh_port']} (up to {spec.timeouts.ssh}s)")
+        conn = wait_for_ssh("127.0.0.1", vm["ssh_port"], credentials(spec), name, spec.timeouts.ssh,
+                            give_up=lambda: vm_gone(cluster, name))
+        with conn:
+            progress(f"{name}: SSH answers")
+            iface = configure_private_nic(conn, vm["mac"], f"{vm['ip']}/{_prefix(spec.network.subnet)}")
+            progress(f"{name}: private NIC {iface} is {vm['ip']}")
+    return f"boot-headnode: {name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
+
+
+def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path | None = None) -> str:
+    """Start every compute node, booting from ``boot`` (cdrom needs ``iso`` or a profile's cdrom)."""
+    with cluster.phase("boot-compute-nodes") as state:
+        spec = cluster.spec(state)
+        method = boot or spec.nodes.boot
+        if method not in BOOT_METHODS:
+            raise OscarvtError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
+        if iso is not None and not iso.is_file():
+            raise OscarvtError(f"--iso: no such file {iso}")
+        nodes = [name for name, vm in state["vms"].items() if vm["role"] == "node"]
+        for name in nodes:
+            profile = cluster.profile(name)
+            cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
+            if method == "cdrom" and cdrom is None:
+                raise OscarvtError("booting nodes from CD needs --iso FILE")
+            write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
+            start_vm(cluster, state, name)
+    return f"boot-compute-nodes: {len(nodes)} nodes started from {method}"
+
+
+def start_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> int:
+    """Start one VM from its profile (resolving the accelerator first); record it in the state."""
+    accel = ensure_accel(cluster, state)
+    profile = cluster.profile(name)
+    files = cluster.files(name)
+    if qemu.running_pid(files) is not None:
+        raise OscarvtError(f"{name} is already running (run 'oscarvt destroy' first)")
+    bridge = state.get("bridge")
+    for tap, bridge_name in qemu.tap_nics(profile):
+        if bridge_name is None:
+            raise OscarvtError(f"profile {name}: tap {tap} names no bridge")
+        if network.ensure_bridge(bridge_name) and bridge:
+            bridge["created"] = True
+            cluster.save(state)
+        network.add_tap(tap, bridge_name)
+    vm = state["vms"][name]
+    vm["desired"] = "running"
+    cluster.save(state)
+    pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.get("ssh_port")), files)
+    progress(f"{name}: started (pid {pid}, {accel.upper()}), console {files.console}")
+    return pid
+
+
+def ensure_accel(cluster: ClusterDir, state: dict[str, Any]) -> str:
+    """The cluster's accelerator, chosen once (KVM probe) and kept in the state."""
+    if state.get("accel") is None:
+        spec = cluster.spec(state)
+        choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe)
+        state["accel"] = {"name": choice.name, "reason": choice.reason}
+        cluster.save(state)
+        progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
+    return str(state["accel"]["name"])
+
+
+def vm_gone(cluster: ClusterDir, name: str) -> str | None:
+    """A reason to stop waiting for ``name`` if its QEMU process is gone."""
+    if qemu.running_pid(cluster.files(name)) is None:
+        return f"{name}'s QEMU process is gone (see {cluster.files(name).console})"
+    return None
+
+
+def configure_private_nic(conn: Any, mac: str, address: str) -> str:
+    """Find the interface with ``mac`` on the VM and give it ``address``; return its name."""
+    links = conn.check_output("ip -o link")
+    for line in links.splitlines():
+        fields = line.split()
+        if mac.lower() in line.lower() and len(fields) > 1:
+            iface = fields[1].rstrip(":").split("@")[0]
+            conn.check_output(f"ip link set {iface} up && ip addr replace {address} dev {iface}")
+            return iface
+    raise OscarvtError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
+
+
+def _prefix(subnet: str) -> int:
+    return ipaddress.ip_network(subnet).prefixlen

@@ -1,0 +1,78 @@
+"""copy-vm-image: a new cluster folder with profiles, an overlay of the template and blank node disks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from oscarvt import disks, network
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
+from oscarvt.spec import ClusterSpec, load_spec
+
+
+def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
+    """Create the cluster described by ``spec_file`` in ``cluster``; return the verdict text."""
+    spec = load_spec(spec_file)
+    if cluster.exists() or cluster.pidfiles():
+        raise OscarvtError(f"{cluster.path}: already holds a cluster (run 'oscarvt destroy' first)")
+    cluster_id = network.new_cluster_id()
+    vms = _vm_records(spec, cluster_id)
+    cluster.create_folders()
+    cluster.save({"cluster_id": cluster_id, "spec": spec.to_dict(), "accel": None,
+                  "bridge": None, "vms": vms, "phases": []})
+    with cluster.phase("copy-vm-image") as state:
+        if spec.network.private == "bridge":
+            state["bridge"] = {"name": spec.network.bridge or network.bridge_name(cluster_id),
+                               "created": False}
+        for name, vm in vms.items():
+            profile = _profile(cluster, spec, cluster_id, name, vm, state["bridge"])
+            if profile.image is not None:
+                if vm["role"] == "headnode":
+                    disks.create_overlay(spec.template.disk, profile.image)  # type: ignore[arg-type]
+                else:
+                    disks.create_blank(profile.image, spec.nodes.disk)
+            write_profile(profile, cluster.profile_path(name))
+        lan = _lan_text(spec, cluster_id, state["bridge"])
+        progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")
+    return f"copy-vm-image: {len(vms)} profiles and disks in {cluster.path}"
+
+
+def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, dict[str, Any]]:
+    vms = {spec.headnode.name: {"role": "headnode", "index": 0}}
+    for i in range(1, spec.nodes.count + 1):
+        vms[f"{spec.nodes.name}{i}"] = {"role": "node", "index": i}
+    for vm in vms.values():
+        vm.update(mac=network.private_mac(cluster_id, vm["index"]),
+                  ip=network.private_ip(spec.network.subnet, vm["index"]),
+                  ssh_port=None, desired="created")
+    return vms
+
+
+def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
+             vm: dict[str, Any], bridge: dict[str, Any] | None) -> Profile:
+    if bridge is None:
+        lan = Network(f"oscarvt-{cluster_id:04x}", mcast=network.mcast_group(cluster_id))
+        private = Nic(VLAN, vm["mac"], lan)
+    else:
+        tap = network.tap_name(cluster_id, vm["index"])
+        private = Nic(BRIDGED_TAP, vm["mac"], Network(bridge["name"], bridge=bridge["name"], tap=tap))
+    vm_type = "Kvm" if spec.accel == "kvm" else "Qemu"
+    if vm["role"] == "headnode":
+        t = spec.template
+        return Profile(
+            name=name, type=vm_type, cpu=spec.headnode.cpus, memory=spec.headnode.memory,
+            image=cluster.disk_path(name) if t.disk else None,
+            nics=(Nic(NAT, network.nat_mac(cluster_id)), private),
+            boot="disk" if t.disk else None, kernel=t.kernel, initrd=t.initrd,
+            append=t.append if t.kernel else None)
+    return Profile(name=name, type=vm_type, cpu=spec.nodes.cpus, memory=spec.nodes.memory,
+                   image=cluster.disk_path(name), image_size=spec.nodes.disk,
+                   nics=(private,), boot=spec.nodes.boot)
+
+
+def _lan_text(spec: ClusterSpec, cluster_id: int, bridge: dict[str, Any] | None) -> str:
+    where = f"bridge {bridge['name']}" if bridge else f"multicast {network.mcast_group(cluster_id)}"
+    return f"{spec.network.subnet} on {where}"

@@ -1,0 +1,43 @@
+"""status: what each VM of the cluster is doing, and how the phases went."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oscarvt.backends import qemu
+from oscarvt.cluster import ClusterDir
+
+
+def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
+    """Status as data: each VM's state (running, paused, stopped, dead, created) and the phases.
+
+    ``dead`` means the driver started the VM and did not stop it, yet its QEMU
+    process is gone (killed, crashed).
+    """
+    state = cluster.load()
+    vms = {}
+    for name, vm in state["vms"].items():
+        files = cluster.files(name)
+        pid = qemu.running_pid(files)
+        if pid is not None:
+            vm_state = qemu.query_status(files) or "running"
+        elif vm.get("desired") == "running":
+            vm_state = "dead"
+        else:
+            vm_state = "stopped" if vm.get("desired") == "stopped" else "created"
+        vms[name] = {"role": vm["role"], "state": vm_state, "pid": pid, "ip": vm["ip"],
+                     "mac": vm["mac"], "ssh_port": vm.get("ssh_port"), "console": str(files.console)}
+    return {"cluster": str(cluster.path), "cluster_id": state["cluster_id"], "accel": state.get("accel"),
+            "vms": vms, "phases": state.get("phases", [])}
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """A table for people."""
+    lines = [f"{'VM':<14} {'ROLE':<9} {'STATE':<8} {'PID':>7} {'SSH':>6}  {'IP':<16} MAC"]
+    for name, vm in status["vms"].items():
+        lines.append(f"{name:<14} {vm['role']:<9} {vm['state']:<8} {vm['pid'] or '-':>7} "
+                     f"{vm['ssh_port'] or '-':>6}  {vm['ip']:<16} {vm['mac']}")
+    for phase in status["phases"]:
+        took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
+        lines.append(f"phase {phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,227 @@
+"""The cluster spec: a YAML file describing a virtual cluster, defaults for everything.
+
+Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.key``)::
+
+    template:                 # or just: template: /path/headnode.qcow2
+      disk: /var/cache/oscarvt/headnode.qcow2
+      kernel: /var/cache/oscarvt/vmlinuz      # direct kernel boot (optional)
+      initrd: /var/cache/oscarvt/initrd.img
+      append: "root=/dev/vda ro console=ttyS0"
+    headnode: {memory: 1024, cpus: 1}
+    nodes: {count: 2, memory: 512, cpus: 1, disk: 4G, boot: cdrom, name: oscarnode}
+    network: {private: mcast, subnet: 192.168.77.0/24, bridge: null}
+    ssh: {user: root, password: secret}       # or key: /path/id_ecdsa
+    accel: auto                               # auto | kvm | tcg
+    timeouts: {ssh: 600, kvm_probe: 8, stop: 15}
+
+Relative paths are taken from the spec file's folder. Unknown keys and bad
+values are errors that name the file and the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oscarvt.errors import OscarvtError
+
+BOOT_METHODS = ("cdrom", "network", "disk")
+NAT_SUBNET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user-mode networking
+
+
+@dataclass(frozen=True)
+class Template:
+    """What the headnode boots: a disk image, a kernel+initrd pair, or both."""
+
+    disk: Path | None = None
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = "console=ttyS0"
+
+
+@dataclass(frozen=True)
+class Headnode:
+    memory: int = 1024
+    cpus: int = 1
+    name: str = "headnode"
+
+
+@dataclass(frozen=True)
+class Nodes:
+    count: int = 2
+    memory: int = 512
+    cpus: int = 1
+    disk: str = "4G"
+    boot: str = "cdrom"
+    name: str = "oscarnode"
+
+
+@dataclass(frozen=True)
+class Network:
+    private: str = "mcast"
+    subnet: str = "192.168.77.0/24"
+    bridge: str | None = None
+
+
+@dataclass(frozen=True)
+class Ssh:
+    user: str = "root"
+    password: str | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    ssh: int = 600
+    kvm_probe: int = 8
+    stop: int = 15
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    template: Template
+    headnode: Headnode = field(default_factory=Headnode)
+    nodes: Nodes = field(default_factory=Nodes)
+    network: Network = field(default_factory=Network)
+    ssh: Ssh = field(default_factory=Ssh)
+    accel: str = "auto"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (paths as strings), as stored in the cluster state."""
+        return _plain(asdict(self))
+
+
+def load_spec(path: Path) -> ClusterSpec:
+    """Read and check a spec file; raise OscarvtError naming the file and key on any problem."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise OscarvtError(f"{path}: cannot read cluster spec: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise OscarvtError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    try:
+        return spec_from_dict(data, path.parent)
+    except OscarvtError as exc:
+        raise OscarvtError(f"{path}: {exc}") from None
+
+
+def spec_from_dict(data: Any, base: Path) -> ClusterSpec:
+    """Build a checked spec from parsed YAML; relative paths are resolved against ``base``."""
+    top = _mapping(data, "spec")
+    if "template" not in top:
+        raise OscarvtError("key 'template' is required (a qcow2 path or {disk, kernel, initrd})")
+    raw_template = top["template"]
+    if isinstance(raw_template, str):
+        raw_template = {"disk": raw_template}
+    sections = {
+        "template": _section(Template, raw_template, "template"),
+        "headnode": _section(Headnode, top.get("headnode", {}), "headnode"),
+        "nodes": _section(Nodes, top.get("nodes", {}), "nodes"),
+        "network": _section(Network, top.get("network", {}), "network"),
+        "ssh": _section(Ssh, top.get("ssh", {}), "ssh"),
+        "timeouts": _section(Timeouts, top.get("timeouts", {}), "timeouts"),
+    }
+    unknown = set(top) - {f.name for f in fields(ClusterSpec)}
+    if unknown:
+        raise OscarvtError(f"unknown key '{sorted(unknown)[0]}'")
+    accel = top.get("accel", "auto")
+    _choice(accel, ("auto", "kvm", "tcg"), "accel")
+    spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
+    return _resolve_paths(_check(spec), base)
+
+
+def _section(cls: type, raw: Any, name: str) -> Any:
+    values = _mapping(raw, name)
+    known = {f.name: f for f in fields(cls)}
+    for key, value in values.items():
+        if key not in known:
+            raise OscarvtError(f"unknown key '{name}.{key}'")
+        wanted = known[key].type
+        if "int" in str(wanted) and (not isinstance(value, int) or isinstance(value, bool)):
+            raise OscarvtError(f"key '{name}.{key}' must be a whole number, not {value!r}")
+        if "Path" in str(wanted) or "str" in str(wanted):
+            if value is not None and not isinstance(value, (str, int)):
+                raise OscarvtError(f"key '{name}.{key}' must be text, not {value!r}")
+            if value is not None:
+                value = Path(str(value)) if "Path" in str(wanted) else str(value)
+        values[key] = value
+    return cls(**values)
+
+
+def _check(spec: ClusterSpec) -> ClusterSpec:
+    t = spec.template
+    if t.disk is None and t.kernel is None:
+        raise OscarvtError("key 'template' needs 'disk' or 'kernel'")
+    if t.initrd is not None and t.kernel is None:
+        raise OscarvtError("key 'template.initrd' needs 'template.kernel'")
+    for key, value, low in [
+        ("headnode.memory", spec.headnode.memory, 64), ("headnode.cpus", spec.headnode.cpus, 1),
+        ("nodes.memory", spec.nodes.memory, 64), ("nodes.cpus", spec.nodes.cpus, 1),
+        ("nodes.count", spec.nodes.count, 0), ("timeouts.ssh", spec.timeouts.ssh, 1),
+        ("timeouts.kvm_probe", spec.timeouts.kvm_probe, 1), ("timeouts.stop", spec.timeouts.stop, 1),
+    ]:
+        if value < low:
+            raise OscarvtError(f"key '{key}' must be at least {low}, not {value}")
+    if spec.nodes.count > 250:
+        raise OscarvtError(f"key 'nodes.count' must be at most 250, not {spec.nodes.count}")
+    if not re.fullmatch(r"[1-9][0-9]*[KMGT]?", spec.nodes.disk):
+        raise OscarvtError(f"key 'nodes.disk' must be a size like 4G or 512M, not {spec.nodes.disk!r}")
+    for key, name in [("headnode.name", spec.headnode.name), ("nodes.name", spec.nodes.name)]:
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
+            raise OscarvtError(f"key '{key}' must be a host name (a-z, 0-9, -), not {name!r}")
+    _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
+    _choice(spec.network.private, ("mcast", "bridge"), "network.private")
+    try:
+        subnet = ipaddress.ip_network(spec.network.subnet)
+    except ValueError:
+        raise OscarvtError(f"key 'network.subnet' is not an IPv4 network: {spec.network.subnet!r}") from None
+    if subnet.version != 4 or subnet.overlaps(NAT_SUBNET):
+        raise OscarvtError(f"key 'network.subnet' must be IPv4 and not overlap {NAT_SUBNET} (NAT)")
+    if subnet.num_addresses < spec.nodes.count + 3:
+        raise OscarvtError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
+    if spec.network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", spec.network.bridge):
+        raise OscarvtError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
+    if spec.ssh.password is None and spec.ssh.key is None:
+        raise OscarvtError("key 'ssh' needs 'password' or 'key'")
+    return spec
+
+
+def _resolve_paths(spec: ClusterSpec, base: Path) -> ClusterSpec:
+    def resolve(value: Path | None, key: str) -> Path | None:
+        if value is None:
+            return None
+        path = (base / value.expanduser()).resolve()
+        if not path.is_file():
+            raise OscarvtError(f"key '{key}': no such file {path}")
+        return path
+
+    t = spec.template
+    template = Template(resolve(t.disk, "template.disk"), resolve(t.kernel, "template.kernel"),
+                        resolve(t.initrd, "template.initrd"), t.append)
+    ssh = Ssh(spec.ssh.user, spec.ssh.password, resolve(spec.ssh.key, "ssh.key"))
+    return ClusterSpec(template, spec.headnode, spec.nodes, spec.network, ssh, spec.accel, spec.timeouts)
+
+
+def _mapping(raw: Any, name: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise OscarvtError(f"key '{name}' must be a mapping, not {type(raw).__name__}")
+    return dict(raw)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise OscarvtError(f"key '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return str(value) if isinstance(value, Path) else value

@@ -1,0 +1,167 @@
+"""SSH to the cluster's VMs with paramiko: wait until a guest answers, run, copy files.
+
+The headnode is reached through its forwarded port on 127.0.0.1; a compute node
+through the headnode (a direct-tcpip channel to the node's private address).
+Files and folders travel as a tar stream over an exec channel, so a guest needs
+only ``tar`` (busybox's will do), not an SFTP server.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shlex
+import socket
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import paramiko
+
+from oscarvt.errors import OscarvtError
+from oscarvt.waiting import wait_for
+
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while sshd starts
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    password: str | None = None
+    key: Path | None = None
+
+
+class Connection:
+    """An open SSH connection to one VM."""
+
+    def __init__(self, client: paramiko.SSHClient, label: str) -> None:
+        self.client = client
+        self.label = label
+
+    def run(self, command: str, output: Callable[[bytes], None] | None = None,
+            timeout: float | None = None) -> int:
+        """Run ``command``; stream its stdout and stderr (merged) to ``output``; return its status."""
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise OscarvtError(f"SSH connection to {self.label} is closed")
+        channel = transport.open_session(timeout=30)
+        channel.set_combine_stderr(True)
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        try:
+            while True:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                if output is not None:
+                    output(data)
+        except socket.timeout:
+            channel.close()
+            raise OscarvtError(f"{self.label}: command timed out after {timeout}s: {command}") from None
+        return channel.recv_exit_status()
+
+    def check_output(self, command: str, timeout: float | None = 120) -> str:
+        """Run ``command`` and return its output; an error if it exits non-zero."""
+        chunks: list[bytes] = []
+        status = self.run(command, chunks.append, timeout)
+        text = b"".join(chunks).decode(errors="replace")
+        if status != 0:
+            last = text.strip().splitlines()[-1:] or ["(no output)"]
+            raise OscarvtError(f"{self.label}: '{command}' exited {status}: {last[0]}")
+        return text
+
+    def put(self, local: Path, remote_dir: str) -> None:
+        """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""
+        if not local.exists():
+            raise OscarvtError(f"{local}: no such file or folder to copy")
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(str(local), arcname=local.name)
+        quoted = shlex.quote(remote_dir)
+        self._stream_in(f"mkdir -p {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+
+    def get(self, remote: str, local_dir: Path) -> Path:
+        """Copy a file or folder from the VM into ``local_dir``; return the local path."""
+        path = PurePosixPath(remote)
+        channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} {shlex.quote(path.name)}")
+        local_dir.mkdir(parents=True, exist_ok=True)
+        with channel.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            tar.extractall(local_dir, filter="data")
+        status = channel.recv_exit_status()
+        if status != 0:
+            raise OscarvtError(f"{self.label}: cannot copy {remote} (tar exited {status})")
+        return local_dir / path.name
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _session(self, command: str) -> paramiko.Channel:
+        transport = self.client.get_transport()
+        assert transport is not None
+        channel = transport.open_session(timeout=30)
+        channel.exec_command(command)
+        return channel
+
+    def _stream_in(self, command: str, data: bytes) -> None:
+        channel = self._session(command)
+        channel.set_combine_stderr(True)
+        channel.sendall(data)
+        channel.shutdown_write()
+        output = channel.makefile("rb").read().decode(errors="replace")
+        status = channel.recv_exit_status()
+        if status != 0:
+            raise OscarvtError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
+
+
+def connect(host: str, port: int, creds: Credentials, label: str,
+            via: Connection | None = None, timeout: float = 10) -> Connection:
+    """Open one SSH connection (optionally through ``via``); raise OscarvtError if it fails."""
+    sock = None
+    if via is not None:
+        transport = via.client.get_transport()
+        if transport is None:
+            raise OscarvtError(f"cannot reach {label}: connection to {via.label} is closed")
+        try:
+            sock = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            raise OscarvtError(f"cannot reach {label} at {host}:{port} through {via.label}: {exc}") from None
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh VMs: new host keys each build
+    try:
+        client.connect(host, port, username=creds.user, password=creds.password,
+                       key_filename=str(creds.key) if creds.key else None, sock=sock,
+                       timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                       look_for_keys=False, allow_agent=False)
+    except paramiko.AuthenticationException:
+        client.close()
+        raise OscarvtError(f"{label}: SSH login as {creds.user} refused (check ssh.password/ssh.key)") from None
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        client.close()
+        raise OscarvtError(f"{label}: SSH failed: {exc or type(exc).__name__}") from None
+    return Connection(client, label)
+
+
+def wait_for_ssh(host: str, port: int, creds: Credentials, label: str, timeout: float,
+                 give_up: Callable[[], str | None] | None = None,
+                 via: Connection | None = None) -> Connection:
+    """Connect as soon as the guest's SSH server answers; quiet while it is not up yet.
+
+    A refused login ends the wait at once (the guest is up, the credentials are wrong).
+    """
+    def attempt() -> Connection | None:
+        try:
+            return connect(host, port, creds, label, via=via, timeout=5)
+        except OscarvtError as exc:
+            if "login" in str(exc) and "refused" in str(exc):
+                raise
+            return None
+
+    return wait_for(attempt, timeout=timeout, what=f"SSH on {label}", interval=1, give_up=give_up)
+

@@ -1,0 +1,22 @@
+"""oscarvt: automatic testing of the OSCAR cluster suite on virtual clusters."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="oscarvt",
+    version="0.1.0",
+    description="Test the OSCAR cluster suite on virtual clusters (driver and Buildbot steps)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["oscarvt", "oscarvt.*"]),
+    package_data={"oscarvt": ["schema/*.xsd"]},
+    install_requires=[
+        "paramiko==5.1.0",
+        "lxml==6.1.3",
+        "PyYAML==6.0.3",
+        "qemu.qmp==0.0.6",
+    ],
+    extras_require={"test": ["pytest==9.2.0", "pytest-timeout==2.4.0"]},
+    entry_points={"console_scripts": ["oscarvt = oscarvt.cli:main"]},
+)
