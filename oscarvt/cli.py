@@ -22,13 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one verb; return the exit status."""
     logging.getLogger("qemu").setLevel(logging.CRITICAL)
     args = _parser().parse_args(argv)
+    name = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
     try:
         return int(args.run(args))
     except OscarvtError as exc:
-        log.verdict(False, f"{args.verb}: {exc}")
+        log.verdict(False, f"{name}: {exc}")
         return 1
     except KeyboardInterrupt:
-        log.verdict(False, f"{args.verb}: interrupted")
+        log.verdict(False, f"{name}: interrupted")
         return 130
 
 

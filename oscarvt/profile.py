@@ -57,6 +57,15 @@ class Profile:
     initrd: Path | None = None
     append: str | None = None
 
+    @property
+    def boot_device(self) -> str | None:
+        """What the VM boots from: ``boot`` if given, else the CD if it has one (as V2M did), else its disk."""
+        if self.boot is not None:
+            return self.boot
+        if self.cdrom is not None:
+            return "cdrom"
+        return "disk" if self.image is not None else None
+
     def with_boot(self, boot: str, cdrom: Path | None) -> Profile:
         """The same VM set to boot from ``boot``, with ``cdrom`` in its drive (or none)."""
         return replace(self, boot=boot, cdrom=cdrom)

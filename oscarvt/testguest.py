@@ -241,3 +241,7 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
     except subprocess.CalledProcessError as exc:
         tail = (exc.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
         raise OscarvtError(f"test guest build: {' '.join(argv[:3])} failed: {tail[0]}") from exc
+
+
+if __name__ == "__main__":
+    print(build_test_guest().folder)

@@ -34,8 +34,8 @@ def render_libvirt(profile: Profile) -> str:
             _sub(os_element, "initrd", profile.initrd)
         if profile.append:
             _sub(os_element, "cmdline", profile.append)
-    elif profile.boot is not None:
-        _sub(os_element, "boot", dev=BOOT_DEV[profile.boot])
+    elif profile.boot_device is not None:
+        _sub(os_element, "boot", dev=BOOT_DEV[profile.boot_device])
     devices = _sub(domain, "devices")
     images = ([profile.image] if profile.image else []) + [p for _, p in profile.virtual_disks]
     for index, image in enumerate(images):

@@ -56,8 +56,8 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
             argv += ["-initrd", str(profile.initrd)]
         if profile.append:
             argv += ["-append", profile.append]
-    elif profile.boot is not None:
-        argv += ["-boot", f"order={BOOT_ORDER[profile.boot]}"]
+    elif profile.boot_device is not None:
+        argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
     argv += ["-device", "virtio-rng-pci",
              "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
              "-qmp", f"unix:{files.qmp},server=on,wait=off",

@@ -49,8 +49,8 @@ def render_xen(profile: Profile) -> str:
             entries.append(("ramdisk", str(profile.initrd)))
         if profile.append:
             entries.append(("cmdline", profile.append))
-    elif profile.boot is not None:
-        entries.append(("boot", BOOT[profile.boot]))
+    elif profile.boot_device is not None:
+        entries.append(("boot", BOOT[profile.boot_device]))
     entries.append(("serial", "pty"))
     text = "".join(f"{key} = {_value(value)}\n" for key, value in entries)
     check_xl_config(text, profile.name)

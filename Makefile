@@ -1,0 +1,42 @@
+# oscarvt: `make demo` runs the main job, `make test` runs the whole suite.
+# Both install what they need (Debian packages, a .venv), idempotently, as root on Debian 12.
+
+PYTHON ?= python3
+VENV := .venv
+APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
+	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 kmod
+PYTEST_ARGS ?=
+
+.PHONY: test deps venv testguest demo clean
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1 || apt-get update -qq
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The test guest (Debian cloud kernel + busybox/dropbear initramfs) is built, or taken
+# from the cache, before the tests enter their network namespace, which has no network.
+testguest: deps venv
+	$(VENV)/bin/python -m oscarvt.testguest
+
+# The suite runs in a private network namespace: only loopback, nothing leaves the machine.
+test: deps venv testguest
+	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest $(PYTEST_ARGS)'
+
+demo:
+	@echo "make demo: the Buildbot demo comes with the Buildbot issue; not built yet." >&2
+	@exit 1
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,128 @@
+"""Shared fixtures: the test guest, spec files, the real ``oscarvt`` command, clusters that clean up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.phases.access import open_vm
+from oscarvt.phases.destroy import destroy
+from oscarvt.testguest import TestGuest, build_test_guest
+from oscarvt.waiting import wait_for
+
+LAN_PREFIX = "192.168.77"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def last_line(self) -> str:
+        lines = self.output.strip().splitlines()
+        return lines[-1] if lines else ""
+
+
+def oscarvt(*args: str | Path, timeout: float = 600) -> Result:
+    """Run the real ``oscarvt`` command line (as a user would) and capture what it prints."""
+    proc = subprocess.run([sys.executable, "-m", "oscarvt", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def guest() -> TestGuest:
+    return build_test_guest()
+
+
+@pytest.fixture(scope="session")
+def node_iso(guest: TestGuest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A boot CD for compute nodes: the test guest, private address from its MAC."""
+    return guest.build_iso(tmp_path_factory.mktemp("iso") / "node.iso", f"oscarvt.lan={LAN_PREFIX}")
+
+
+def spec_data(guest: TestGuest, **sections: Any) -> dict[str, Any]:
+    """A spec for a small test-guest cluster; ``sections`` replace or extend the defaults."""
+    data: dict[str, Any] = {
+        "template": {"kernel": str(guest.kernel), "initrd": str(guest.initrd),
+                     "append": "console=ttyS0 quiet"},
+        "headnode": {"memory": 256},
+        "nodes": {"count": 2, "memory": 256, "disk": "64M"},
+        "network": {"subnet": f"{LAN_PREFIX}.0/24"},
+        "ssh": {"password": guest.password},
+        "accel": "tcg",
+        "timeouts": {"ssh": 120},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def write_spec(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def clusters() -> Iterator[Callable[[Path], ClusterDir]]:
+    """Register cluster folders; every one is destroyed at teardown, pass or fail."""
+    made: list[ClusterDir] = []
+
+    def register(path: Path) -> ClusterDir:
+        made.append(ClusterDir(path))
+        return made[-1]
+
+    yield register
+    for cluster in made:
+        destroy(cluster)
+
+
+def wait_reachable(cluster: ClusterDir, ips: list[str], timeout: float = 120) -> None:
+    """Wait until the headnode pings every address in ``ips`` over the private LAN."""
+    state = cluster.load()
+    conn, opened = open_vm(cluster, state, "headnode")
+    try:
+        for ip in ips:
+            wait_for(lambda: True if conn.run(f"ping -c 1 -W 1 {ip}") == 0 else None,
+                     timeout=timeout, what=f"{ip} to answer ping", interval=1)
+    finally:
+        for c in opened:
+            c.close()
+
+
+def qemu_pids_of(cluster_path: Path) -> list[int]:
+    """PIDs of live QEMU processes whose command line points into ``cluster_path``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and str(cluster_path).encode() in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def in_private_netns() -> bool:
+    """True inside the test command's network namespace (only ``lo``)."""
+    return sorted(os.listdir("/sys/class/net")) == ["lo"]
