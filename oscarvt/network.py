@@ -86,7 +86,7 @@ def _udp_ports_in_use() -> set[int]:
 
 def ensure_bridge(name: str) -> bool:
     """Create bridge ``name`` and bring it up unless it exists; True if this call created it."""
-    if Path(f"/sys/class/net/{name}").exists():
+    if link_exists(name):
         return False
     _ip("link", "add", name, "type", "bridge")
     _ip("link", "set", name, "up")
@@ -102,8 +102,13 @@ def add_tap(tap: str, bridge: str) -> None:
 
 def remove_link(name: str) -> None:
     """Delete a tap or bridge if it exists."""
-    if Path(f"/sys/class/net/{name}").exists():
+    if link_exists(name):
         _ip("link", "del", name)
+
+
+def link_exists(name: str) -> bool:
+    """True if this network namespace has an interface ``name`` (asked of ip, not /sys)."""
+    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True).returncode == 0
 
 
 def _ip(*args: str) -> None:

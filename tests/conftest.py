@@ -123,6 +123,12 @@ def qemu_pids_of(cluster_path: Path) -> list[int]:
     return found
 
 
+def links(*args: str) -> list[str]:
+    """Interface names ``ip -o link show ARGS`` lists in this network namespace."""
+    out = subprocess.run(["ip", "-o", "link", "show", *args], capture_output=True, text=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
 def in_private_netns() -> bool:
-    """True inside the test command's network namespace (only ``lo``)."""
-    return sorted(os.listdir("/sys/class/net")) == ["lo"]
+    """True inside the test command's network namespace (only ``lo``, created by ``make test``)."""
+    return sorted(links()) == ["lo"]

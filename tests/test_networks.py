@@ -1,0 +1,67 @@
+"""Private LANs: two clusters on one host stay apart; the bridge+tap back end works as root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import LAN_PREFIX, in_private_netns, links, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
+from oscarvt.phases.access import open_vm
+
+pytestmark = pytest.mark.vm
+
+
+def boot(clusters, guest, node_iso, folder: Path, **spec) -> object:
+    folder.mkdir()
+    cluster = clusters(folder / "c")
+    path = write_spec(folder / "spec.yaml", spec_data(guest, **spec))
+    for args in (["copy-vm-image", "--spec", path], ["boot-headnode"], ["boot-compute-nodes", "--iso", node_iso]):
+        result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
+        assert result.returncode == 0, result.output
+    return cluster
+
+
+def headnode_run(cluster, command: str) -> tuple[int, str]:
+    conn, opened = open_vm(cluster, cluster.load(), "headnode")
+    chunks: list[bytes] = []
+    try:
+        status = conn.run(command, chunks.append)
+    finally:
+        for c in opened:
+            c.close()
+    return status, b"".join(chunks).decode()
+
+
+def test_two_clusters_side_by_side_do_not_see_each_other(clusters, guest, node_iso, tmp_path):
+    # Same subnet, same addresses: only the LAN (multicast group and port) keeps them apart.
+    one = boot(clusters, guest, node_iso, tmp_path / "one", nodes={"count": 1})
+    two = boot(clusters, guest, node_iso, tmp_path / "two", nodes={"count": 1},
+               ssh={"password": None, "key": str(guest.key)})
+    lans = [one.load()["cluster_id"], two.load()["cluster_id"]]
+    assert lans[0] != lans[1]
+    for cluster in (one, two):
+        wait_reachable(cluster, [f"{LAN_PREFIX}.2"])
+        status, neigh = headnode_run(cluster, "ip neigh")
+        assert f"{LAN_PREFIX}.2 dev eth1 lladdr {cluster.load()['vms']['oscarnode1']['mac']}" in neigh
+    # An address that exists only on cluster two's LAN is unreachable from cluster one.
+    assert headnode_run(two, f"ip addr add {LAN_PREFIX}.200/24 dev eth1")[0] == 0
+    assert headnode_run(two, f"ping -c 1 -W 2 {LAN_PREFIX}.200")[0] == 0
+    status, output = headnode_run(one, f"ping -c 3 -W 2 {LAN_PREFIX}.200")
+    assert status != 0, output
+    assert "0 packets received" in output
+
+
+@pytest.mark.skipif(not in_private_netns(), reason="the bridge back end is tested only inside the test namespace")
+def test_bridge_and_tap_back_end(clusters, guest, node_iso, tmp_path):
+    cluster = boot(clusters, guest, node_iso, tmp_path / "br", nodes={"count": 1},
+                   network={"private": "bridge"})
+    state = cluster.load()
+    bridge = state["bridge"]["name"]
+    taps = sorted(links("master", bridge))
+    assert taps == [f"{bridge}t0", f"{bridge}t1"]
+    wait_reachable(cluster, [f"{LAN_PREFIX}.2"])
+    result = oscarvt("destroy", "--cluster", cluster.path)
+    assert result.returncode == 0, result.output
+    assert not set(links()) & {bridge, *taps}
+    assert qemu_pids_of(cluster.path) == []
