@@ -7,7 +7,7 @@ APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 kmod
 PYTEST_ARGS ?=
 
-.PHONY: test deps venv testguest demo clean
+.PHONY: test deps venv testguest bench demo clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -33,6 +33,10 @@ testguest: deps venv
 # The suite runs in a private network namespace: only loopback, nothing leaves the machine.
 test: deps venv testguest
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest $(PYTEST_ARGS)'
+
+# Boot times as JSON (bench/boot_times.py), in a private network namespace too.
+bench: deps venv testguest
+	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/python bench/boot_times.py'
 
 demo:
 	@echo "make demo: the Buildbot demo comes with the Buildbot issue; not built yet." >&2
