@@ -17,12 +17,11 @@ import yaml
 
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import open_vm
+from oscarvt.phases.access import open_vm, wait_pingable
 from oscarvt.phases.boot import boot_compute_nodes, boot_headnode
 from oscarvt.phases.create import copy_vm_image
 from oscarvt.phases.destroy import destroy
 from oscarvt.testguest import build_test_guest
-from oscarvt.waiting import wait_for
 
 LAN = "192.168.77"
 
@@ -54,11 +53,11 @@ def main() -> None:
             nodes_started = time.monotonic()
             boot_compute_nodes(cluster, "cdrom", iso)
             conn, opened = open_vm(cluster, cluster.load(), "headnode")
-            for ip in (f"{LAN}.2", f"{LAN}.3"):
-                wait_for(lambda: True if conn.run(f"ping -c 1 -W 1 {ip}") == 0 else None,
-                         timeout=300, what=f"{ip}", interval=0.5)
-            for c in opened:
-                c.close()
+            try:
+                wait_pingable(conn, [f"{LAN}.2", f"{LAN}.3"], timeout=300)
+            finally:
+                for c in opened:
+                    c.close()
             nodes = round(time.monotonic() - nodes_started, 2)
             accel = cluster.load()["accel"]
         finally:

@@ -84,9 +84,12 @@ def _ssh(args: argparse.Namespace) -> int:
         raise OscarvtError("give a command after '--', e.g. oscarvt ssh --cluster DIR headnode -- uptime")
     cluster = ClusterDir(args.cluster)
     conn, opened = open_vm(cluster, cluster.load(), args.vm)
+    def output(data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
     try:
-        out = sys.stdout.buffer
-        status = conn.run(command, lambda data: (out.write(data), out.flush()))
+        status = conn.run(command, output)
     finally:
         for c in opened:
             c.close()

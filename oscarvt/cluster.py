@@ -82,7 +82,8 @@ class ClusterDir:
         tmp.replace(self.state_file)
 
     def spec(self, state: dict[str, Any]) -> ClusterSpec:
-        return spec_from_dict(state["spec"], self.path)
+        """The spec the cluster was made from (its files are not required to exist still)."""
+        return spec_from_dict(state["spec"], self.path, check_files=False)
 
     def profile(self, vm: str) -> Profile:
         return load_profile(self.profile_path(vm))

@@ -80,11 +80,11 @@ def to_xml(profile: Profile) -> bytes:
     _text(root, "memory", profile.memory)
     image = _text(root, "image", profile.image)
     if image is not None and profile.image_size:
-        image.set("size", profile.image_size)
+        image.set("size", profile.image_size)  # V2M's own attribute
     if profile.virtual_disks:
         disks = etree.SubElement(root, "virtual_disks")
         for disk_id, path in profile.virtual_disks:
-            _text(disks, "virtual_disk", path).set("id", disk_id)
+            etree.SubElement(disks, "virtual_disk", id=disk_id).text = str(path)
     _text(root, "cdrom", profile.cdrom)
     for number, nic in enumerate(profile.nics, start=1):
         element = etree.SubElement(root, f"nic{number}")
@@ -120,17 +120,18 @@ def load_profile(path: Path) -> Profile:
         if element is not None:
             net = element.find("network")
             network = None if net is None else Network(
-                net.get("name"), net.get("mcast"), net.get("bridge"), net.get("tap"))
-            nics.append(Nic(element.findtext("type"), element.findtext("mac").lower(), network))
+                net.get("name", ""), net.get("mcast"), net.get("bridge"), net.get("tap"))
+            nics.append(Nic(_required(element, "type"), _required(element, "mac").lower(), network))
     image = root.find("image")
     return Profile(
-        name=root.findtext("name"),
-        type=root.findtext("type"),
+        name=_required(root, "name"),
+        type=_required(root, "type"),
         cpu=_int(root.findtext("cpu")),
         memory=_int(root.findtext("memory")),
         image=_path(root.findtext("image")),
         image_size=None if image is None else image.get("size"),
-        virtual_disks=tuple((d.get("id"), _path(d.text)) for d in root.iterfind("virtual_disks/virtual_disk")),
+        virtual_disks=tuple((d.get("id", ""), Path(_required(d, ".").removeprefix("file://")))
+                            for d in root.iterfind("virtual_disks/virtual_disk")),
         cdrom=_path(root.findtext("cdrom")),
         nics=tuple(nics),
         boot=root.findtext("boot"),
@@ -163,16 +164,25 @@ def _parse(path: Path) -> etree._ElementTree:
 def _validate(tree: etree._ElementTree, where: str) -> None:
     schema = _schema()
     if not schema.validate(tree):
-        error = schema.error_log.last_error
+        error = schema.error_log[0]  # type: ignore[index]  # the first problem, as xmllint shows it
         raise OscarvtError(f"{where}:{error.line}: not a valid V2M profile: {error.message}")
 
 
 def _text(parent: etree._Element, tag: str, value: object) -> etree._Element | None:
+    """Append ``<tag>value</tag>`` unless value is None."""
     if value is None:
         return None
     element = etree.SubElement(parent, tag)
     element.text = str(value)
     return element
+
+
+def _required(element: etree._Element, tag: str) -> str:
+    """Text of a child the schema requires (so it is there once the profile validated)."""
+    text = element.findtext(tag) if tag != "." else element.text
+    if text is None:
+        raise OscarvtError(f"profile lacks <{tag}>")
+    return text.strip()
 
 
 def _path(text: str | None) -> Path | None:

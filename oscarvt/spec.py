@@ -113,8 +113,12 @@ def load_spec(path: Path) -> ClusterSpec:
         raise OscarvtError(f"{path}: {exc}") from None
 
 
-def spec_from_dict(data: Any, base: Path) -> ClusterSpec:
-    """Build a checked spec from parsed YAML; relative paths are resolved against ``base``."""
+def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSpec:
+    """Build a checked spec from parsed YAML; relative paths are resolved against ``base``.
+
+    ``check_files=False`` skips checking that the files exist (a cluster's stored spec:
+    its VMs must still be stoppable when the template has gone since).
+    """
     top = _mapping(data, "spec")
     if "template" not in top:
         raise OscarvtError("key 'template' is required (a qcow2 path or {disk, kernel, initrd})")
@@ -135,7 +139,7 @@ def spec_from_dict(data: Any, base: Path) -> ClusterSpec:
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
-    return _resolve_paths(_check(spec), base)
+    return _resolve_paths(_check(spec), base, check_files)
 
 
 def _section(cls: type, raw: Any, name: str) -> Any:
@@ -194,12 +198,12 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
     return spec
 
 
-def _resolve_paths(spec: ClusterSpec, base: Path) -> ClusterSpec:
+def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterSpec:
     def resolve(value: Path | None, key: str) -> Path | None:
         if value is None:
             return None
         path = (base / value.expanduser()).resolve()
-        if not path.is_file():
+        if check_files and not path.is_file():
             raise OscarvtError(f"key '{key}': no such file {path}")
         return path
 

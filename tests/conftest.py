@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,10 +12,9 @@ import pytest
 import yaml
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import open_vm
+from oscarvt.phases.access import open_vm, wait_pingable
 from oscarvt.phases.destroy import destroy
 from oscarvt.testguest import TestGuest, build_test_guest
-from oscarvt.waiting import wait_for
 
 LAN_PREFIX = "192.168.77"
 
@@ -99,9 +97,7 @@ def wait_reachable(cluster: ClusterDir, ips: list[str], timeout: float = 120) ->
     state = cluster.load()
     conn, opened = open_vm(cluster, state, "headnode")
     try:
-        for ip in ips:
-            wait_for(lambda: True if conn.run(f"ping -c 1 -W 1 {ip}") == 0 else None,
-                     timeout=timeout, what=f"{ip} to answer ping", interval=1)
+        wait_pingable(conn, ips, timeout)
     finally:
         for c in opened:
             c.close()

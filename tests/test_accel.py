@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import oscarvt, spec_data, write_spec
+
 from oscarvt.accel import choose_accel
 from oscarvt.errors import OscarvtError
 

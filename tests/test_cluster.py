@@ -11,17 +11,20 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from conftest import LAN_PREFIX, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
+
 from oscarvt.cluster import ClusterDir
 from oscarvt.phases.access import open_vm
 from oscarvt.phases.destroy import destroy
 from oscarvt.ssh import Credentials, connect
+from oscarvt.waiting import wait_for
 
 pytestmark = pytest.mark.vm
 
@@ -150,3 +153,23 @@ def test_destroy_stops_everything_and_removes_disks(booted):
     phases = [(p["phase"], p["result"]) for p in booted.cluster.load()["phases"]]
     assert phases == [("copy-vm-image", "passed"), ("boot-headnode", "passed"),
                       ("boot-compute-nodes", "passed"), ("destroy", "passed"), ("destroy", "passed")]
+
+
+def test_boot_headnode_gives_up_at_once_when_its_qemu_dies(clusters, guest, tmp_path):
+    cluster = clusters(tmp_path / "c")
+    spec = write_spec(tmp_path / "spec.yaml", spec_data(guest, nodes={"count": 0}, timeouts={"ssh": 300}))
+    assert oscarvt("copy-vm-image", "--cluster", cluster.path, "--spec", spec).returncode == 0
+    boot = subprocess.Popen([sys.executable, "-m", "oscarvt", "boot-headnode", "--cluster", str(cluster.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pidfile = cluster.files("headnode").pidfile
+    wait_for(lambda: pidfile.read_text().strip() or None if pidfile.exists() else None,
+             timeout=60, what="the headnode's pidfile")
+    killed = time.monotonic()
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    output, _ = boot.communicate(timeout=60)
+    assert time.monotonic() - killed < 10
+    assert boot.returncode == 1
+    assert output.strip().splitlines()[-1] == (
+        "FAIL: boot-headnode: gave up waiting for SSH on headnode: headnode's QEMU process is gone "
+        f"(see {cluster.files('headnode').console})")
+    assert cluster.load()["phases"][-1]["result"] == "failed"

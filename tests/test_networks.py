@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import LAN_PREFIX, in_private_netns, links, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
+
 from oscarvt.phases.access import open_vm
 
 pytestmark = pytest.mark.vm

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import oscarvt
 from lxml import etree
 
-from conftest import oscarvt
 from oscarvt.backends import libvirt, xen
 from oscarvt.errors import OscarvtError
 from oscarvt.profile import NAT, VLAN, Network, Nic, Profile, load_profile, to_xml, write_profile

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import oscarvt, spec_data, write_spec
+
 from oscarvt.errors import OscarvtError
 from oscarvt.spec import load_spec
 
@@ -78,3 +78,16 @@ def test_cli_verb_on_a_folder_without_cluster(tmp_path: Path):
     assert result.returncode == 1
     assert result.output.strip() == (f"FAIL: boot-headnode: {tmp_path}: no cluster here "
                                      "(run 'oscarvt copy-vm-image' first)")
+
+
+def test_destroy_works_when_the_template_is_gone(guest, tmp_path):
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(guest.kernel.read_bytes())
+    data = spec_data(guest)
+    data["template"]["kernel"] = str(kernel)
+    spec = write_spec(tmp_path / "spec.yaml", data)
+    assert oscarvt("copy-vm-image", "--cluster", tmp_path / "c", "--spec", spec).returncode == 0
+    kernel.unlink()
+    result = oscarvt("destroy", "--cluster", tmp_path / "c")
+    assert result.returncode == 0, result.output
+    assert result.last_line == "PASS: destroy: 0 VMs stopped, 2 disks removed, no VM of c running"

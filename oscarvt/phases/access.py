@@ -8,6 +8,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, connect
+from oscarvt.waiting import wait_for
 
 
 def credentials(spec: ClusterSpec) -> Credentials:
@@ -40,3 +41,11 @@ def open_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> tuple[Conn
         head.close()
         raise
     return node, [node, head]
+
+
+def wait_pingable(conn: Connection, ips: list[str], timeout: float) -> None:
+    """Wait until the VM behind ``conn`` gets a ping answer from every address in ``ips``."""
+    for ip in ips:
+        command = f"ping -c 1 -W 1 {ip}"
+        wait_for(lambda: True if conn.run(command) == 0 else None,  # noqa: B023 (called at once)
+                 timeout=timeout, what=f"{ip} to answer ping from {conn.label}", interval=0.5)

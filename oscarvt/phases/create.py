@@ -41,7 +41,7 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
 
 
 def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, dict[str, Any]]:
-    vms = {spec.headnode.name: {"role": "headnode", "index": 0}}
+    vms: dict[str, dict[str, Any]] = {spec.headnode.name: {"role": "headnode", "index": 0}}
     for i in range(1, spec.nodes.count + 1):
         vms[f"{spec.nodes.name}{i}"] = {"role": "node", "index": i}
     for vm in vms.values():
