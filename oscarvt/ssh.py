@@ -87,7 +87,9 @@ class Connection:
         channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} {shlex.quote(path.name)}")
         local_dir.mkdir(parents=True, exist_ok=True)
         with channel.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            tar.extractall(local_dir, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4; Debian 12 has 3.11.2
+                tar.extraction_filter = tarfile.data_filter
+            tar.extractall(local_dir)
         status = channel.recv_exit_status()
         if status != 0:
             raise OscarvtError(f"{self.label}: cannot copy {remote} (tar exited {status})")

@@ -15,7 +15,7 @@ from oscarvt.log import progress
 from oscarvt.phases.access import credentials, headnode_name
 from oscarvt.profile import write_profile
 from oscarvt.spec import BOOT_METHODS
-from oscarvt.ssh import wait_for_ssh
+from oscarvt.ssh import Connection, wait_for_ssh
 
 
 def boot_headnode(cluster: ClusterDir) -> str:
@@ -97,7 +97,7 @@ def vm_gone(cluster: ClusterDir, name: str) -> str | None:
     return None
 
 
-def configure_private_nic(conn: Any, mac: str, address: str) -> str:
+def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
     """Find the interface with ``mac`` on the VM and give it ``address``; return its name."""
     links = conn.check_output("ip -o link")
     for line in links.splitlines():
