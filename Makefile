@@ -4,10 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
-	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 kmod
+	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \
+	mmdebstrap e2fsprogs passwd systemd
 PYTEST_ARGS ?=
 
-.PHONY: test deps venv testguest bench demo clean
+.PHONY: test deps venv testguest template bench demo clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -30,8 +31,12 @@ venv: $(VENV)/.installed
 testguest: deps venv
 	$(VENV)/bin/python -m oscarvt.testguest
 
+# The headnode template (Debian 12, mmdebstrap), likewise built or taken from the cache first.
+template: deps venv
+	$(VENV)/bin/oscarvt image build
+
 # The suite runs in a private network namespace: only loopback, nothing leaves the machine.
-test: deps venv testguest
+test: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest $(PYTEST_ARGS)'
 
 # Boot times as JSON (bench/boot_times.py), in a private network namespace too.

@@ -19,7 +19,11 @@ def cache_root() -> Path:
 
 
 def recipe_key(*parts: str) -> str:
-    """A short, stable hash of everything that determines a build's result."""
+    """A short, stable hash of everything that determines a build's result.
+
+    Builders pass their own module's source among the parts, so any change to how
+    something is built makes a new cache entry.
+    """
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()
     return digest[:16]
 

@@ -113,6 +113,19 @@ def _profile_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_build(args: argparse.Namespace) -> str:
+    from oscarvt.image import build_template
+    if args.authorized_key is not None and not args.authorized_key.is_file():
+        raise OscarvtError(f"--authorized-key: no such file {args.authorized_key}")
+    template, cached = build_template(args.suite, args.password, args.authorized_key, args.size, args.force)
+    for line in (f"template: {template.folder}",
+                 f"  disk: {template.disk}", f"  kernel: {template.kernel}", f"  initrd: {template.initrd}",
+                 f"  append: {template.append}",
+                 f"ssh: {{key: {template.key}}}" if template.key.exists() else "ssh: (your key or password)"):
+        print(line, flush=True)
+    return f"image build: {template.disk} ({'from the cache' if cached else 'built'})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oscarvt", description=__doc__.split("\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -138,6 +151,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = verb("status", _status, "show each VM's state and the phases")
     sub.add_argument("--json", action="store_true", help="print the status as JSON")
     verb("destroy", _verb(_destroy), "stop every VM and remove the disks (safe to repeat)")
+
+    image = verbs.add_parser("image", help="build headnode templates")
+    tools = image.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    sub = tools.add_parser("build", help="build a Debian headnode template (cached by recipe)",
+                           description="Build a Debian headnode template (qcow2, kernel, initrd), cached by recipe. "
+                           "Prints the spec lines that use it.")
+    sub.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    sub.add_argument("--password", help="root's password (default: key login only)")
+    sub.add_argument("--authorized-key", type=Path, metavar="FILE",
+                     help="public key for root (default: a key pair made beside the template)")
+    sub.add_argument("--size", default="8G", help="file system size, sparse (default: 8G)")
+    sub.add_argument("--force", action="store_true", help="rebuild even if the cache has this recipe")
+    sub.set_defaults(run=_verb(_image_build))
 
     profile = verbs.add_parser("profile", help="check and render V2M profiles")
     tools = profile.add_subparsers(dest="tool", required=True, metavar="TOOL")

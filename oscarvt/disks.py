@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from oscarvt.errors import OscarvtError
+from oscarvt.tools import run_tool
 
 
 def image_format(path: Path) -> str:
@@ -34,11 +33,4 @@ def create_blank(path: Path, size: str) -> None:
 
 
 def _qemu_img(*args: str) -> str:
-    try:
-        result = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
-    except FileNotFoundError:
-        raise OscarvtError("qemu-img is not installed (Debian package qemu-utils)") from None
-    if result.returncode != 0:
-        message = result.stderr.strip().splitlines()[-1:] or ["failed"]
-        raise OscarvtError(f"qemu-img {args[0]}: {message[0]}")
-    return result.stdout
+    return run_tool(["qemu-img", *args], f"qemu-img {args[0]}")

@@ -15,6 +15,7 @@ The result is cached under ``cache_root()/testguest/<recipe hash>``.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -27,6 +28,7 @@ import paramiko
 
 from oscarvt.cache import cached_build, recipe_key
 from oscarvt.errors import OscarvtError
+from oscarvt.tools import run_tool
 
 PASSWORD = "oscarvt-test"
 READY_MARKER = "oscarvt-guest: ready"
@@ -141,7 +143,7 @@ def build_test_guest(force: bool = False) -> TestGuest:
     """Build the test guest, or return the cached one for the same recipe."""
     package = kernel_package()
     versions = _run(["dpkg-query", "-W", "busybox-static", "dropbear-bin"])
-    key = recipe_key(package, versions, INIT, UDHCPC_SCRIPT, " ".join(MODULES))
+    key = recipe_key(Path(__file__).read_text(), package, versions)
     return TestGuest(cached_build("testguest", key, lambda out: _build(out, package), force))
 
 
@@ -158,9 +160,10 @@ def _build(out: Path, package: str) -> None:
         _fill_root(root, next((unpacked / "lib" / "modules").iterdir()), out)
         files = _run(["find", "."], cwd=root)
         cpio = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
-                              input=files.encode(), capture_output=True, check=True).stdout
-        (out / "initrd.gz").write_bytes(subprocess.run(
-            ["gzip", "-6"], input=cpio, capture_output=True, check=True).stdout)
+                              input=files.encode(), capture_output=True)
+        if cpio.returncode != 0:
+            raise OscarvtError(f"test guest build: cpio failed: {cpio.stderr.decode().strip()}")
+        (out / "initrd.gz").write_bytes(gzip.compress(cpio.stdout, compresslevel=6))
     (out / "guest.json").write_text(json.dumps({"kernel_package": package}) + "\n")
 
 
@@ -234,13 +237,7 @@ def _write(path: Path, text: str, mode: int) -> None:
 
 
 def _run(argv: list[str], cwd: Path | None = None) -> str:
-    try:
-        return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True).stdout
-    except FileNotFoundError as exc:
-        raise OscarvtError(f"test guest build needs {argv[0]}, which is not installed") from exc
-    except subprocess.CalledProcessError as exc:
-        tail = (exc.stderr or "").strip().splitlines()[-1:] or ["(no message)"]
-        raise OscarvtError(f"test guest build: {' '.join(argv[:3])} failed: {tail[0]}") from exc
+    return run_tool(argv, f"test guest build: {argv[0]}", cwd=cwd)
 
 
 if __name__ == "__main__":

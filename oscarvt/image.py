@@ -1,0 +1,172 @@
+"""``oscarvt image build``: a headnode template from Debian packages, cached by recipe.
+
+mmdebstrap builds a Debian root (bookworm by default) with the cloud kernel,
+openssh-server, the version-control clients and what the example suite needs;
+the root is then set up for a virtual headnode (root login by key or password,
+SSH host keys made per clone at first boot, DHCP on the NAT NIC only, services a
+headnode does not need masked), written into an ext4 file system without
+mounting it (``mke2fs -d``) and converted to qcow2. The kernel and initrd are
+copied beside it for direct kernel boot. The result lives in
+``cache_root()/templates/<recipe hash>/``; a second build with the same recipe
+returns at once, and a failed build leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from oscarvt.cache import cache_root, cached_build, recipe_key
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.tools import run_tool
+
+PACKAGES = [
+    "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "openssh-server",
+    "git", "subversion", "rsync", "perl", "dnsmasq", "busybox-static", "dropbear-bin",
+    "xorriso", "isolinux", "syslinux-common", "cpio", "e2fsprogs", "iproute2",
+    "iputils-ping", "procps", "tar", "gzip",
+]
+# Not needed on a headnode under test, and slow under TCG.
+MASKED_UNITS = [
+    "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
+    "e2scrub_reap.service", "fstrim.timer", "systemd-networkd-wait-online.service",
+    "getty@tty1.service", "getty-static.service", "dnsmasq.service", "systemd-timesyncd.service",
+]
+KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
+FREE_SPACE_NEEDED = 3 * 1024**3
+
+HOSTKEYS_UNIT = """[Unit]
+Description=Generate SSH host keys for this clone (oscarvt; no RSA: slow under TCG)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key
+ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+NAT_NETWORK = """# The headnode's first NIC is QEMU's user-mode NAT; the driver configures the private NIC.
+[Match]
+Name=eth0
+
+[Network]
+DHCP=ipv4
+"""
+
+
+@dataclass(frozen=True)
+class Template:
+    """A built headnode template: disk, kernel, initrd, and the key root accepts."""
+
+    folder: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.folder / "headnode.qcow2"
+
+    @property
+    def kernel(self) -> Path:
+        return self.folder / "vmlinuz"
+
+    @property
+    def initrd(self) -> Path:
+        return self.folder / "initrd.img"
+
+    @property
+    def key(self) -> Path:
+        """Private key (ECDSA) in root's authorized_keys; absent if an outside key was given."""
+        return self.folder / "id_ecdsa"
+
+    @property
+    def append(self) -> str:
+        return KERNEL_APPEND
+
+
+def build_template(suite: str = "bookworm", password: str | None = None,
+                   authorized_key: Path | None = None, size: str = "8G",
+                   force: bool = False) -> tuple[Template, bool]:
+    """Build (or take from the cache) a headnode template; return it and whether it was cached."""
+    public_key = authorized_key.read_text().strip() if authorized_key else None
+    secret = hashlib.sha256((password or "").encode()).hexdigest()
+    key = recipe_key(Path(__file__).read_text(), suite, secret, public_key or "", size)
+    final = cache_root() / "templates" / key
+    cached = final.is_dir() and not force
+    if not cached:
+        _check_free_space(final.parent)
+    folder = cached_build("templates", key, lambda out: _build(out, suite, password, public_key, size), force)
+    return Template(folder), cached
+
+
+def _build(out: Path, suite: str, password: str | None, public_key: str | None, size: str) -> None:
+    root = out / "root"
+    progress(f"mmdebstrap {suite}: {len(PACKAGES)} packages and their dependencies (about a minute)")
+    run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--include={','.join(PACKAGES)}",
+              suite, str(root)], "mmdebstrap", hint="is the Debian package registry reachable?")
+    progress("setting up the root: login, SSH host keys per clone, NAT NIC, masked services")
+    _set_up_root(root, out, password, public_key)
+    for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
+        found = sorted((root / "boot").glob(pattern))
+        if not found:
+            raise OscarvtError(f"the built root has no /boot/{pattern}")
+        shutil.copy(found[-1], out / name)
+    raw = out / "disk.raw"
+    progress(f"writing an ext4 file system of {size} (sparse) and converting it to qcow2")
+    run_tool(["mke2fs", "-q", "-t", "ext4", "-L", "oscarvt-root", "-d", str(root), str(raw), size],
+             "mke2fs")
+    run_tool(["qemu-img", "convert", "-O", "qcow2", str(raw), str(out / "headnode.qcow2")],
+             "qemu-img convert")
+    raw.unlink()
+    shutil.rmtree(root)
+
+
+def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | None) -> None:
+    _write(root / "etc/fstab", "/dev/vda / ext4 defaults,noatime 0 1\n")
+    _write(root / "etc/hostname", "headnode\n")
+    _write(root / "etc/hosts", "127.0.0.1 localhost\n127.0.1.1 headnode\n")
+    _write(root / "etc/machine-id", "")  # each clone makes its own at first boot
+    login = "yes" if password else "prohibit-password"
+    _write(root / "etc/ssh/sshd_config.d/oscarvt.conf",
+           f"PermitRootLogin {login}\nPasswordAuthentication {'yes' if password else 'no'}\nUseDNS no\n"
+           "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n")
+    for host_key in (root / "etc/ssh").glob("ssh_host_*"):
+        host_key.unlink()
+    _write(root / "etc/systemd/system/oscarvt-hostkeys.service", HOSTKEYS_UNIT)
+    _write(root / "etc/systemd/network/10-nat.network", NAT_NETWORK)
+    if public_key is None:
+        generated = paramiko.ECDSAKey.generate(bits=256)
+        generated.write_private_key_file(str(out / "id_ecdsa"))
+        public_key = f"{generated.get_name()} {generated.get_base64()} oscarvt-template"
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write(ssh_dir / "authorized_keys", public_key + "\n", 0o600)
+    if password:
+        run_tool(["chpasswd", "--root", str(root)], "chpasswd", stdin=f"root:{password}\n")
+    run_tool(["systemctl", f"--root={root}", "enable", "oscarvt-hostkeys.service", "systemd-networkd.service"],
+             "systemctl enable")
+    run_tool(["systemctl", f"--root={root}", "mask", *MASKED_UNITS], "systemctl mask")
+    run_tool(["systemctl", f"--root={root}", "set-default", "multi-user.target"], "systemctl set-default")
+
+
+def _check_free_space(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free < FREE_SPACE_NEEDED:
+        raise OscarvtError(f"{folder} has {free / 1024**3:.1f} GiB free, "
+                           f"needs {FREE_SPACE_NEEDED / 1024**3:.0f} GiB")
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)

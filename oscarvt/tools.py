@@ -1,0 +1,37 @@
+"""Run the external programs the driver relies on (qemu-img, mmdebstrap, cpio, ...)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from oscarvt.errors import OscarvtError
+
+# Debian packages that provide each program, named in "not installed" errors.
+PACKAGES = {"qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs",
+            "xorriso": "xorriso", "cpio": "cpio", "openssl": "openssl", "dpkg-deb": "dpkg"}
+
+
+def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | bytes | None = None,
+             cwd: Path | None = None) -> str:
+    """Run ``argv`` and return its standard output.
+
+    A missing program or a non-zero exit is one OscarvtError: ``WHAT failed: <its
+    last error line> (HINT)``.
+    """
+    try:
+        result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd,
+                                text=not isinstance(stdin, bytes))
+    except FileNotFoundError:
+        package = PACKAGES.get(argv[0])
+        raise OscarvtError(f"{what}: {argv[0]} is not installed"
+                           + (f" (Debian package {package})" if package else "")) from None
+    if result.returncode == 0:
+        return result.stdout if isinstance(result.stdout, str) else result.stdout.decode()
+    output = result.stderr if isinstance(result.stderr, str) else result.stderr.decode(errors="replace")
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
+    detail = errors[-1] if errors else f"exit status {result.returncode}"
+    if "No space left on device" in output:
+        detail = "no space left on the device"
+    raise OscarvtError(f"{what} failed: {detail}" + (f" ({hint})" if hint else ""))
