@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import in_private_netns, oscarvt, write_spec
+
 from oscarvt import image
 from oscarvt.errors import OscarvtError
 
