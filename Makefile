@@ -39,9 +39,9 @@ template: deps venv
 test: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest $(PYTEST_ARGS)'
 
-# Boot times as JSON (bench/boot_times.py), in a private network namespace too.
-bench: deps venv testguest
-	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/python bench/boot_times.py'
+# Boot times as JSON (bench/*.py), in a private network namespace too.
+bench: deps venv testguest template
+	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done'
 
 # Until the Buildbot package lands, the demo is the driver on its own: a 1+2 cluster of
 # test guests created, booted, reached and destroyed with the oscarvt verbs.
