@@ -17,7 +17,7 @@ def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | bytes | No
     """Run ``argv`` and return its standard output.
 
     A missing program or a non-zero exit is one OscarvtError: ``WHAT failed: <its
-    last error line> (HINT)``.
+    first "E:"/"error" line, else its last line> (HINT)``.
     """
     try:
         result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd,
@@ -30,8 +30,9 @@ def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | bytes | No
         return result.stdout if isinstance(result.stdout, str) else result.stdout.decode()
     output = result.stderr if isinstance(result.stderr, str) else result.stderr.decode(errors="replace")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
-    detail = errors[-1] if errors else f"exit status {result.returncode}"
+    errors = [line for line in lines if line.startswith(("E:", "error", "Error"))]
+    # The first error line says what went wrong; later ones tend to say only that it did.
+    detail = errors[0] if errors else lines[-1] if lines else f"exit status {result.returncode}"
     if "No space left on device" in output:
         detail = "no space left on the device"
     raise OscarvtError(f"{what} failed: {detail}" + (f" ({hint})" if hint else ""))

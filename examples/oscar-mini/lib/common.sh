@@ -1,0 +1,53 @@
+# Shared by install_cluster and its steps: logging, errors, OSCAR's paths, menu replay.
+
+OSCAR_LOG_DIR=/var/log/oscar
+OSCAR_LOG=$OSCAR_LOG_DIR/oscarinstall.log
+OSCAR_CONF_DIR=/etc/oscar
+SI_IMAGES=/var/lib/systemimager/images
+SI_SCRIPTS=/var/lib/systemimager/scripts
+SI_LOG_DIR=/var/log/systemimager
+SI_MONITOR_PORT=8181
+
+log_section() { echo "=============================================="; echo "$(date '+%F %T') $*"; }
+log_subsection() { echo "--> $*"; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+# read_menu FILE "ITEMS WITH A VALUE" MAX: replay an OSCAR menu answer file.
+# Prints "ITEM<TAB>VALUE" per answer (VALUE empty for items without one). Lines that
+# start with '#' and blank lines are ignored; anything else that is not a menu item
+# of 1..MAX, or an item whose value is missing, is an error naming the file and line.
+read_menu() {
+    local file=$1 valued=" $2 " max=$3 number=0 item="" line
+    [ -r "$file" ] || die "$file: cannot read the answer file"
+    while IFS= read -r line || [ -n "$line" ]; do
+        number=$((number + 1))
+        line=${line%$'\r'}
+        case "$line" in ''|'#'*) continue ;; esac
+        if [ -n "$item" ]; then
+            printf '%s\t%s\n' "$item" "$line"
+            item=""
+            continue
+        fi
+        case "$line" in
+            *[!0-9]*) die "$file line $number: '$line' is not a menu item (1-$max)" ;;
+        esac
+        [ "$line" -ge 1 ] && [ "$line" -le "$max" ] || die "$file line $number: no menu item $line (1-$max)"
+        if [[ "$valued" == *" $line "* ]]; then
+            item=$line
+        else
+            printf '%s\t\n' "$line"
+        fi
+    done < "$file"
+    [ -z "$item" ] || die "$file: menu item $item needs a value on the next line"
+}
+
+# valid_ipv4 ADDRESS: true if ADDRESS is a dotted IPv4 address.
+valid_ipv4() {
+    local IFS=. part count=0
+    [[ "$1" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || return 1
+    for part in $1; do [ "$part" -le 255 ] || return 1; count=$((count + 1)); done
+    [ "$count" = 4 ]
+}
+
+# iface_ipv4 IFACE: the interface's IPv4 address with prefix (e.g. 192.168.77.1/24).
+iface_ipv4() { ip -o -4 addr show dev "$1" | awk '{print $4; exit}'; }

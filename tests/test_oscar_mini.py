@@ -1,0 +1,112 @@
+"""examples/oscar-mini, the OSCAR-compatible suite: its CLI, menu replay, and step 3 on a real headnode."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import oscarvt, write_spec
+from oscarvt.cluster import ClusterDir
+from oscarvt.image import build_template
+from oscarvt.phases.access import open_vm
+from oscarvt.ssh import Connection
+
+SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+
+
+def read_menu(tmp_path: Path, text: str, valued: str, top: int) -> subprocess.CompletedProcess[str]:
+    answers = tmp_path / "answers.txt"
+    answers.write_text(text)
+    return subprocess.run(["bash", "-c", f'. "$0/lib/common.sh"; read_menu "$1" "{valued}" {top}',
+                           str(SUITE), str(answers)], capture_output=True, text=True)
+
+
+def test_menu_replay_reads_items_and_values(tmp_path):
+    result = read_menu(tmp_path, "# build the image\n1\noscarimage\n\n7\nreboot\n8\n9\n", "1 2 3 4 5 6 7", 9)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1\toscarimage\n7\treboot\n8\t\n9\t\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1\noscarimage\n12\n", " line 3: no menu item 12 (1-9)"),
+    ("build\n", " line 1: 'build' is not a menu item (1-9)"),
+    ("8\n1\n", ": menu item 1 needs a value on the next line"),
+])
+def test_menu_replay_rejects_bad_answers(tmp_path, text, message):
+    result = read_menu(tmp_path, text, "1 2 3 4 5 6 7", 9)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"ERROR: {tmp_path / 'answers.txt'}{message}"
+
+
+@pytest.fixture(scope="module")
+def headnode(tmp_path_factory) -> tuple[ClusterDir, Connection]:
+    template, _ = build_template()
+    root = tmp_path_factory.mktemp("mini")
+    spec = write_spec(root / "spec.yaml", {
+        "template": {"disk": str(template.disk), "kernel": str(template.kernel),
+                     "initrd": str(template.initrd), "append": template.append},
+        "nodes": {"count": 0}, "ssh": {"key": str(template.key)}, "accel": "tcg"})
+    cluster = ClusterDir(root / "c")
+    try:
+        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
+            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
+            assert result.returncode == 0, result.output
+        conn, opened = open_vm(cluster, cluster.load(), "headnode")
+        conn.put(SUITE, "/opt")
+        yield cluster, conn
+        for c in opened:
+            c.close()
+    finally:
+        oscarvt("destroy", "--cluster", cluster.path)
+
+
+def run(conn: Connection, command: str) -> tuple[int, str]:
+    chunks: list[bytes] = []
+    status = conn.run(command, chunks.append, timeout=300)
+    return status, b"".join(chunks).decode(errors="replace")
+
+
+SKIP_LATER = "--skipbuild --skipdefine --skipnet --skipcomplete --skiptest"
+
+
+@pytest.mark.vm
+def test_steps_1_to_3_make_an_imaging_server(headnode):
+    cluster, conn = headnode
+    conn.check_output("printf 'base\\n# comment\\nssh-keys\\n' > /root/opkgs.txt")
+    status, output = run(conn, f"/opt/oscar-mini/install_cluster --cli eth1 --opkgselector /root/opkgs.txt {SKIP_LATER}")
+    assert status == 0, output
+    for text in ("Step 1 - Select Packages", "Step 2 - Configure Packages",
+                 "Step 3 - Install OSCAR Server Packages", "Skipping Step 8 - Test Cluster Setup"):
+        assert text in output
+    assert conn.check_output("cat /etc/oscar/selected_opkgs") == "base\nssh-keys\n"
+    assert "OSCAR_SERVER_ADDRESS = 192.168.77.1/24" in conn.check_output("cat /etc/oscar/oscar.conf")
+    assert "Step 3 - Install OSCAR Server Packages" in conn.check_output("cat /var/log/oscar/oscarinstall.log")
+    listening = conn.check_output("cat /proc/net/tcp /proc/net/udp")
+    assert ":0369 " in listening  # rsync daemon, TCP 873
+    assert ":1FF5 " in listening  # monitor, TCP 8181
+    assert ":0043 " in listening  # DHCP, UDP 67
+    line = "mac=52:54:00:aa:bb:02:ip=192.168.77.2:host=oscarnode1:status=40:speed=100"
+    conn.check_output(f"echo '{line}' > /dev/tcp/127.0.0.1/8181; sleep 0.5")
+    assert line in conn.check_output("cat /var/log/systemimager/si_monitor.log")
+    clients = conn.check_output("cat /var/lib/systemimager/clients.xml")
+    assert 'host="oscarnode1"' in clients and 'mac="52:54:00:aa:bb:02"' in clients and 'status="40"' in clients
+
+
+@pytest.mark.vm
+def test_bad_package_selection_fails_on_step_1(headnode):
+    cluster, conn = headnode
+    conn.check_output("printf 'base\\nmpich\\n' > /root/bad-opkgs.txt")
+    status, output = run(conn, f"/opt/oscar-mini/install_cluster --cli eth1 --opkgselector /root/bad-opkgs.txt {SKIP_LATER}")
+    assert status == 1
+    assert "/root/bad-opkgs.txt: no OSCAR package named 'mpich'" in output
+    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 1 - Select Packages"
+
+
+@pytest.mark.vm
+def test_invalid_interface_is_refused_with_usage(headnode):
+    cluster, conn = headnode
+    status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth9")
+    assert status == 1
+    assert output.startswith("The interface eth9 specified is invalid.\nUsage: install_cluster --cli INTERFACE")
