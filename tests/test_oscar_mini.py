@@ -110,3 +110,33 @@ def test_invalid_interface_is_refused_with_usage(headnode):
     status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth9")
     assert status == 1
     assert output.startswith("The interface eth9 specified is invalid.\nUsage: install_cluster --cli INTERFACE")
+
+
+@pytest.mark.vm
+def test_step_4_builds_a_client_image(headnode):
+    cluster, conn = headnode
+    status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth1 --skipselector --skipinstall"
+                               " --buildimage /opt/oscar-mini/share/buildimage.answers"
+                               " --skipdefine --skipnet --skipcomplete --skiptest")
+    assert status == 0, output
+    assert "Step 4 - Build OSCAR Client Image" in output
+    image = "/var/lib/systemimager/images/oscarimage"
+    wanted = ["bin/busybox", "boot/initrd.img", "boot/vmlinuz", "etc/init.d/rcS", "lib/modules/$(uname -r)",
+              "sbin/init", "usr/sbin/dropbear"]
+    listing = conn.check_output(f"cd {image} && ls -d {' '.join(wanted)}").split()
+    assert listing[:4] + listing[5:] == wanted[:4] + wanted[5:]
+    assert listing[4].startswith("lib/modules/6.")
+    assert "POST_ACTION=reboot" in conn.check_output(f"cat {image}/etc/systemimager/image.conf")
+    assert conn.check_output(f"chroot {image} /usr/sbin/dropbear -V 2>&1; chroot {image} /bin/sh -c 'echo ok'") \
+        .strip().endswith("ok")
+
+
+@pytest.mark.vm
+def test_a_broken_build_answer_fails_on_step_4(headnode):
+    cluster, conn = headnode
+    conn.check_output("sed 's/^static$/carrier-pigeon/' /opt/oscar-mini/share/buildimage.answers > /root/bad.answers")
+    status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth1 --skipselector --skipinstall"
+                               " --buildimage /root/bad.answers --skipdefine --skipnet --skipcomplete --skiptest")
+    assert status == 1
+    assert "IP assignment method 'carrier-pigeon' is not static or dhcp" in output
+    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 4 - Build OSCAR Client Image"
