@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import oscarvt, write_spec
+
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.access import open_vm
@@ -68,6 +68,7 @@ def run(conn: Connection, command: str) -> tuple[int, str]:
     return status, b"".join(chunks).decode(errors="replace")
 
 
+INSTALL = "/opt/oscar-mini/install_cluster --cli eth1"
 SKIP_LATER = "--skipbuild --skipdefine --skipnet --skipcomplete --skiptest"
 
 
@@ -75,7 +76,7 @@ SKIP_LATER = "--skipbuild --skipdefine --skipnet --skipcomplete --skiptest"
 def test_steps_1_to_3_make_an_imaging_server(headnode):
     cluster, conn = headnode
     conn.check_output("printf 'base\\n# comment\\nssh-keys\\n' > /root/opkgs.txt")
-    status, output = run(conn, f"/opt/oscar-mini/install_cluster --cli eth1 --opkgselector /root/opkgs.txt {SKIP_LATER}")
+    status, output = run(conn, f"{INSTALL} --opkgselector /root/opkgs.txt {SKIP_LATER}")
     assert status == 0, output
     for text in ("Step 1 - Select Packages", "Step 2 - Configure Packages",
                  "Step 3 - Install OSCAR Server Packages", "Skipping Step 8 - Test Cluster Setup"):
@@ -98,7 +99,7 @@ def test_steps_1_to_3_make_an_imaging_server(headnode):
 def test_bad_package_selection_fails_on_step_1(headnode):
     cluster, conn = headnode
     conn.check_output("printf 'base\\nmpich\\n' > /root/bad-opkgs.txt")
-    status, output = run(conn, f"/opt/oscar-mini/install_cluster --cli eth1 --opkgselector /root/bad-opkgs.txt {SKIP_LATER}")
+    status, output = run(conn, f"{INSTALL} --opkgselector /root/bad-opkgs.txt {SKIP_LATER}")
     assert status == 1
     assert "/root/bad-opkgs.txt: no OSCAR package named 'mpich'" in output
     assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 1 - Select Packages"
@@ -115,7 +116,7 @@ def test_invalid_interface_is_refused_with_usage(headnode):
 @pytest.mark.vm
 def test_step_4_builds_a_client_image(headnode):
     cluster, conn = headnode
-    status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth1 --skipselector --skipinstall"
+    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall"
                                " --buildimage /opt/oscar-mini/share/buildimage.answers"
                                " --skipdefine --skipnet --skipcomplete --skiptest")
     assert status == 0, output
@@ -135,7 +136,7 @@ def test_step_4_builds_a_client_image(headnode):
 def test_a_broken_build_answer_fails_on_step_4(headnode):
     cluster, conn = headnode
     conn.check_output("sed 's/^static$/carrier-pigeon/' /opt/oscar-mini/share/buildimage.answers > /root/bad.answers")
-    status, output = run(conn, "/opt/oscar-mini/install_cluster --cli eth1 --skipselector --skipinstall"
+    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall"
                                " --buildimage /root/bad.answers --skipdefine --skipnet --skipcomplete --skiptest")
     assert status == 1
     assert "IP assignment method 'carrier-pigeon' is not static or dhcp" in output

@@ -1,0 +1,31 @@
+"""The code itself: ruff (style, likely bugs) and mypy (types) have nothing to say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_ruff_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "oscarvt", "tests", "bench"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_oscar_mini_shell_scripts_parse():
+    scripts = [ROOT / "examples/oscar-mini/install_cluster", ROOT / "examples/oscar-mini/lib/common.sh",
+               ROOT / "scripts/demo-cluster.sh", *sorted((ROOT / "examples/oscar-mini/steps").iterdir())]
+    for script in scripts:
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{script}: {result.stderr}"
+    result = subprocess.run(["perl", "-c", str(ROOT / "examples/oscar-mini/share/si_monitor")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
