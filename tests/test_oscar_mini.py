@@ -141,3 +141,32 @@ def test_a_broken_build_answer_fails_on_step_4(headnode):
     assert status == 1
     assert "IP assignment method 'carrier-pigeon' is not static or dhcp" in output
     assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 4 - Build OSCAR Client Image"
+
+
+@pytest.mark.vm
+def test_step_5_defines_clients(headnode):
+    cluster, conn = headnode
+    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall --skipbuild"
+                               " --defineclients /opt/oscar-mini/share/defineclients.answers"
+                               " --skipnet --skipcomplete --skiptest")
+    assert status == 0, output
+    assert conn.check_output("cat /etc/oscar/clients") == (
+        "oscarnode1 192.168.77.2 255.255.255.0 192.168.77.1 oscarimage oscardomain\n"
+        "oscarnode2 192.168.77.3 255.255.255.0 192.168.77.1 oscarimage oscardomain\n")
+    assert "192.168.77.3 oscarnode2.oscardomain oscarnode2\n" in conn.check_output("cat /etc/hosts")
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("edit, message", [
+    ("/^4$/{n;s/.*/two/}", "count must be a whole number, not 'two'"),
+    ("s/^oscarimage$/noimage/", "image noimage does not exist (build it in step 4)"),
+    ("s/^192.168.77.2$/192.168.777.2/", "startip '192.168.777.2' is not an IPv4 address"),
+])
+def test_a_broken_define_answer_fails_on_step_5(headnode, edit, message):
+    cluster, conn = headnode
+    conn.check_output(f"sed '{edit}' /opt/oscar-mini/share/defineclients.answers > /root/bad-define.answers")
+    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall --skipbuild"
+                               " --defineclients /root/bad-define.answers --skipnet --skipcomplete --skiptest")
+    assert status == 1
+    assert f"ERROR: {message}" in output
+    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 5 - Define OSCAR Clients"
