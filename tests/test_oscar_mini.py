@@ -72,6 +72,14 @@ INSTALL = "/opt/oscar-mini/install_cluster --cli eth1"
 SKIP_LATER = "--skipbuild --skipdefine --skipnet --skipcomplete --skiptest"
 
 
+def run_failing(conn: Connection, flags: str, failure: str) -> str:
+    """Run install_cluster with ``flags``; it must end with OSCAR's ``failure`` line. Returns its output."""
+    status, output = run(conn, f"{INSTALL} {flags}")
+    assert status == 1, output
+    assert output.strip().splitlines()[-1] == f"ERROR: {failure}"
+    return output
+
+
 @pytest.mark.vm
 def test_steps_1_to_3_make_an_imaging_server(headnode):
     cluster, conn = headnode
@@ -99,10 +107,8 @@ def test_steps_1_to_3_make_an_imaging_server(headnode):
 def test_bad_package_selection_fails_on_step_1(headnode):
     cluster, conn = headnode
     conn.check_output("printf 'base\\nmpich\\n' > /root/bad-opkgs.txt")
-    status, output = run(conn, f"{INSTALL} --opkgselector /root/bad-opkgs.txt {SKIP_LATER}")
-    assert status == 1
+    output = run_failing(conn, f"--opkgselector /root/bad-opkgs.txt {SKIP_LATER}", "Failed on Step 1 - Select Packages")
     assert "/root/bad-opkgs.txt: no OSCAR package named 'mpich'" in output
-    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 1 - Select Packages"
 
 
 @pytest.mark.vm
@@ -136,11 +142,10 @@ def test_step_4_builds_a_client_image(headnode):
 def test_a_broken_build_answer_fails_on_step_4(headnode):
     cluster, conn = headnode
     conn.check_output("sed 's/^static$/carrier-pigeon/' /opt/oscar-mini/share/buildimage.answers > /root/bad.answers")
-    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall"
-                               " --buildimage /root/bad.answers --skipdefine --skipnet --skipcomplete --skiptest")
-    assert status == 1
+    output = run_failing(conn, "--skipselector --skipinstall --buildimage /root/bad.answers"
+                               " --skipdefine --skipnet --skipcomplete --skiptest",
+                         "Failed on Step 4 - Build OSCAR Client Image")
     assert "IP assignment method 'carrier-pigeon' is not static or dhcp" in output
-    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 4 - Build OSCAR Client Image"
 
 
 @pytest.mark.vm
@@ -165,8 +170,6 @@ def test_step_5_defines_clients(headnode):
 def test_a_broken_define_answer_fails_on_step_5(headnode, edit, message):
     cluster, conn = headnode
     conn.check_output(f"sed '{edit}' /opt/oscar-mini/share/defineclients.answers > /root/bad-define.answers")
-    status, output = run(conn, f"{INSTALL} --skipselector --skipinstall --skipbuild"
-                               " --defineclients /root/bad-define.answers --skipnet --skipcomplete --skiptest")
-    assert status == 1
+    output = run_failing(conn, "--skipselector --skipinstall --skipbuild --defineclients /root/bad-define.answers"
+                               " --skipnet --skipcomplete --skiptest", "Failed on Step 5 - Define OSCAR Clients")
     assert f"ERROR: {message}" in output
-    assert output.strip().splitlines()[-1] == "ERROR: Failed on Step 5 - Define OSCAR Clients"
