@@ -28,8 +28,10 @@ def recipe_key(*parts: str) -> str:
     return digest[:16]
 
 
-def cached_build(kind: str, key: str, build: Callable[[Path], None], force: bool = False) -> Path:
-    """Return the cache folder ``kind/key``, building it with ``build(tmpdir)`` if absent.
+def cached_build(kind: str, key: str, build: Callable[[Path], None], force: bool = False) -> tuple[Path, bool]:
+    """Return the cache folder ``kind/key`` and whether it was already there, building it if not.
+
+    ``build(tmpdir)`` runs when the folder is absent or ``force`` is set.
 
     ``build`` fills a temporary folder beside the final one, which is renamed into
     place only when ``build`` returns; a failed or interrupted build leaves nothing
@@ -37,7 +39,7 @@ def cached_build(kind: str, key: str, build: Callable[[Path], None], force: bool
     """
     final = cache_root() / kind / key
     if final.is_dir() and not force:
-        return final
+        return final, True
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
@@ -49,4 +51,4 @@ def cached_build(kind: str, key: str, build: Callable[[Path], None], force: bool
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-    return final
+    return final, False

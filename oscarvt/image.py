@@ -21,7 +21,7 @@ from pathlib import Path
 
 import paramiko
 
-from oscarvt.cache import cache_root, cached_build, recipe_key
+from oscarvt.cache import cached_build, recipe_key
 from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
 from oscarvt.tools import run_tool
@@ -99,15 +99,13 @@ def build_template(suite: str = "bookworm", password: str | None = None,
     public_key = authorized_key.read_text().strip() if authorized_key else None
     secret = hashlib.sha256((password or "").encode()).hexdigest()
     key = recipe_key(Path(__file__).read_text(), suite, secret, public_key or "", size)
-    final = cache_root() / "templates" / key
-    cached = final.is_dir() and not force
-    if not cached:
-        _check_free_space(final.parent)
-    folder = cached_build("templates", key, lambda out: _build(out, suite, password, public_key, size), force)
+    folder, cached = cached_build("templates", key, lambda out: _build(out, suite, password, public_key, size),
+                                  force)
     return Template(folder), cached
 
 
 def _build(out: Path, suite: str, password: str | None, public_key: str | None, size: str) -> None:
+    _check_free_space(out.parent)
     root = out / "root"
     progress(f"mmdebstrap {suite}: {len(PACKAGES)} packages and their dependencies (about a minute)")
     run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--include={','.join(PACKAGES)}",
@@ -158,7 +156,6 @@ def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | 
 
 
 def _check_free_space(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     stat = os.statvfs(folder)
     free = stat.f_bavail * stat.f_frsize
     if free < FREE_SPACE_NEEDED:

@@ -20,6 +20,7 @@ import subprocess
 from pathlib import Path
 
 from oscarvt.errors import OscarvtError
+from oscarvt.tools import run_tool
 
 
 def new_cluster_id() -> int:
@@ -112,7 +113,4 @@ def link_exists(name: str) -> bool:
 
 
 def _ip(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise OscarvtError(f"ip {' '.join(args)}: {result.stderr.strip() or 'failed'}"
-                           " (the bridge back end needs root or CAP_NET_ADMIN)")
+    run_tool(["ip", *args], f"ip {' '.join(args)}", hint="the bridge back end needs root or CAP_NET_ADMIN")

@@ -144,7 +144,8 @@ def build_test_guest(force: bool = False) -> TestGuest:
     package = kernel_package()
     versions = _run(["dpkg-query", "-W", "busybox-static", "dropbear-bin"])
     key = recipe_key(Path(__file__).read_text(), package, versions)
-    return TestGuest(cached_build("testguest", key, lambda out: _build(out, package), force))
+    folder, _ = cached_build("testguest", key, lambda out: _build(out, package), force)
+    return TestGuest(folder)
 
 
 def _build(out: Path, package: str) -> None:

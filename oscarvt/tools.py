@@ -12,7 +12,7 @@ PACKAGES = {"qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mke2fs": "e2f
             "xorriso": "xorriso", "cpio": "cpio", "openssl": "openssl", "dpkg-deb": "dpkg"}
 
 
-def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | bytes | None = None,
+def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | None = None,
              cwd: Path | None = None) -> str:
     """Run ``argv`` and return its standard output.
 
@@ -20,15 +20,14 @@ def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | bytes | No
     first "E:"/"error" line, else its last line> (HINT)``.
     """
     try:
-        result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd,
-                                text=not isinstance(stdin, bytes))
+        result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd, text=True)
     except FileNotFoundError:
         package = PACKAGES.get(argv[0])
         raise OscarvtError(f"{what}: {argv[0]} is not installed"
                            + (f" (Debian package {package})" if package else "")) from None
     if result.returncode == 0:
-        return result.stdout if isinstance(result.stdout, str) else result.stdout.decode()
-    output = result.stderr if isinstance(result.stderr, str) else result.stderr.decode(errors="replace")
+        return result.stdout
+    output = result.stderr
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("E:", "error", "Error"))]
     # The first error line says what went wrong; later ones tend to say only that it did.
