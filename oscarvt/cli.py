@@ -52,7 +52,7 @@ def _boot_headnode(args: argparse.Namespace) -> str:
 
 def _boot_compute_nodes(args: argparse.Namespace) -> str:
     from oscarvt.phases.boot import boot_compute_nodes
-    return boot_compute_nodes(ClusterDir(args.cluster), args.boot, args.iso)
+    return boot_compute_nodes(ClusterDir(args.cluster), args.boot, args.iso, args.node)
 
 
 def _destroy(args: argparse.Namespace) -> str:
@@ -145,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = verb("boot-compute-nodes", _verb(_boot_compute_nodes), "start the compute nodes")
     sub.add_argument("--boot", choices=["cdrom", "network", "disk"], help="boot device (default: spec)")
     sub.add_argument("--iso", type=Path, metavar="FILE", help="CD image to boot from (with --boot cdrom)")
+    sub.add_argument("--node", action="append", metavar="NAME",
+                     help="start only this node (repeatable), e.g. to restart one from its disk")
     sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)")
     sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")

@@ -29,7 +29,7 @@ from oscarvt.tools import run_tool
 PACKAGES = [
     "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "openssh-server",
     "git", "subversion", "rsync", "perl", "dnsmasq", "busybox-static", "dropbear-bin",
-    "xorriso", "isolinux", "syslinux-common", "cpio", "e2fsprogs", "iproute2",
+    "xorriso", "isolinux", "syslinux-common", "pxelinux", "extlinux", "cpio", "e2fsprogs", "iproute2",
     "iputils-ping", "procps", "tar", "gzip",
 ]
 # Not needed on a headnode under test, and slow under TCG.

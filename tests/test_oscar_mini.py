@@ -1,19 +1,28 @@
-"""examples/oscar-mini, the OSCAR-compatible suite: its CLI, menu replay, and step 3 on a real headnode."""
+"""examples/oscar-mini, the OSCAR-compatible suite: its CLI and steps on a real headnode, and all
+eight steps installing two node VMs from the autoinstall CD and from the network."""
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from conftest import oscarvt, write_spec
+from lxml import etree
 
+from oscarvt import disks
+from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.access import open_vm
 from oscarvt.ssh import Connection
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+WAIT_FOR_NODES = Path(__file__).parent / "data" / "wait_for_nodes"
 
 
 def read_menu(tmp_path: Path, text: str, valued: str, top: int) -> subprocess.CompletedProcess[str]:
@@ -47,7 +56,7 @@ def headnode(tmp_path_factory) -> tuple[ClusterDir, Connection]:
     spec = write_spec(root / "spec.yaml", {
         "template": {"disk": str(template.disk), "kernel": str(template.kernel),
                      "initrd": str(template.initrd), "append": template.append},
-        "nodes": {"count": 0}, "ssh": {"key": str(template.key)}, "accel": "tcg"})
+        "nodes": {"count": 2, "memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}, "accel": "tcg"})
     cluster = ClusterDir(root / "c")
     try:
         for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
@@ -55,6 +64,7 @@ def headnode(tmp_path_factory) -> tuple[ClusterDir, Connection]:
             assert result.returncode == 0, result.output
         conn, opened = open_vm(cluster, cluster.load(), "headnode")
         conn.put(SUITE, "/opt")
+        conn.put(WAIT_FOR_NODES, "/root")
         yield cluster, conn
         for c in opened:
             c.close()
@@ -174,3 +184,115 @@ def test_a_broken_define_answer_fails_on_step_5(headnode, edit, message):
     output = run_failing(conn, f"--defineclients /root/bad-define.answers {only(5)}",
                          "Failed on Step 5 - Define OSCAR Clients")
     assert f"ERROR: {message}" in output
+
+
+INPUTS = "/var/lib/oscarvt/inputs"
+SHARE = "/opt/oscar-mini/share"
+ALL_INPUTS = (f"--buildimage {SHARE}/buildimage.answers --defineclients {SHARE}/defineclients.answers "
+              f"--networkclients {SHARE}/networkclients.answers")
+
+
+def write_macs(conn: Connection, cluster: ClusterDir, named: bool) -> dict[str, str]:
+    """Write the MAC file that step 6 imports ("NAME MAC" or bare MACs in client order)."""
+    nodes = {name: vm for name, vm in cluster.load()["vms"].items() if vm["role"] == "node"}
+    lines = [f"{name} {vm['mac']}" if named else vm["mac"] for name, vm in nodes.items()]
+    conn.check_output(f"mkdir -p {INPUTS} && printf '%s\\n' {' '.join(map(shlex.quote, lines))} > {INPUTS}/client.macs")
+    return {name: vm["ip"] for name, vm in nodes.items()}
+
+
+@pytest.mark.vm
+def test_a_bad_mac_file_fails_on_step_6(headnode):
+    cluster, conn = headnode
+    conn.check_output(f"mkdir -p {INPUTS} && printf 'oscarnode1 52:54:00:zz:00:01\\n' > {INPUTS}/client.macs")
+    output = run_failing(conn, f"{ALL_INPUTS} {only(4, 5, 6)}", "Failed on Step 6 - Setup Networking")
+    assert f"ERROR: {INPUTS}/client.macs line 1: '52:54:00:zz:00:01' is not a MAC address" in output
+
+
+def install_with_nodes(cluster: ClusterDir, conn: Connection, boot: str, tmp_path: Path) -> dict[str, float]:
+    """Run all eight steps in the background on the headnode; boot the nodes from ``boot`` once
+    step 6 is done, and start each node again from its disk when its installer reboots.
+    Returns each node's seconds from start to reboot (imaging)."""
+    conn.check_output("rm -f /root/install.out /root/install.status /tmp/oscar_bootcd.iso")
+    conn.check_output(f"setsid sh -c '{INSTALL} {ALL_INPUTS} --bootscript /root/wait_for_nodes "
+                      "> /root/install.out 2>&1; echo $? > /root/install.status' < /dev/null > /dev/null 2>&1 &")
+    deadline = time.monotonic() + 600
+    while "Running script" not in conn.check_output("cat /root/install.out"):
+        assert conn.check_output("cat /root/install.status 2>/dev/null || true") == "", \
+            conn.check_output("cat /root/install.out")
+        assert time.monotonic() < deadline, "install_cluster did not reach its boot script"
+        time.sleep(2)
+    args = ["--boot", boot]
+    if boot == "cdrom":
+        args += ["--iso", str(conn.get("/tmp/oscar_bootcd.iso", tmp_path))]
+    started = time.monotonic()
+    result = oscarvt("boot-compute-nodes", "--cluster", cluster.path, *args)
+    assert result.returncode == 0, result.output
+    imaged: dict[str, float] = {}
+    deadline = time.monotonic() + 900
+    while conn.check_output("cat /root/install.status 2>/dev/null || true") == "":
+        assert time.monotonic() < deadline, "install_cluster did not finish"
+        status = json.loads(oscarvt("status", "--cluster", cluster.path, "--json").stdout)
+        for name, vm in status["vms"].items():
+            console = Path(vm["console"]).read_text(errors="replace")
+            assert vm["state"] != "dead" and "oscar-installer: ERROR" not in console, console[-2000:]
+            if vm["state"] == "rebooted":
+                imaged[name] = time.monotonic() - started
+                result = oscarvt("boot-compute-nodes", "--cluster", cluster.path, "--boot", "disk", "--node", name)
+                assert result.returncode == 0, result.output
+        time.sleep(2)
+    return imaged
+
+
+def monitor_statuses(log: str) -> dict[tuple[str, str], list[str]]:
+    """Each client's (host, ip) status codes, in order, from the monitor's log lines."""
+    statuses: dict[tuple[str, str], list[str]] = {}
+    for line in log.splitlines():
+        fields = dict(re.findall(r"(\w+)=(.*?)(?=:\w+=|$)", line.split(" ", 2)[-1]))
+        statuses.setdefault((fields.get("host", ""), fields.get("ip", "")), []).append(fields.get("status", ""))
+    return statuses
+
+
+def check_installed(cluster: ClusterDir, conn: Connection, ips: dict[str, str], imaged: dict[str, float]) -> None:
+    """All eight steps passed; every node was imaged, rebooted from its disk, and passed step 8."""
+    output = conn.check_output("cat /root/install.out")
+    assert conn.check_output("cat /root/install.status").strip() == "0", output
+    assert "Step 8 - Test Cluster Setup" in output and "OSCAR CLI Installer finished" in output
+    assert sorted(imaged) == sorted(ips), output
+    report = etree.fromstring(conn.check_output("cat /var/log/oscar/cluster_tests.xml").encode())
+    assert (report.get("tests"), report.get("failures")) == (str(3 * len(ips) + 1), "0")
+    assert sorted({case.get("classname") for case in report}) == sorted([*ips, "cluster"])
+    monitor = monitor_statuses(conn.check_output("cat /var/log/systemimager/si_monitor.log"))
+    rsyncd = conn.check_output("cat /var/log/systemimager/rsyncd")
+    for name, ip in ips.items():
+        codes = monitor[(name, ip)]
+        assert {"0", "100", "104", "102"} <= set(codes), monitor
+        assert any(code.isdigit() and 0 < int(code) < 100 for code in codes), monitor  # percent done
+        assert f"imaging_complete_{ip}" in rsyncd
+        profile = cluster.profile(name)
+        assert (profile.boot_device, profile.cdrom) == ("disk", None)
+        console = cluster.files(name).console.read_text(errors="replace")
+        assert "oscar-installer: imaging complete" in console and f"oscar-node: {name} up at {ip}" in console
+
+
+@pytest.mark.vm
+def test_all_eight_steps_install_nodes_from_the_autoinstall_cd(headnode, tmp_path):
+    cluster, conn = headnode
+    ips = write_macs(conn, cluster, named=False)
+    imaged = install_with_nodes(cluster, conn, "cdrom", tmp_path)
+    check_installed(cluster, conn, ips, imaged)
+    print(f"imaging from CD, start to reboot: {imaged}")
+
+
+@pytest.mark.vm
+def test_all_eight_steps_install_nodes_from_the_network(headnode, tmp_path):
+    cluster, conn = headnode
+    for name in write_macs(conn, cluster, named=True):  # the nodes, stopped with blank disks again
+        qemu.stop(cluster.files(name), timeout=10)
+        image = cluster.profile(name).image
+        assert image is not None
+        image.unlink()
+        disks.create_blank(image, "1G")
+    ips = write_macs(conn, cluster, named=True)
+    imaged = install_with_nodes(cluster, conn, "network", tmp_path)
+    check_installed(cluster, conn, ips, imaged)
+    print(f"imaging from the network, start to reboot: {imaged}")

@@ -6,6 +6,10 @@ with qemu.qmp) and its serial console appended to a file. NIC types map to:
 - ``TUN/TAP+NAT``: user-mode NAT, guest port 22 forwarded from 127.0.0.1 only;
 - ``VLAN``: the cluster's private LAN, a UDP multicast group on 127.0.0.1 (no root);
 - ``BRIDGED_TAP`` / ``TUN/TAP``: a tap device (on a Linux bridge; root).
+
+A VM that boots installer media (CD or network) runs with ``-no-reboot``: when the
+installer reboots, QEMU exits, and the driver starts the VM again from its disk, without
+the CD, as a person would. Its console then ends with the kernel's ``REBOOTED_LINE``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Profile
 
 QEMU = "qemu-system-x86_64"
 BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
+INSTALLER_BOOTS = ("cdrom", "network")
+REBOOTED_LINE = "reboot: Restarting system"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
             argv += ["-append", profile.append]
     elif profile.boot_device is not None:
         argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
+        if profile.boot_device in INSTALLER_BOOTS:
+            argv.append("-no-reboot")
     argv += ["-device", "virtio-rng-pci",
              "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
              "-qmp", f"unix:{files.qmp},server=on,wait=off",
@@ -120,6 +128,18 @@ def running_pid(files: VmFiles) -> int | None:
     if str(files.pidfile).encode() not in cmdline.split(b"\0") or status == "Z":
         return None
     return pid
+
+
+def asked_to_reboot(files: VmFiles) -> bool:
+    """True if the guest's last console lines say it rebooted (its QEMU then exits, see above)."""
+    try:
+        with files.console.open("rb") as console:
+            console.seek(max(0, console.seek(0, os.SEEK_END) - 2048))
+            tail = console.read().decode(errors="replace")
+    except OSError:
+        return False
+    lines = [line for line in tail.splitlines() if line.strip()]
+    return any(REBOOTED_LINE in line for line in lines[-3:])
 
 
 def query_status(files: VmFiles) -> str | None:

@@ -36,8 +36,12 @@ def boot_headnode(cluster: ClusterDir) -> str:
     return f"boot-headnode: {name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
 
 
-def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path | None = None) -> str:
-    """Start every compute node, booting from ``boot`` (cdrom needs ``iso`` or a profile's cdrom)."""
+def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path | None = None,
+                       only: list[str] | None = None) -> str:
+    """Start the compute nodes (all, or those in ``only``), booting from ``boot``.
+
+    ``cdrom`` needs ``iso`` or a profile's cdrom; ``disk`` takes the CD out of the drive.
+    """
     with cluster.phase("boot-compute-nodes") as state:
         spec = cluster.spec(state)
         method = boot or spec.nodes.boot
@@ -46,6 +50,10 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
         if iso is not None and not iso.is_file():
             raise OscarvtError(f"--iso: no such file {iso}")
         nodes = [name for name, vm in state["vms"].items() if vm["role"] == "node"]
+        unknown = sorted(set(only or []) - set(nodes))
+        if unknown:
+            raise OscarvtError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
+        nodes = [name for name in nodes if not only or name in only]
         for name in nodes:
             profile = cluster.profile(name)
             cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None

@@ -9,10 +9,11 @@ from oscarvt.cluster import ClusterDir
 
 
 def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
-    """Status as data: each VM's state (running, paused, stopped, dead, created) and the phases.
+    """Status as data: each VM's state (running, paused, rebooted, stopped, dead, created), the phases.
 
-    ``dead`` means the driver started the VM and did not stop it, yet its QEMU
-    process is gone (killed, crashed).
+    ``rebooted`` means an installer-booted VM rebooted, so its QEMU exited (``-no-reboot``)
+    and it waits to be started from its disk; ``dead`` means the driver started the VM and
+    did not stop it, yet its QEMU process is gone (killed, crashed).
     """
     state = cluster.load()
     vms = {}
@@ -22,7 +23,7 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
         if pid is not None:
             vm_state = qemu.query_status(files) or "running"
         elif vm.get("desired") == "running":
-            vm_state = "dead"
+            vm_state = "rebooted" if qemu.asked_to_reboot(files) else "dead"
         else:
             vm_state = "stopped" if vm.get("desired") == "stopped" else "created"
         vms[name] = {"role": vm["role"], "state": vm_state, "pid": pid, "ip": vm["ip"],

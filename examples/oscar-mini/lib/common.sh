@@ -51,3 +51,30 @@ valid_ipv4() {
 
 # iface_ipv4 IFACE: the interface's IPv4 address with prefix (e.g. 192.168.77.1/24).
 iface_ipv4() { ip -o -4 addr show dev "$1" | awk '{print $4; exit}'; }
+
+# file_is_elf FILE: true if FILE is an ELF binary or library.
+file_is_elf() { [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+
+# copy_libraries BINARY ROOT: copy the shared libraries BINARY needs under ROOT (same paths).
+copy_libraries() {
+    local lib
+    for lib in $(ldd "$1" 2>/dev/null | grep -o '/[^ ]*'); do
+        [ -e "$2$lib" ] || cp -L --parents "$lib" "$2"
+    done
+}
+
+# node_ssh NODE COMMAND...: run COMMAND on a compute node as root, with the server's root key.
+# Nodes make new host keys whenever they are imaged, so host keys are not remembered.
+# It reads stdin: give it </dev/null in loops that read a file.
+node_ssh() {
+    local node=$1
+    shift
+    ssh -o BatchMode=yes -o ConnectTimeout=10 -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$node" "$@"
+}
+
+# server_public_key: root's public SSH key on this server (made on first use).
+server_public_key() {
+    [ -f /root/.ssh/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519 >/dev/null
+    cat /root/.ssh/id_ed25519.pub
+}
