@@ -296,3 +296,22 @@ def test_all_eight_steps_install_nodes_from_the_network(headnode, tmp_path):
     imaged = install_with_nodes(cluster, conn, "network", tmp_path)
     check_installed(cluster, conn, ips, imaged)
     print(f"imaging from the network, start to reboot: {imaged}")
+
+
+@pytest.mark.vm
+def test_a_boot_script_that_fails_stops_before_step_7(headnode):
+    cluster, conn = headnode
+    run_failing(conn, f"--bootscript /bin/false {only(7)}",
+                "Failed to confirm client node boot before Step 7 - Complete Cluster Setup")
+
+
+@pytest.mark.vm
+def test_a_node_that_is_down_fails_step_8(headnode):
+    cluster, conn = headnode
+    qemu.stop(cluster.files("oscarnode2"), timeout=10)
+    output = run_failing(conn, only(8), "Failed on Step 8 - Test Cluster Setup")
+    assert "PASSED: oscarnode1 ssh" in output and "FAILED: oscarnode2 ssh" in output
+    report = etree.fromstring(conn.check_output("cat /var/log/oscar/cluster_tests.xml").encode())
+    failed = {(case.get("classname"), case.get("name")) for case in report if len(case)}
+    assert failed == {("oscarnode2", "ssh"), ("oscarnode2", "hosts"), ("oscarnode2", "server"),
+                      ("cluster", "command-on-all")}
