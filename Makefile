@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \
-	mmdebstrap e2fsprogs passwd systemd
+	mmdebstrap e2fsprogs passwd systemd git subversion
 PYTEST_ARGS ?=
 
 .PHONY: test deps venv testguest template bench demo clean

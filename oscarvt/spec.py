@@ -12,7 +12,8 @@ Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.k
     network: {private: mcast, subnet: 192.168.77.0/24, bridge: null}
     ssh: {user: root, password: secret}       # or key: /path/id_ecdsa
     accel: auto                               # auto | kvm | tcg
-    timeouts: {ssh: 600, kvm_probe: 8, stop: 15}
+    timeouts: {ssh: 600, kvm_probe: 8, stop: 15, oscar: 1800, install: 1800, node: 600}
+    oscar: {dir: /opt/oscar, image: oscarimage, domain: oscardomain, bootcd: /tmp/oscar_bootcd.iso}
 
 Relative paths are taken from the spec file's folder. Unknown keys and bad
 values are errors that name the file and the key.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +77,23 @@ class Ssh:
 
 
 @dataclass(frozen=True)
+class Oscar:
+    """How the driver runs OSCAR on the headnode."""
+
+    dir: str = "/opt/oscar"      # where checkout-oscar puts the tree (install_cluster at its top)
+    image: str = "oscarimage"    # client image name for the define-clients answers
+    domain: str = "oscardomain"
+    bootcd: str = "/tmp/oscar_bootcd.iso"  # the autoinstall CD OSCAR's step 6 builds
+
+
+@dataclass(frozen=True)
 class Timeouts:
     ssh: int = 600
     kvm_probe: int = 8
     stop: int = 15
+    oscar: int = 1800    # start-oscar until the boot hook; finish-oscar until OSCAR ends
+    install: int = 1800  # wait-for-nodes until every node has rebooted from its disk
+    node: int = 600      # a node that shows no progress for this long fails wait-for-nodes
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,7 @@ class ClusterSpec:
     ssh: Ssh = field(default_factory=Ssh)
     accel: str = "auto"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    oscar: Oscar = field(default_factory=Oscar)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (paths as strings), as stored in the cluster state."""
@@ -132,6 +147,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
         "network": _section(Network, top.get("network", {}), "network"),
         "ssh": _section(Ssh, top.get("ssh", {}), "ssh"),
         "timeouts": _section(Timeouts, top.get("timeouts", {}), "timeouts"),
+        "oscar": _section(Oscar, top.get("oscar", {}), "oscar"),
     }
     unknown = set(top) - {f.name for f in fields(ClusterSpec)}
     if unknown:
@@ -171,6 +187,8 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         ("nodes.memory", spec.nodes.memory, 64), ("nodes.cpus", spec.nodes.cpus, 1),
         ("nodes.count", spec.nodes.count, 0), ("timeouts.ssh", spec.timeouts.ssh, 1),
         ("timeouts.kvm_probe", spec.timeouts.kvm_probe, 1), ("timeouts.stop", spec.timeouts.stop, 1),
+        ("timeouts.oscar", spec.timeouts.oscar, 1), ("timeouts.install", spec.timeouts.install, 1),
+        ("timeouts.node", spec.timeouts.node, 1),
     ]:
         if value < low:
             raise OscarvtError(f"key '{key}' must be at least {low}, not {value}")
@@ -193,6 +211,11 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         raise OscarvtError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
     if spec.network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", spec.network.bridge):
         raise OscarvtError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
+    if not spec.oscar.dir.startswith("/"):
+        raise OscarvtError(f"key 'oscar.dir' must be an absolute path on the headnode, not {spec.oscar.dir!r}")
+    for key, name in [("oscar.image", spec.oscar.image), ("oscar.domain", spec.oscar.domain)]:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise OscarvtError(f"key '{key}' must be a name (letters, digits, . _ -), not {name!r}")
     if spec.ssh.password is None and spec.ssh.key is None:
         raise OscarvtError("key 'ssh' needs 'password' or 'key'")
     return spec
@@ -211,7 +234,7 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
     template = Template(resolve(t.disk, "template.disk"), resolve(t.kernel, "template.kernel"),
                         resolve(t.initrd, "template.initrd"), t.append)
     ssh = Ssh(spec.ssh.user, spec.ssh.password, resolve(spec.ssh.key, "ssh.key"))
-    return ClusterSpec(template, spec.headnode, spec.nodes, spec.network, ssh, spec.accel, spec.timeouts)
+    return replace(spec, template=template, ssh=ssh)
 
 
 def _mapping(raw: Any, name: str) -> dict[str, Any]:

@@ -63,13 +63,17 @@ class Connection:
 
     def check_output(self, command: str, timeout: float | None = 120) -> str:
         """Run ``command`` and return its output; an error if it exits non-zero."""
+        return self.check_output_bytes(command, timeout).decode(errors="replace")
+
+    def check_output_bytes(self, command: str, timeout: float | None = 120) -> bytes:
+        """Run ``command`` and return its output as bytes; an error if it exits non-zero."""
         chunks: list[bytes] = []
         status = self.run(command, chunks.append, timeout)
-        text = b"".join(chunks).decode(errors="replace")
+        data = b"".join(chunks)
         if status != 0:
-            last = text.strip().splitlines()[-1:] or ["(no output)"]
+            last = data.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise OscarvtError(f"{self.label}: '{command}' exited {status}: {last[0]}")
-        return text
+        return data
 
     def put(self, local: Path, remote_dir: str) -> None:
         """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from oscarvt.cluster import ClusterDir
+from oscarvt.image import Template
 from oscarvt.phases.access import open_vm, wait_pingable
 from oscarvt.phases.destroy import destroy
 from oscarvt.testguest import TestGuest, build_test_guest
@@ -70,6 +71,16 @@ def spec_data(guest: TestGuest, **sections: Any) -> dict[str, Any]:
             data[key] = {**data[key], **value}
         else:
             data[key] = value
+    return data
+
+
+def template_spec_data(template: Template, **sections: Any) -> dict[str, Any]:
+    """A spec for a headnode from the Debian template and two small blank nodes."""
+    data: dict[str, Any] = {
+        "template": {"disk": str(template.disk), "kernel": str(template.kernel),
+                     "initrd": str(template.initrd), "append": template.append},
+        "nodes": {"count": 2, "memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}, "accel": "tcg"}
+    data.update(sections)
     return data
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import oscarvt, write_spec
+from conftest import oscarvt, template_spec_data, write_spec
 from lxml import etree
 
 from oscarvt import disks
@@ -53,10 +53,7 @@ def test_menu_replay_rejects_bad_answers(tmp_path, text, message):
 def headnode(tmp_path_factory) -> tuple[ClusterDir, Connection]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("mini")
-    spec = write_spec(root / "spec.yaml", {
-        "template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                     "initrd": str(template.initrd), "append": template.append},
-        "nodes": {"count": 2, "memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}, "accel": "tcg"})
+    spec = write_spec(root / "spec.yaml", template_spec_data(template))
     cluster = ClusterDir(root / "c")
     try:
         for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):

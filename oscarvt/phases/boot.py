@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
-from oscarvt.phases.access import credentials, headnode_name
+from oscarvt.phases.access import credentials, headnode_name, open_headnode
 from oscarvt.profile import write_profile
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
@@ -32,6 +33,7 @@ def boot_headnode(cluster: ClusterDir) -> str:
         with conn:
             progress(f"{name}: SSH answers")
             iface = configure_private_nic(conn, vm["mac"], f"{vm['ip']}/{_prefix(spec.network.subnet)}")
+            vm["iface"] = iface  # OSCAR's --cli interface
             progress(f"{name}: private NIC {iface} is {vm['ip']}")
     return f"boot-headnode: {name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
 
@@ -54,14 +56,35 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
         if unknown:
             raise OscarvtError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
         nodes = [name for name in nodes if not only or name in only]
+        if method == "cdrom" and iso is None and any(cluster.profile(n).cdrom is None for n in nodes):
+            iso = fetch_boot_cd(cluster, state)
         for name in nodes:
-            profile = cluster.profile(name)
-            cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
-            if method == "cdrom" and cdrom is None:
-                raise OscarvtError("booting nodes from CD needs --iso FILE")
-            write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
-            start_vm(cluster, state, name)
+            boot_node(cluster, state, name, method, iso)
     return f"boot-compute-nodes: {len(nodes)} nodes started from {method}"
+
+
+def boot_node(cluster: ClusterDir, state: dict[str, Any], name: str, method: str, iso: Path | None) -> int:
+    """Start one node from ``method``; with ``disk`` the CD is taken out of its drive."""
+    profile = cluster.profile(name)
+    cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
+    if method == "cdrom" and cdrom is None:
+        raise OscarvtError("booting nodes from CD needs --iso FILE")
+    write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
+    console = cluster.files(name).console
+    state["vms"][name]["console_start"] = console.stat().st_size if console.exists() else 0
+    state["vms"][name]["started"] = time.time()
+    return start_vm(cluster, state, name)
+
+
+def fetch_boot_cd(cluster: ClusterDir, state: dict[str, Any]) -> Path:
+    """Copy the autoinstall CD that OSCAR built (spec ``oscar.bootcd``) from the headnode."""
+    remote = cluster.spec(state).oscar.bootcd
+    with open_headnode(cluster, state) as conn:
+        if conn.run(f"test -s {remote}") != 0:
+            raise OscarvtError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
+                               "or give --iso FILE)")
+        progress(f"fetching the boot CD {remote} from the headnode")
+        return conn.get(remote, cluster.path / "disks")
 
 
 def start_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> int:

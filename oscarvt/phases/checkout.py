@@ -1,0 +1,85 @@
+"""checkout-oscar: put the OSCAR revision under test on the headnode, at the spec's ``oscar.dir``.
+
+Either push the host's tree exactly as it is (works offline, uncommitted changes included),
+or check out a git or SVN URL from inside the headnode (it must reach the URL; the host's
+own 127.0.0.1 is 10.0.2.2 from the headnode's NAT NIC).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import subprocess
+from pathlib import Path
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.phases.access import open_headnode
+
+VCS = ("git", "svn")
+
+
+def guess_vcs(url: str) -> str:
+    """``svn`` for svn:// and svn+ssh:// URLs, else ``git``."""
+    return "svn" if url.startswith(("svn://", "svn+ssh://")) else "git"
+
+
+def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | None = None,
+                   revision: str | None = None, vcs: str | None = None) -> str:
+    """Push ``source`` or check out ``url`` (at ``revision``) into the headnode's OSCAR folder."""
+    if (source is None) == (url is None):
+        raise OscarvtError("give one of --source DIR or --url URL")
+    if source is not None and (revision or vcs):
+        raise OscarvtError("--revision and --vcs go with --url, not --source")
+    if source is not None and not source.is_dir():
+        raise OscarvtError(f"--source: no such folder {source}")
+    with cluster.phase("checkout-oscar") as state:
+        target = cluster.spec(state).oscar.dir
+        quoted = shlex.quote(target)
+        with open_headnode(cluster, state) as conn:
+            conn.check_output(f"rm -rf {quoted} && mkdir -p {shlex.quote(posixpath.dirname(target))}")
+            if source is not None:
+                progress(f"pushing {source} to the headnode's {target}")
+                staging = "/var/lib/oscarvt/push"
+                conn.check_output(f"rm -rf {staging}")
+                conn.put(source.resolve(), staging)
+                conn.check_output(f"mv {staging}/{shlex.quote(source.resolve().name)} {quoted} && rm -rf {staging}")
+                revision_text = local_revision(source)
+                where = str(source)
+            else:
+                assert url is not None
+                kind = vcs or guess_vcs(url)
+                if kind not in VCS:
+                    raise OscarvtError(f"--vcs must be one of {', '.join(VCS)}, not {kind!r}")
+                progress(f"{kind} checkout of {url}{f' at {revision}' if revision else ''} on the headnode")
+                chunks: list[bytes] = []
+                status = conn.run(checkout_command(kind, url, target, revision), chunks.append, timeout=1800)
+                output = b"".join(chunks).decode(errors="replace").strip()
+                if status != 0:
+                    raise OscarvtError(f"{kind} checkout of {url} failed on the headnode: "
+                                       f"{(output.splitlines() or ['(no output)'])[-1]}")
+                revision_text = output.splitlines()[-1]
+                where = url
+        state["checkout"] = {"source": where, "revision": revision_text, "dir": target}
+    return f"checkout-oscar: {where} ({revision_text or 'no revision'}) is in the headnode's {target}"
+
+
+def checkout_command(kind: str, url: str, target: str, revision: str | None) -> str:
+    """The shell command that checks ``url`` out into ``target`` and prints the revision it got."""
+    url_q, target_q = shlex.quote(url), shlex.quote(target)
+    if kind == "svn":
+        at = f" -r {shlex.quote(revision)}" if revision else ""
+        return f"svn checkout --quiet --non-interactive{at} {url_q} {target_q} && svnversion {target_q}"
+    at = f" && git -C {target_q} checkout --quiet {shlex.quote(revision)}" if revision else ""
+    return f"git clone --quiet {url_q} {target_q}{at} && git -C {target_q} rev-parse HEAD"
+
+
+def local_revision(source: Path) -> str:
+    """The host tree's git revision (``-dirty`` if changed), or '' if it is not a git checkout."""
+    try:
+        result = subprocess.run(["git", "-C", str(source), "describe", "--always", "--dirty", "--abbrev=12"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""

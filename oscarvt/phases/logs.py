@@ -1,0 +1,98 @@
+"""grab-logs: everything a developer needs to see why a build passed or failed, in one folder.
+
+``DEST/`` gets ``headnode/`` (OSCAR's and SystemImager's logs, OSCAR's configuration and
+output, the test report, each under its own path, e.g. ``headnode/var/log/oscar/``),
+``consoles/VM.log`` (each VM's serial console) and ``consoles.log`` (all of them, each line
+prefixed by its VM's name), ``phases.json`` (phase timings and results, per node times) and
+``summary.txt``; then ``DEST.tar.gz`` holds it all. It works on a half-failed cluster: what
+cannot be had is listed in ``missing.txt`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.phases.access import open_headnode
+from oscarvt.phases.oscar import OUTPUT
+
+HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemimager/clients.xml",
+                  "/etc/oscar", OUTPUT)
+
+
+def grab_logs(cluster: ClusterDir, dest: Path) -> str:
+    """Collect the cluster's logs into ``dest`` and ``dest``.tar.gz."""
+    with cluster.phase("grab-logs") as state:
+        dest = dest.resolve()
+        dest.mkdir(parents=True, exist_ok=True)
+        missing: list[str] = []
+        grab_headnode(cluster, state, dest / "headnode", missing)
+        consoles = dest / "consoles"
+        consoles.mkdir(exist_ok=True)
+        merged = []
+        for name in state["vms"]:
+            console = cluster.files(name).console
+            if not console.exists():
+                missing.append(f"{name}'s console (the VM never started)")
+                continue
+            shutil.copy(console, consoles / f"{name}.log")
+            text = console.read_text(errors="replace")
+            merged += [f"{name}| {line}" for line in text.splitlines()]
+        (dest / "consoles.log").write_text("\n".join(merged) + "\n")
+        (dest / "phases.json").write_text(json.dumps(
+            {"phases": state.get("phases", []), "nodes": state.get("nodes", {}),
+             "checkout": state.get("checkout"), "oscar": state.get("oscar")}, indent=2) + "\n")
+        (dest / "summary.txt").write_text(summary(state) + "\n")
+        if missing:
+            (dest / "missing.txt").write_text("".join(f"{item}\n" for item in missing))
+        tarball = dest.with_name(dest.name + ".tar.gz")
+        with tarfile.open(tarball, "w:gz") as tar:
+            tar.add(dest, arcname=dest.name)
+        state["logs"] = {"dir": str(dest), "tarball": str(tarball)}
+        files = sum(1 for path in dest.rglob("*") if path.is_file())
+    note = f", missing: {len(missing)} (see missing.txt)" if missing else ""
+    return f"grab-logs: {files} files in {dest} and {tarball.name}{note}"
+
+
+def grab_headnode(cluster: ClusterDir, state: dict[str, Any], dest: Path, missing: list[str]) -> None:
+    """Copy the headnode's logs (each path that exists) into ``dest``; note what could not be had."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with open_headnode(cluster, state) as conn:
+            for path in HEADNODE_PATHS:
+                if conn.run(f"test -e {path}") != 0:
+                    missing.append(f"headnode:{path} (not there)")
+                    continue
+                progress(f"copying headnode:{path}")
+                into = dest / posixpath.dirname(path).lstrip("/")
+                into.mkdir(parents=True, exist_ok=True)
+                conn.get(path, into)
+    except OscarvtError as exc:
+        missing.append(f"headnode logs: {exc}")
+
+
+def summary(state: dict[str, Any]) -> str:
+    """A few lines for people: each phase's result and time, the failure, each node's times."""
+    lines = []
+    for phase in state.get("phases", []):
+        took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
+        lines.append(f"{phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}")
+    for name, node in state.get("nodes", {}).items():
+        times = ", ".join(f"{key} {value}s" for key, value in node.items() if key != "status")
+        lines.append(f"{name}: status {node.get('status')}; {times}")
+    for test in (state.get("oscar") or {}).get("tests", []):
+        lines.append(f"test {test['result']}: {test['class']} {test['name']} {test['message']}".rstrip())
+    return "\n".join(lines)
+
+
+def failed_phase(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The first phase that failed, if any."""
+    return next((p for p in state.get("phases", []) if p["result"] == "failed"), None)
+

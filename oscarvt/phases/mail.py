@@ -1,0 +1,79 @@
+"""send-logs: a summary mail with the logs attached, for use without Buildbot.
+
+The mail says the verdict, the phase that failed and its message (which names the node),
+the phase timings, and the tails of OSCAR's log and of the failing node's console; the
+grab-logs tarball is attached.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.phases.logs import failed_phase, summary
+from oscarvt.phases.oscar import OSCAR_LOG
+
+TAIL_LINES = 30
+
+
+def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", sender: str | None = None) -> str:
+    """Mail the summary and the log tarball of the last grab-logs to ``to``."""
+    host, _, port = smtp.rpartition(":")
+    if not host or not port.isdigit():
+        raise OscarvtError(f"--smtp must be HOST:PORT, not {smtp!r}")
+    for address in to:
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+            raise OscarvtError(f"--to: {address!r} is not a mail address")
+    with cluster.phase("send-logs") as state:
+        logs = state.get("logs")
+        if not logs or not Path(logs["tarball"]).is_file():
+            raise OscarvtError("no logs to send (run 'oscarvt grab-logs' first)")
+        message = compose(cluster, state, to, sender or f"oscarvt@{socket.gethostname()}")
+        progress(f"sending to {', '.join(to)} through {host}:{port}")
+        try:
+            with smtplib.SMTP(host, int(port), timeout=60) as server:
+                server.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise OscarvtError(f"cannot send mail through {host}:{port}: {exc}") from None
+    return f"send-logs: mailed {message['Subject']!r} to {', '.join(to)}"
+
+
+def compose(cluster: ClusterDir, state: dict[str, Any], to: list[str], sender: str) -> EmailMessage:
+    """The summary mail, with the log tarball attached."""
+    failed = failed_phase({"phases": [p for p in state.get("phases", []) if p["phase"] != "send-logs"]})
+    verdict = "FAIL" if failed else "PASS"
+    subject = f"oscarvt {verdict}: {cluster.path.name}"
+    if failed:
+        subject += f": {failed['phase']}: {failed['message']}"[:160]
+    logs = Path(state["logs"]["dir"])
+    body = [f"Verdict: {verdict}", f"Cluster: {cluster.path}"]
+    if checkout := state.get("checkout"):
+        body.append(f"OSCAR: {checkout['source']} ({checkout['revision'] or 'no revision'})")
+    if failed:
+        body += ["", f"Failed in {failed['phase']}: {failed['message']}"]
+    body += ["", "Phases:", summary(state)]
+    body += tail("OSCAR's log", logs / "headnode" / OSCAR_LOG.lstrip("/"))
+    for name in state["vms"]:
+        if failed and re.search(rf"\b{re.escape(name)}\b", failed["message"]):
+            body += tail(f"{name}'s console", logs / "consoles" / f"{name}.log")
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = subject, sender, ", ".join(to)
+    message.set_content("\n".join(body) + "\n")
+    tarball = Path(state["logs"]["tarball"])
+    message.add_attachment(tarball.read_bytes(), maintype="application", subtype="gzip", filename=tarball.name)
+    return message
+
+
+def tail(title: str, path: Path) -> list[str]:
+    """The last lines of a log file, titled (nothing if the file is missing)."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+    return ["", f"--- {title}, last {len(lines)} lines ({path.name}) ---", *lines]

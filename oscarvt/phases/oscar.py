@@ -1,0 +1,171 @@
+"""start-oscar and finish-oscar: run OSCAR's install_cluster on the headnode, in the background.
+
+start-oscar writes the input files, installs the driver's boot hook as ``--bootscript`` and
+starts ``install_cluster --cli IFACE`` detached from the SSH session, its output going to
+``OUTPUT`` on the headnode and its exit status to ``STATUS``. The hook tells the driver OSCAR
+is waiting for the nodes (``REACHED``) and waits until wait-for-nodes writes ``RELEASE``
+(``0``: every node booted; ``1``: give up, and OSCAR fails as it does when its boot script
+fails). finish-oscar follows OSCAR to its end; OSCAR's exit status is the verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.errors import OscarvtError
+from oscarvt.log import progress
+from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
+from oscarvt.phases.access import headnode_name, open_headnode
+from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
+from oscarvt.ssh import Connection
+
+WORK = "/var/lib/oscarvt"
+HOOK = f"{WORK}/boot_hook"
+REACHED = f"{WORK}/hook.reached"
+RELEASE = f"{WORK}/hook.release"
+OUTPUT = f"{WORK}/install_cluster.out"
+STATUS = f"{WORK}/install_cluster.status"
+OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
+TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
+FAILURE = re.compile(r"Failed (on )?Step \d+ - .*|Failed to confirm client node boot before Step 7 - .*")
+POLL = 1.0
+
+HOOK_SCRIPT = f"""#!/bin/sh
+# oscarvt's boot hook (install_cluster --bootscript): tell the driver OSCAR waits for the
+# nodes, then wait until wait-for-nodes releases the hook (0) or gives up (1).
+date +%s > {REACHED}
+while [ ! -s {RELEASE} ]; do sleep 1; done
+exit "$(cat {RELEASE})"
+"""
+
+
+def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
+    """Start install_cluster on the headnode; return once it reaches the boot hook."""
+    with cluster.phase("start-oscar") as state:
+        spec = cluster.spec(state)
+        files = input_files(spec, state, inputs)
+        iface = state["vms"][headnode_name(state)].get("iface")
+        if not iface:
+            raise OscarvtError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
+        with open_headnode(cluster, state) as conn:
+            install = f"{spec.oscar.dir}/install_cluster"
+            if conn.run(f"test -x {shlex.quote(install)}") != 0:
+                raise OscarvtError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
+            conn.check_output(f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR}")
+            for name, text in {**files, "boot_hook": HOOK_SCRIPT}.items():
+                target = HOOK if name == "boot_hook" else f"{INPUTS_DIR}/{name}"
+                conn.check_output(f"cat > {target} <<'OSCARVT_EOF'\n{text}OSCARVT_EOF\nchmod 755 {target}")
+            flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
+            command = f"{shlex.quote(install)} --cli {iface} {flags} --bootscript {HOOK}"
+            progress(f"starting OSCAR: {command}")
+            detached = f"cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; echo $? > {STATUS}"
+            conn.check_output(f"setsid sh -c {shlex.quote(detached)} < /dev/null > /dev/null 2>&1 &")
+            logs = conn.check_output(f"stat -c %s {MONITOR_LOG} {RSYNCD_LOG} 2>/dev/null || true").split()
+            state["oscar"] = {"offset": 0, "command": command, "started": time.time(),  # logs: from here on
+                              "monitor_offset": int(logs[0]) if len(logs) == 2 else 0,
+                              "rsyncd_offset": int(logs[1]) if len(logs) == 2 else 0}
+            cluster.save(state)
+            finished = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=REACHED)
+            cluster.save(state)
+            if finished:
+                print_log_tail(conn)
+        if finished is not None:
+            return oscar_ended(state, finished, "start-oscar")
+        state["oscar"]["hook_reached"] = time.time()
+    return "start-oscar: OSCAR reached the boot hook and waits for the nodes"
+
+
+def finish_oscar(cluster: ClusterDir) -> str:
+    """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict."""
+    with cluster.phase("finish-oscar") as state:
+        spec = cluster.spec(state)
+        if "oscar" not in state:
+            raise OscarvtError("OSCAR has not been started (run 'oscarvt start-oscar')")
+        with open_headnode(cluster, state) as conn:
+            if conn.run(f"test -s {RELEASE} || test -s {STATUS}") != 0:
+                raise OscarvtError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
+            status = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=None)
+            assert status is not None
+            if status:
+                print_log_tail(conn)
+            report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
+        results = test_results(report)
+        state["oscar"]["tests"] = results
+        for result in results:
+            progress(f"test {result['result'].upper()}: {result['class']} {result['name']}"
+                     + (f": {result['message']}" if result["message"] else ""))
+        passed = sum(1 for r in results if r["result"] == "passed")
+        message = oscar_ended(state, status, "finish-oscar")
+        return f"{message}; cluster tests {passed}/{len(results)} passed"
+
+
+def follow_oscar(conn: Connection, run: dict[str, Any], timeout: float, until: str | None) -> int | None:
+    """Print OSCAR's new output lines until it exits (its status) or the file ``until`` exists (None)."""
+    deadline = time.monotonic() + timeout
+    pending = b""
+    while True:
+        chunk = conn.check_output_bytes(f"tail -c +{run['offset'] + 1} {OUTPUT} 2>/dev/null || true")
+        run["offset"] += len(chunk)
+        *lines, pending_part = (pending + chunk).split(b"\n")
+        pending = pending_part
+        for line in lines:
+            text = line.decode(errors="replace").rstrip("\r")
+            progress(f"oscar| {text}")
+            if FAILURE.search(text):
+                run["failure"] = FAILURE.search(text).group(0)  # type: ignore[union-attr]
+        status = conn.check_output(f"cat {STATUS} 2>/dev/null || true").strip()
+        if status:
+            run["offset"] -= len(pending)  # an unfinished last line is read again next time
+            return int(status) if status.lstrip("-").isdigit() else 1
+        if until is not None and conn.run(f"test -e {until}") == 0:
+            run["offset"] -= len(pending)
+            return None
+        if time.monotonic() > deadline:
+            raise OscarvtError(f"OSCAR neither finished nor reached the boot hook within {timeout:.0f}s "
+                               f"(timeouts.oscar; its output: {OUTPUT} on the headnode)")
+        time.sleep(POLL)
+
+
+def oscar_ended(state: dict[str, Any], status: int, verb: str) -> str:
+    """The verdict once install_cluster has exited with ``status``: an error unless it is 0."""
+    state["oscar"]["status"] = status
+    if status == 0:
+        return f"{verb}: OSCAR finished (exit 0)"
+    failure = state["oscar"].get("failure") or f"install_cluster exited with status {status}"
+    raise OscarvtError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
+
+
+def print_log_tail(conn: Connection, lines: int = 15) -> None:
+    """Print the last ``lines`` of OSCAR's own log on the headnode."""
+    for line in conn.check_output(f"tail -n {lines} {OSCAR_LOG} 2>/dev/null || true").splitlines():
+        progress(f"{OSCAR_LOG}| {line}")
+
+
+def release_hook(conn: Connection, ok: bool) -> None:
+    """Let OSCAR go on past its boot hook (``ok``), or make the hook fail."""
+    conn.check_output(f"echo {0 if ok else 1} > {RELEASE}.tmp && mv {RELEASE}.tmp {RELEASE}")
+
+
+def test_results(report: str) -> list[dict[str, str]]:
+    """Each test case of a JUnit report: class, name, result (passed/failed/skipped), message."""
+    if not report.strip():
+        return []
+    try:
+        root = etree.fromstring(report.encode())
+    except etree.XMLSyntaxError as exc:
+        raise OscarvtError(f"{TEST_REPORT} on the headnode is not valid XML: {exc}") from None
+    results = []
+    for case in root.iter("testcase"):
+        problem = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)
+        result = "passed" if problem is None else ("skipped" if problem.tag == "skipped" else "failed")
+        message = "" if problem is None else (problem.get("message") or (problem.text or "")).strip()
+        results.append({"class": case.get("classname", ""), "name": case.get("name", ""),
+                        "result": result, "message": message})
+    return results
