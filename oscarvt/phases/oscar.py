@@ -96,7 +96,7 @@ def finish_oscar(cluster: ClusterDir) -> str:
             if status:
                 print_log_tail(conn)
             report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
-        results = test_results(report)
+        results = junit_results(report)
         state["oscar"]["tests"] = results
         for result in results:
             progress(f"test {result['result'].upper()}: {result['class']} {result['name']}"
@@ -153,7 +153,7 @@ def release_hook(conn: Connection, ok: bool) -> None:
     conn.check_output(f"echo {0 if ok else 1} > {RELEASE}.tmp && mv {RELEASE}.tmp {RELEASE}")
 
 
-def test_results(report: str) -> list[dict[str, str]]:
+def junit_results(report: str) -> list[dict[str, str]]:
     """Each test case of a JUnit report: class, name, result (passed/failed/skipped), message."""
     if not report.strip():
         return []
