@@ -43,10 +43,10 @@ test: deps venv testguest template
 bench: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done'
 
-# Until the Buildbot package lands, the demo is the driver on its own: a 1+2 cluster of
-# test guests created, booted, reached and destroyed with the oscarvt verbs.
-demo: deps venv testguest
-	unshare --net sh -c 'ip link set lo up && exec scripts/demo-cluster.sh'
+# Until the Buildbot package lands, the demo is the driver on its own: `oscarvt run` of the
+# example suite on a virtual cluster (template headnode + 2 nodes), in a private namespace.
+demo: deps venv template
+	unshare --net sh -c 'ip link set lo up && exec scripts/demo-run.sh'
 
 clean:
 	rm -rf $(VENV) *.egg-info

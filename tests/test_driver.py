@@ -4,27 +4,33 @@ as the OSCAR under test, on real VMs: a Debian template headnode and two blank n
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from conftest import oscarvt, qemu_pids_of, template_spec_data, write_spec
 
 from oscarvt.image import build_template
+from oscarvt.network import free_tcp_port
+from oscarvt.waiting import wait_for
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+OSCAR_LOG = "logs/headnode/var/log/oscar/oscarinstall.log"  # in a cluster folder after run
 
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory) -> Path:
     template, _ = build_template()
     return write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", template_spec_data(template))
-
-
-def suite_copy(tmp_path: Path) -> Path:
-    """A copy of the example suite to break on purpose."""
-    return Path(shutil.copytree(SUITE, tmp_path / "oscar"))
 
 
 def check_logs(logs: Path, nodes: list[str]) -> None:
@@ -59,16 +65,132 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path):
     assert qemu_pids_of(cluster) == []
 
 
+@pytest.fixture
+def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
+    """A git repository of the example suite served by git daemon on 127.0.0.1 (10.0.2.2 from a VM)."""
+    root = tmp_path / "git"
+    repo = root / "oscar"
+    shutil.copytree(SUITE, repo)
+    git = ["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@localhost"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "oscar-mini"]):
+        subprocess.run([*git, *args], check=True)
+    port = free_tcp_port()
+    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
+                               "--listen=127.0.0.1", f"--port={port}", str(root)])
+    try:
+        wait_for(lambda: port_open(port), timeout=20, what="git daemon to listen")
+        yield f"git://10.0.2.2:{port}/oscar", repo
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)
+
+
+@pytest.fixture
+def svn_server(tmp_path) -> Iterator[str]:
+    """An SVN repository of the example suite served by svnserve on 127.0.0.1 (10.0.2.2 from a VM)."""
+    root = tmp_path / "svn"
+    root.mkdir()
+    subprocess.run(["svnadmin", "create", str(root / "repo")], check=True)
+    subprocess.run(["svn", "import", "-q", "-m", "oscar-mini", str(SUITE), f"file://{root}/repo/trunk"], check=True)
+    port = free_tcp_port()
+    server = subprocess.Popen(["svnserve", "--foreground", "-d", "--listen-host", "127.0.0.1",
+                               "--listen-port", str(port), "-r", str(root)])
+    try:
+        wait_for(lambda: port_open(port), timeout=20, what="svnserve to listen")
+        yield f"svn://10.0.2.2:{port}/repo/trunk"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def port_open(port: int) -> bool | None:
+    with socket.socket() as probe:
+        return True if probe.connect_ex(("127.0.0.1", port)) == 0 else None
+
+
 @pytest.mark.vm
-def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path):
-    suite = suite_copy(tmp_path)
-    (suite / "share" / "client.pkglist").write_text("busybox-static\nno-such-package\n")
+def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_daemon):
+    url, repo = git_daemon
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    cluster = tmp_path / "c"
+    result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--url", url, "--revision", head,
+                     "--boot", "network")
+    assert result.returncode == 0, result.output
+    assert f"checkout-oscar: {url} ({head}) is in the headnode's /opt/oscar" in result.output
+    assert "oscarnode2: booted from its disk" in result.output
+    check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
+    assert "sent /tftpboot/kernel to 192.168.77.2" in (cluster / "logs/headnode/var/log/oscar/dnsmasq.log").read_text()
+    assert qemu_pids_of(cluster) == []
+
+
+def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str) -> tuple[str, Path]:
+    """`oscarvt run` on a copy of the suite with ``old`` replaced by ``new`` in ``path``; it must fail."""
+    suite = Path(shutil.copytree(SUITE, tmp_path / "oscar"))
+    text = (suite / path).read_text()
+    assert old in text
+    (suite / path).write_text(text.replace(old, new))
     cluster = tmp_path / "c"
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--source", suite)
     assert result.returncode == 1, result.output
-    last = result.output.strip().splitlines()[-1]
+    assert qemu_pids_of(cluster) == []
+    return result.output.strip().splitlines()[-1], cluster
+
+
+@pytest.mark.vm
+def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path):
+    last, cluster = run_broken(spec_file, tmp_path, "share/client.pkglist", "dropbear-bin", "no-such-package")
     assert last.startswith("FAIL: run: failed in start-oscar after ")
     assert "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image" in last
-    assert "/var/log/oscar/oscarinstall.log| " in result.output  # the log's tail
     check_logs(cluster / "logs", [])
+    assert "package no-such-package is not installed" in (cluster / OSCAR_LOG).read_text()
+
+
+@pytest.mark.vm
+def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_file, tmp_path):
+    last, cluster = run_broken(spec_file, tmp_path, "share/installer", "DISK=/dev/vda", "DISK=/dev/vdz")
+    assert last.startswith("FAIL: run: failed in wait-for-nodes after ")
+    assert re.search(r"oscarnode[12]: .*fdisk /dev/vdz failed", last), last
+    check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
+    assert "OSCAR failed" not in last  # the hook was released with a failure: OSCAR stopped too
+    assert "Failed to confirm client node boot before Step 7" in (cluster / OSCAR_LOG).read_text()
+
+
+@pytest.mark.vm
+def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path):
+    last, cluster = run_broken(spec_file, tmp_path, "steps/test_cluster", 'check "$name" ssh "$name" "hostname"',
+                               'check "$name" ssh "$name.wrong" "hostname"')
+    assert last.startswith("FAIL: run: failed in finish-oscar after ")
+    assert "OSCAR failed: Failed on Step 8 - Test Cluster Setup" in last
+    check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
+    assert (cluster / "logs/headnode/var/log/oscar/cluster_tests.xml").is_file()
+
+
+@pytest.mark.vm
+def test_killing_a_node_during_imaging_fails_wait_for_nodes_within_seconds(spec_file, tmp_path, svn_server):
+    cluster = tmp_path / "c"
+    try:
+        outputs = {}
+        for args in (["copy-vm-image", "--spec", spec_file], ["boot-headnode"], ["checkout-oscar", "--url", svn_server],
+                     ["start-oscar"], ["boot-compute-nodes", "--boot", "cdrom"]):
+            result = oscarvt(args[0], "--cluster", cluster, *args[1:])
+            assert result.returncode == 0, result.output
+            outputs[args[0]] = result.output
+        assert f"checkout-oscar: {svn_server} (1) is in the headnode's /opt/oscar" in outputs["checkout-oscar"]
+        waiting = subprocess.Popen([sys.executable, "-m", "oscarvt", "wait-for-nodes", "--cluster", str(cluster)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        console = cluster / "consoles" / "oscarnode2.log"
+        wait_for(lambda: True if "pulling image" in console.read_text(errors="replace") else None,
+                 timeout=300, what="oscarnode2 to start pulling its image")
+        os.kill(int((cluster / "run" / "oscarnode2.pid").read_text()), signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = waiting.communicate(timeout=60)
+        print(f"wait-for-nodes failed {time.monotonic() - killed:.1f}s after the kill")
+        assert waiting.returncode == 1, output
+        assert output.strip().splitlines()[-1].startswith("FAIL: wait-for-nodes: oscarnode2: its VM died"), output
+        result = oscarvt("grab-logs", "--cluster", cluster, "--dest", tmp_path / "logs")
+        assert result.returncode == 0, result.output
+        check_logs(tmp_path / "logs", ["oscarnode1", "oscarnode2"])
+    finally:
+        oscarvt("destroy", "--cluster", cluster)
     assert qemu_pids_of(cluster) == []
+

@@ -1,0 +1,25 @@
+#!/bin/sh
+# The driver's whole pipeline on its own (until the Buildbot package lands): `oscarvt run`
+# with examples/oscar-mini as the OSCAR under test, on a headnode from the Debian template
+# and two blank nodes that boot its autoinstall CD. Runs in a private network namespace;
+# needs the template (make template). The logs stay in the folder printed first.
+set -eu
+VENV=${VENV:-.venv}
+DIR=$(mktemp -d /tmp/oscarvt-demo.XXXXXX)
+echo "== demo folder: $DIR"
+"$VENV/bin/python" - "$DIR" <<'PY'
+import sys
+from pathlib import Path
+import yaml
+from oscarvt.image import build_template
+template, _ = build_template()
+root = Path(sys.argv[1])
+(root / "spec.yaml").write_text(yaml.safe_dump({
+    "template": {"disk": str(template.disk), "kernel": str(template.kernel),
+                 "initrd": str(template.initrd), "append": template.append},
+    "nodes": {"count": 2, "memory": 384, "disk": "1G", "boot": "cdrom"},
+    "ssh": {"key": str(template.key)}}))
+PY
+echo "== spec: $DIR/spec.yaml"; cat "$DIR/spec.yaml"
+exec "$VENV/bin/oscarvt" run --cluster "$DIR/cluster" --spec "$DIR/spec.yaml" --source examples/oscar-mini \
+    --logs "$DIR/logs"
