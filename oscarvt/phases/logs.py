@@ -14,6 +14,7 @@ import json
 import posixpath
 import shutil
 import tarfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
+from oscarvt.ssh import Connection
+from oscarvt.waiting import wait_for
 
 HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemimager/clients.xml",
                   "/etc/oscar", OUTPUT)
@@ -73,9 +76,21 @@ def grab_headnode(cluster: ClusterDir, state: dict[str, Any], dest: Path, missin
                 progress(f"copying headnode:{path}")
                 into = dest / posixpath.dirname(path).lstrip("/")
                 into.mkdir(parents=True, exist_ok=True)
-                conn.get(path, into)
+                try:
+                    wait_for(partial(copy_or_none, conn, path, into), timeout=10, interval=1,
+                             what=f"a copy of headnode:{path}")
+                except OscarvtError:  # e.g. a log that kept growing while a node imaged
+                    missing.append(f"headnode:{path}: no complete copy within 10s")
     except OscarvtError as exc:
         missing.append(f"headnode logs: {exc}")
+
+
+def copy_or_none(conn: Connection, path: str, into: Path) -> Path | None:
+    """Copy ``path`` from the VM into ``into``; None if tar failed (a file changed as it read)."""
+    try:
+        return conn.get(path, into)
+    except OscarvtError:
+        return None
 
 
 def summary(state: dict[str, Any]) -> str:
