@@ -2,6 +2,10 @@
 
 from setuptools import find_packages, setup
 
+# The master and the worker (a hypervisor host installs buildbot-worker only, see workers/).
+BUILDBOT = ["buildbot==4.3.0", "buildbot-worker==4.3.0", "buildbot-www==4.3.0",
+            "buildbot-waterfall-view==4.3.0", "buildbot-console-view==4.3.0", "buildbot-grid-view==4.3.0"]
+
 setup(
     name="oscarvt",
     version="0.1.0",
@@ -9,7 +13,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["oscarvt", "oscarvt.*"]),
+    packages=find_packages(include=["oscarvt", "oscarvt.*", "oscarvt_steps", "oscarvt_master"]),
     package_data={"oscarvt": ["schema/*.xsd"]},
     install_requires=[
         "paramiko==5.1.0",
@@ -17,10 +21,13 @@ setup(
         "PyYAML==6.0.3",
         "qemu.qmp==0.0.6",
     ],
-    extras_require={"test": [
-        "pytest==9.2.0", "pytest-timeout==2.4.0", "aiosmtpd==1.4.6",
-        "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML==6.0.12.20261113",
-        "types-paramiko==5.1.0.20261030", "lxml-stubs==0.5.1",
-    ]},
+    extras_require={
+        "buildbot": BUILDBOT,
+        "test": BUILDBOT + [
+            "pytest==9.2.0", "pytest-timeout==2.4.0", "aiosmtpd==1.4.6",
+            "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML==6.0.12.20261113",
+            "types-paramiko==5.1.0.20261030", "lxml-stubs==0.5.1",
+        ],
+    },
     entry_points={"console_scripts": ["oscarvt = oscarvt.cli:main"]},
 )

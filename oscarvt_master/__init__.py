@@ -1,0 +1,1 @@
+"""oscarvt's Buildbot master configuration: settings (YAML), change sources, schedulers, builders, web UI, mail."""

@@ -1,0 +1,130 @@
+"""The Buildbot configuration (``BuildmasterConfig``) built from the settings, one part per concern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from buildbot import config as bbconfig
+from buildbot.plugins import changes, reporters, schedulers, secrets, util, worker
+from buildbot.reporters.generators.build import BuildStatusGenerator
+from buildbot.reporters.message import MessageFormatter
+
+from oscarvt_master.factory import build_factory
+from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
+
+MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
+MAIL_SUBJECT = "oscarvt {{ result_names[results] }}: {{ buildername }} build {{ build['number'] }}"
+MAIL_TEMPLATE = """\
+{{ summary }}
+
+Build: {{ build_url }}
+Builder: {{ buildername }}   Worker: {{ workername }}
+{% for step in build['steps'] if step['results'] not in (None, 0, 3) -%}
+Step {{ step['name'] }}: {{ step['state_string'] }}
+{% endfor %}
+The OSCAR log, the failing node's console and the phase summary are attached.
+"""
+
+
+def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
+    """The whole configuration; a bad settings file is one config error naming file and key."""
+    try:
+        settings = load_settings(settings_file)
+        secrets_dir = (basedir / settings.secrets_dir).resolve()
+        if not secrets_dir.is_dir():
+            raise SettingsError(f"{settings_file}: key 'secrets_dir': no such folder {secrets_dir}")
+    except SettingsError as exc:
+        raise bbconfig.ConfigErrors([str(exc)]) from None
+    return {
+        "title": settings.title, "titleURL": settings.url, "buildbotURL": settings.url,
+        "db": {"db_url": settings.db_url},
+        "buildbotNetUsageData": None,
+        "protocols": {"pb": {"port": f"tcp:{settings.worker_port}"}},
+        "secretsProviders": [secrets.SecretInAFile(dirname=str(secrets_dir))],
+        "workers": [worker.Worker(w.name, util.Secret(f"worker-{w.name}")) for w in settings.workers],
+        "change_source": change_sources(settings),
+        "schedulers": all_schedulers(settings),
+        "builders": builders(settings),
+        "www": www(settings, secrets_dir),
+        "services": mail(settings),
+    }
+
+
+def change_sources(settings: Settings) -> list[Any]:
+    """A poller per repository (GitPoller or SVNPoller), named after it for the poller webhook."""
+    found: list[Any] = []
+    for repo in settings.repositories:
+        if repo.vcs == "git":
+            found.append(changes.GitPoller(repourl=repo.url, branches=[repo.branch], pollInterval=repo.poll_interval,
+                                           workdir=f"gitpoller-{repo.name}", name=repo.name))
+        else:
+            found.append(changes.SVNPoller(repourl=repo.url, pollInterval=repo.poll_interval, name=repo.name,
+                                           split_file=util.svn.split_file_alwaystrunk))
+    return found
+
+
+def all_schedulers(settings: Settings) -> list[Any]:
+    """Per repository a commit and a nightly scheduler; one force scheduler with the build options."""
+    found: list[Any] = []
+    for repo in settings.repositories:
+        names = [b.name for b in settings.builders if b.repository == repo.name]
+        if not names:
+            continue
+        branch = repo.branch if repo.vcs == "git" else None
+        found.append(schedulers.SingleBranchScheduler(
+            name=f"commit-{repo.name}", builderNames=names, treeStableTimer=None,
+            change_filter=util.ChangeFilter(repository=repo.url, branch=branch)))
+        found.append(schedulers.Nightly(name=f"nightly-{repo.name}", builderNames=names, branch=branch,
+                                        hour=settings.nightly["hour"], minute=settings.nightly["minute"]))
+    found.append(schedulers.ForceScheduler(
+        name="force", builderNames=[b.name for b in settings.builders],
+        properties=[util.IntParameter(name="nodes", label="Compute nodes", default=2),
+                    util.ChoiceStringParameter(name="boot", label="Boot method", choices=list(BOOTS),
+                                               default=BOOTS[0]),
+                    util.BooleanParameter(name="keep_on_failure", label="Keep the cluster on failure",
+                                          default=False)]))
+    return found
+
+
+def builders(settings: Settings) -> list[util.BuilderConfig]:
+    """The matrix: one builder per settings entry; a worker lock caps clusters per host."""
+    lock = util.WorkerLock("virtual-clusters", maxCount=1,
+                           maxCountForWorker={w.name: w.max_clusters for w in settings.workers})
+    repos = {r.name: r for r in settings.repositories}
+    return [util.BuilderConfig(
+        name=b.name, workernames=b.workers, factory=build_factory(settings, b, repos[b.repository]),
+        locks=[lock.access("counting")],
+        properties={"distribution": b.distribution, "arch": b.arch, "nodes": b.nodes, "boot": b.boot},
+        tags=[b.distribution, b.arch, b.boot]) for b in settings.builders]
+
+
+def www(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
+    """The web UI: waterfall, console and grid; anyone reads, admins (www-users file) control."""
+    config: dict[str, Any] = {
+        "port": settings.www_port,
+        "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+        "change_hook_dialects": {"poller": True},
+    }
+    users = secrets_dir / "www-users"
+    if settings.admins:
+        if not users.is_file():
+            raise bbconfig.ConfigErrors([f"key 'admins': {users} is missing (USER:PASSWORD a line, mode 0600)"])
+        config["auth"] = util.HTPasswdAuth(str(users))
+    config["authz"] = util.Authz(
+        allowRules=[util.AnyControlEndpointMatcher(role="admins")],
+        roleMatchers=[util.RolesFromUsername(roles=["admins"], usernames=settings.admins)])
+    return config
+
+
+def mail(settings: Settings) -> list[Any]:
+    """A MailNotifier for the results the settings name, with the OSCAR log and console attached."""
+    if settings.mail is None:
+        return []
+    host, port = settings.mail.relay.rsplit(":", 1)
+    formatter = MessageFormatter(template=MAIL_TEMPLATE, template_type="plain", want_logs_content=MAIL_LOGS,
+                                 subject=MAIL_SUBJECT)
+    generator = BuildStatusGenerator(mode=tuple(settings.mail.mode), message_formatter=formatter)
+    return [reporters.MailNotifier(fromaddr=settings.mail.sender, relayhost=host, smtpPort=int(port),
+                                   sendToInterestedUsers=False, extraRecipients=settings.mail.to,
+                                   generators=[generator])]

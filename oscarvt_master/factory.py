@@ -1,0 +1,83 @@
+"""The build: check out the revision, then every oscarvt phase on a fresh virtual cluster.
+
+The force form (and the builder's settings) give the node count, the boot method and
+"keep the cluster on failure"; the cluster spec is the builder's spec with those applied,
+written into the build directory. Logs are grabbed, uploaded to the master, attached as
+step logs, and the cluster destroyed, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+from buildbot.plugins import steps, util
+from buildbot.process.factory import BuildFactory
+
+from oscarvt_master.settings import Builder, Repository, Settings
+from oscarvt_steps.steps import (
+    LOGS,
+    AttachLogs,
+    BootComputeNodes,
+    BootHeadnode,
+    CheckoutOscar,
+    CopyVmImage,
+    Destroy,
+    FinishOscar,
+    GrabLogs,
+    StartOscar,
+    WaitForNodes,
+)
+
+SOURCE = "oscar"  # the checkout of the revision under test; every path is relative to the
+                  # builder's folder on the worker (cluster/, spec.yaml, logs/)
+LOGS_ON_MASTER = "public_html/logs/%(prop:buildername)s/%(prop:buildnumber)s"
+
+
+def cluster_spec(builder: Builder, nodes: int, boot: str) -> str:
+    """The builder's cluster spec as YAML, with the build's node count and boot method."""
+    spec = copy.deepcopy(builder.spec)
+    spec.setdefault("nodes", {})
+    spec["nodes"]["count"], spec["nodes"]["boot"] = int(nodes), boot
+    return yaml.safe_dump(spec, sort_keys=False)
+
+
+def keep_cluster(step: Any) -> bool:
+    """True when the build failed and the force form asked to keep the cluster."""
+    from buildbot.process.results import SUCCESS
+    return bool(step.getProperty("keep_on_failure")) and step.build.results != SUCCESS
+
+
+def build_factory(settings: Settings, builder: Builder, repository: Repository) -> BuildFactory:
+    factory = BuildFactory()
+    if repository.vcs == "git":
+        factory.addStep(steps.Git(repourl=repository.url, branch=repository.branch, workdir=SOURCE,
+                                  mode="full", method="clobber", name="checkout"))
+    else:
+        factory.addStep(steps.SVN(repourl=repository.url, workdir=SOURCE, mode="full", method="clobber",
+                                  name="checkout"))
+    run: dict[str, Any] = {"oscarvt": settings.oscarvt, "workdir": "."}
+    factory.addSteps([
+        Destroy(name="destroy-stale", hideStepIf=lambda results, step: results == 0, **run),
+        steps.RemoveDirectory(dir="cluster", name="clean"),
+        steps.RemoveDirectory(dir=LOGS, name="clean-logs"),
+        steps.StringDownload(util.Transform(cluster_spec, builder,
+                                            util.Property("nodes", default=builder.nodes),
+                                            util.Property("boot", default=builder.boot)),
+                             workerdest="spec.yaml", workdir=".", name="spec"),
+        CopyVmImage(extra_args=["--spec", "spec.yaml"], **run),
+        BootHeadnode(**run),
+        CheckoutOscar(extra_args=["--source", SOURCE], **run),
+        StartOscar(**run),
+        BootComputeNodes(extra_args=["--boot", util.Property("boot", default=builder.boot)], **run),
+        WaitForNodes(nodes=util.Property("nodes", default=builder.nodes), **run),
+        FinishOscar(**run),
+        GrabLogs(**run),
+        steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
+                              url=util.Interpolate(f"{settings.logs_url}/%(prop:buildername)s/%(prop:buildnumber)s/")
+                              if settings.logs_url else None, urlText="logs", name="upload-logs"),
+        AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
+        Destroy(doStepIf=lambda step: not keep_cluster(step), **run),
+    ])
+    return factory

@@ -1,0 +1,255 @@
+"""The master's settings file (YAML): what master.cfg builds the Buildbot configuration from.
+
+Every key is documented in the README ("The Buildbot master") and in master.example.yaml.
+Secrets (worker and admin passwords) are never in this file: they are files in
+``secrets_dir`` (mode 0600), read through Buildbot's SecretInAFile. A bad file gives one
+error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oscarvt.errors import OscarvtError
+from oscarvt.spec import spec_from_dict
+
+BOOTS = ("cdrom", "network")
+MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "cancelled", "change")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class SettingsError(OscarvtError):
+    """A settings file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str
+    url: str
+    vcs: str = "git"
+    branch: str = "main"
+    poll_interval: int = 60
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str
+    max_clusters: int = 1  # virtual clusters this host runs at once (a worker lock)
+
+
+@dataclass(frozen=True)
+class Builder:
+    name: str
+    repository: str
+    workers: list[str]
+    spec: dict[str, Any]  # an oscarvt cluster spec; nodes.count and nodes.boot come from below
+    distribution: str = "debian-12"
+    arch: str = "amd64"
+    nodes: int = 2
+    boot: str = "cdrom"
+
+
+@dataclass(frozen=True)
+class Mail:
+    relay: str = "localhost:25"
+    sender: str = "oscarvt@localhost.localdomain"
+    to: list[str] = field(default_factory=list)
+    mode: list[str] = field(default_factory=lambda: ["failing", "warnings", "exception"])
+
+
+@dataclass(frozen=True)
+class Settings:
+    title: str
+    url: str
+    repositories: list[Repository]
+    builders: list[Builder]
+    workers: list[Worker]
+    www_port: int = 8010
+    worker_port: int = 9989
+    db_url: str = "sqlite:///state.sqlite"
+    oscarvt: str = "oscarvt"
+    secrets_dir: str = "secrets"
+    nightly: dict[str, int] = field(default_factory=lambda: {"hour": 2, "minute": 0})
+    admins: list[str] = field(default_factory=list)
+    mail: Mail | None = None
+    logs_url: str | None = None  # where the master's public_html/logs is served, if it is
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and check the settings file; a SettingsError names the file and key."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SettingsError(f"{path}:{mark.line + 1 if mark else ''}: not valid YAML") from None
+    try:
+        return settings_from_dict(data)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+
+
+def settings_from_dict(data: Any) -> Settings:
+    top = _mapping(data, "settings")
+    known = {"title", "url", "repositories", "builders", "workers", "www_port", "worker_port", "db_url",
+             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_url"}
+    _no_unknown(top, known, "")
+    for key in ("title", "url", "repositories", "builders", "workers"):
+        if key not in top:
+            raise SettingsError(f"key '{key}' is required")
+    repositories = [_repository(r, f"repositories[{i}]")
+                    for i, r in enumerate(_list(top["repositories"], "repositories"))]
+    workers = [_worker(w, f"workers[{i}]") for i, w in enumerate(_list(top["workers"], "workers"))]
+    builders = [_builder(b, f"builders[{i}]", repositories, workers)
+                for i, b in enumerate(_list(top["builders"], "builders"))]
+    for kind, items in (("repositories", repositories), ("workers", workers), ("builders", builders)):
+        names = [item.name for item in items]
+        if len(set(names)) != len(names):
+            raise SettingsError(f"key '{kind}': names must be different ({', '.join(names)})")
+    nightly = _mapping(top.get("nightly", {"hour": 2, "minute": 0}), "nightly")
+    _no_unknown(nightly, {"hour", "minute"}, "nightly.")
+    hour, minute = _int(nightly.get("hour", 2), "nightly.hour"), _int(nightly.get("minute", 0), "nightly.minute")
+    if not (0 <= hour < 24 and 0 <= minute < 60):
+        raise SettingsError(f"key 'nightly' must be a time of day, not {hour}:{minute:02d}")
+    return Settings(
+        title=_text(top["title"], "title"), url=_text(top["url"], "url"), repositories=repositories,
+        builders=builders, workers=workers, www_port=_port(top.get("www_port", 8010), "www_port"),
+        worker_port=_port(top.get("worker_port", 9989), "worker_port"),
+        db_url=_db_url(top.get("db_url", "sqlite:///state.sqlite")),
+        oscarvt=_text(top.get("oscarvt", "oscarvt"), "oscarvt"),
+        secrets_dir=_text(top.get("secrets_dir", "secrets"), "secrets_dir"),
+        nightly={"hour": hour, "minute": minute},
+        admins=[_name(a, f"admins[{i}]") for i, a in enumerate(_list(top.get("admins", []), "admins"))],
+        mail=_mail(top["mail"]) if top.get("mail") is not None else None,
+        logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") else None)
+
+
+def _repository(raw: Any, key: str) -> Repository:
+    values = _mapping(raw, key)
+    _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval"}, f"{key}.")
+    vcs = values.get("vcs", "git")
+    if vcs not in ("git", "svn"):
+        raise SettingsError(f"key '{key}.vcs' must be git or svn, not {vcs!r}")
+    interval = _int(values.get("poll_interval", 60), f"{key}.poll_interval")
+    if interval < 1:
+        raise SettingsError(f"key '{key}.poll_interval' must be at least 1 second")
+    return Repository(_name(values.get("name"), f"{key}.name"), _text(values.get("url"), f"{key}.url"), vcs,
+                      _text(values.get("branch", "main"), f"{key}.branch"), interval)
+
+
+def _worker(raw: Any, key: str) -> Worker:
+    values = _mapping(raw, key)
+    if "password" in values:
+        raise SettingsError(f"key '{key}.password': passwords go in the secrets folder "
+                            f"(file worker-{values.get('name', 'NAME')}), never in this file")
+    _no_unknown(values, {"name", "max_clusters"}, f"{key}.")
+    count = _int(values.get("max_clusters", 1), f"{key}.max_clusters")
+    if count < 1:
+        raise SettingsError(f"key '{key}.max_clusters' must be at least 1")
+    return Worker(_name(values.get("name"), f"{key}.name"), count)
+
+
+def _builder(raw: Any, key: str, repositories: list[Repository], workers: list[Worker]) -> Builder:
+    values = _mapping(raw, key)
+    _no_unknown(values, {"name", "repository", "workers", "spec", "distribution", "arch", "nodes", "boot"}, f"{key}.")
+    repository = _text(values.get("repository"), f"{key}.repository")
+    if repository not in [r.name for r in repositories]:
+        raise SettingsError(f"key '{key}.repository': no repository named {repository!r}")
+    names = [_text(w, f"{key}.workers") for w in _list(values.get("workers"), f"{key}.workers")]
+    unknown = [n for n in names if n not in [w.name for w in workers]]
+    if not names or unknown:
+        raise SettingsError(f"key '{key}.workers' must name workers from 'workers' (unknown: {', '.join(unknown)})")
+    boot = values.get("boot", "cdrom")
+    if boot not in BOOTS:
+        raise SettingsError(f"key '{key}.boot' must be one of {', '.join(BOOTS)}, not {boot!r}")
+    nodes = _int(values.get("nodes", 2), f"{key}.nodes")
+    if not 1 <= nodes <= 250:
+        raise SettingsError(f"key '{key}.nodes' must be 1 to 250, not {nodes}")
+    spec = _mapping(values.get("spec"), f"{key}.spec")
+    try:
+        spec_from_dict(spec, Path("/"), check_files=False)
+    except OscarvtError as exc:
+        raise SettingsError(f"key '{key}.spec': {exc}") from None
+    return Builder(_name(values.get("name"), f"{key}.name"), repository, names, spec,
+                   _text(values.get("distribution", "debian-12"), f"{key}.distribution"),
+                   _text(values.get("arch", "amd64"), f"{key}.arch"), nodes, boot)
+
+
+def _mail(raw: Any) -> Mail:
+    values = _mapping(raw, "mail")
+    _no_unknown(values, {"relay", "from", "to", "mode"}, "mail.")
+    relay = _text(values.get("relay", "localhost:25"), "mail.relay")
+    if not re.fullmatch(r"[^:\s]+:\d+", relay):
+        raise SettingsError(f"key 'mail.relay' must be HOST:PORT, not {relay!r}")
+    to = [_address(a, f"mail.to[{i}]") for i, a in enumerate(_list(values.get("to"), "mail.to"))]
+    if not to:
+        raise SettingsError("key 'mail.to' needs at least one address")
+    mode = [_text(m, "mail.mode") for m in _list(values.get("mode", ["failing", "warnings", "exception"]), "mail.mode")]
+    bad = [m for m in mode if m not in MAIL_MODES]
+    if bad:
+        raise SettingsError(f"key 'mail.mode': {bad[0]!r} is not one of {', '.join(MAIL_MODES)}")
+    return Mail(relay, _address(values.get("from", "oscarvt@localhost.localdomain"), "mail.from"), to, mode)
+
+
+def _db_url(value: Any) -> str:
+    url = _text(value, "db_url")
+    if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
+        raise SettingsError(f"key 'db_url' must be a sqlite:// or postgresql:// URL, not {url!r}")
+    return url
+
+
+def _address(value: Any, key: str) -> str:
+    text = _text(value, key)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        raise SettingsError(f"key '{key}' is not a mail address with a dotted domain: {text!r}")
+    return text
+
+
+def _mapping(raw: Any, key: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"key '{key}' must be a mapping, not {type(raw).__name__}")
+    return raw
+
+
+def _list(raw: Any, key: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise SettingsError(f"key '{key}' must be a list, not {type(raw).__name__}")
+    return raw
+
+
+def _text(raw: Any, key: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise SettingsError(f"key '{key}' must be text, not {raw!r}")
+    return raw
+
+
+def _name(raw: Any, key: str) -> str:
+    text = _text(raw, key)
+    if not _NAME.fullmatch(text):
+        raise SettingsError(f"key '{key}' must be a name (letters, digits, . _ -), not {text!r}")
+    return text
+
+
+def _int(raw: Any, key: str) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise SettingsError(f"key '{key}' must be a whole number, not {raw!r}")
+    return raw
+
+
+def _port(raw: Any, key: str) -> int:
+    port = _int(raw, key)
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"key '{key}' must be a TCP port, not {port}")
+    return port
+
+
+def _no_unknown(values: dict[str, Any], known: set[str], prefix: str) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"unknown key '{prefix}{unknown[0]}'")

@@ -1,0 +1,1 @@
+"""Buildbot steps for oscarvt: one per driver phase (see steps.py)."""

@@ -1,0 +1,75 @@
+"""The master configuration: `buildbot checkconfig` on the example settings, and bad settings
+files rejected at checkconfig time with one line naming the key."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from oscarvt_master.settings import SettingsError, settings_from_dict
+
+ROOT = Path(__file__).parent.parent
+BUILDBOT = Path(sys.executable).parent / "buildbot"
+
+
+def master_dir(tmp_path: Path, settings: dict) -> Path:
+    """A master folder: master.cfg from the repository, the settings, a secrets folder."""
+    folder = tmp_path / "master"
+    folder.mkdir()
+    shutil.copy(ROOT / "master.cfg", folder)
+    (folder / "settings.yaml").write_text(yaml.safe_dump(settings))
+    secrets = folder / "secrets"
+    secrets.mkdir(mode=0o700)
+    for name, text in (("worker-hv1", "worker-password"), ("www-users", "admin:admin-password\n")):
+        (secrets / name).write_text(text)
+        (secrets / name).chmod(0o600)
+    return folder
+
+
+def example() -> dict:
+    return yaml.safe_load((ROOT / "master.example.yaml").read_text())
+
+
+def checkconfig(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BUILDBOT), "checkconfig", str(folder)], capture_output=True, text=True, timeout=120)
+
+
+def test_checkconfig_passes_on_the_example_settings(tmp_path):
+    result = checkconfig(master_dir(tmp_path, example()))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Config file is good!" in result.stdout
+
+
+def test_a_bad_settings_file_is_one_line_at_checkconfig(tmp_path):
+    settings = example()
+    settings["builders"][0]["boot"] = "floppy"
+    result = checkconfig(master_dir(tmp_path, settings))
+    assert result.returncode == 1
+    assert result.stdout + result.stderr == (
+        f"Configuration Errors:\n  {tmp_path}/master/settings.yaml: key 'builders[0].boot' must be one of "
+        "cdrom, network, not 'floppy'\n")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["workers"][0].update(password="x"),
+     "key 'workers[0].password': passwords go in the secrets folder (file worker-hv1), never in this file"),
+    (lambda s: s["repositories"][0].update(vcs="cvs"), "key 'repositories[0].vcs' must be git or svn, not 'cvs'"),
+    (lambda s: s["builders"][0].update(workers=["hv9"]),
+     "key 'builders[0].workers' must name workers from 'workers' (unknown: hv9)"),
+    (lambda s: s["builders"][0]["spec"].update(accel="fast"),
+     "key 'builders[0].spec': key 'accel' must be one of auto, kvm, tcg, not 'fast'"),
+    (lambda s: s["mail"].update(to=["devs"]), "key 'mail.to[0]' is not a mail address with a dotted domain: 'devs'"),
+    (lambda s: s.update(nightly={"hour": 25}), "key 'nightly' must be a time of day, not 25:00"),
+    (lambda s: s.update(colour="blue"), "unknown key 'colour'"),
+])
+def test_settings_errors_name_the_key(edit, message):
+    settings = example()
+    edit(settings)
+    with pytest.raises(SettingsError) as error:
+        settings_from_dict(settings)
+    assert str(error.value) == message
