@@ -22,7 +22,8 @@ def test_mypy_finds_nothing():
 
 def test_oscar_mini_shell_scripts_parse():
     scripts = [ROOT / "examples/oscar-mini/install_cluster", ROOT / "examples/oscar-mini/lib/common.sh",
-               ROOT / "scripts/demo-run.sh", ROOT / "examples/oscar-mini/share/installer",
+               ROOT / "scripts/demo-run.sh", ROOT / "workers/setup-worker.sh",
+               ROOT / "examples/oscar-mini/share/installer",
                ROOT / "examples/oscar-mini/share/rcS", ROOT / "tests/data/wait_for_nodes",
                *sorted((ROOT / "examples/oscar-mini/steps").iterdir())]
     for script in scripts:

@@ -73,3 +73,19 @@ def test_settings_errors_name_the_key(edit, message):
     with pytest.raises(SettingsError) as error:
         settings_from_dict(settings)
     assert str(error.value) == message
+
+
+def setup_worker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(ROOT / "workers/setup-worker.sh"), *args], capture_output=True, text=True)
+
+
+def test_setup_worker_checks_the_host_and_refuses_bad_flags(tmp_path):
+    result = setup_worker("--check")
+    verdict = result.stdout.strip().splitlines()[-1]
+    assert (result.returncode, verdict) in [(0, "PASS: setup-worker --check: this host has what oscarvt needs")] \
+        or (result.returncode == 1 and verdict.startswith("FAIL: setup-worker --check: "))
+    assert setup_worker("--bogus").stdout == "FAIL: setup-worker: unknown option '--bogus' (see --help)\n"
+    password = tmp_path / "pw"
+    password.write_text("x")
+    result = setup_worker("--master", "nohost", "--name", "hv1", "--password-file", str(password))
+    assert result.stdout == "FAIL: setup-worker: --master must be HOST:PORT, not 'nohost'\n"
