@@ -33,6 +33,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", **kwargs: Any) -> None:
         kwargs.setdefault("name", self.phase)
         kwargs.setdefault("interruptSignal", "TERM")
+        kwargs.setdefault("haltOnFailure", True)  # a failed phase ends the build (but for alwaysRun steps)
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         super().__init__(**kwargs)
         self.extra_args = list(extra_args or [])

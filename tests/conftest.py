@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message as MessageHandler
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import Template
+from oscarvt.network import free_tcp_port
 from oscarvt.phases.access import open_vm, wait_pingable
 from oscarvt.phases.destroy import destroy
 from oscarvt.testguest import TestGuest, build_test_guest
@@ -139,3 +145,52 @@ def links(*args: str) -> list[str]:
 def in_private_netns() -> bool:
     """True inside the test command's network namespace (only ``lo``, created by ``make test``)."""
     return sorted(links()) == ["lo"]
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[Message] = []
+        self.port = free_tcp_port()
+        sink = self
+
+        class Keep(MessageHandler):
+            def handle_message(self, message: Message) -> None:
+                sink.received.append(message)
+
+        self.controller = Controller(Keep(), hostname="127.0.0.1", port=self.port)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()
+
+
+def git_repo(source: Path, repo: Path) -> Path:
+    """A git repository (branch main) whose first commit is a copy of ``source``."""
+    shutil.copytree(source, repo)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", f"import {source.name}"]):
+        git(repo, *args)
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` as a test author; return its output."""
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@example.org",
+                           *args], check=True, capture_output=True, text=True).stdout
+
+
+def port_open(port: int) -> bool | None:
+    """True if something accepts TCP connections on 127.0.0.1:``port`` (None otherwise, for wait_for)."""
+    with socket.socket() as probe:
+        return True if probe.connect_ex(("127.0.0.1", port)) == 0 else None

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import oscarvt, qemu_pids_of, template_spec_data, write_spec
+from conftest import git, git_repo, oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
 
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
@@ -70,11 +69,7 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path):
 def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
     """A git repository of the example suite served by git daemon on 127.0.0.1 (10.0.2.2 from a VM)."""
     root = tmp_path / "git"
-    repo = root / "oscar"
-    shutil.copytree(SUITE, repo)
-    git = ["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@localhost"]
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "oscar-mini"]):
-        subprocess.run([*git, *args], check=True)
+    repo = git_repo(SUITE, root / "oscar")
     port = free_tcp_port()
     daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
                                "--listen=127.0.0.1", f"--port={port}", str(root)])
@@ -104,15 +99,10 @@ def svn_server(tmp_path) -> Iterator[str]:
         server.wait(timeout=10)
 
 
-def port_open(port: int) -> bool | None:
-    with socket.socket() as probe:
-        return True if probe.connect_ex(("127.0.0.1", port)) == 0 else None
-
-
 @pytest.mark.vm
 def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_daemon):
     url, repo = git_daemon
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = git(repo, "rev-parse", "HEAD").strip()
     cluster = tmp_path / "c"
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--url", url, "--revision", head,
                      "--boot", "network")

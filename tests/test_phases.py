@@ -7,18 +7,14 @@ import email
 import json
 import tarfile
 import time
-from email.message import Message
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message as MessageHandler
 from conftest import oscarvt
 
 from oscarvt import monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
-from oscarvt.network import free_tcp_port
 from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.spec import spec_from_dict
@@ -103,31 +99,12 @@ def failed_cluster(tmp_path: Path) -> ClusterDir:
     return cluster
 
 
-@pytest.fixture
-def smtp_sink():
-    """A real SMTP server on 127.0.0.1 that keeps what it receives."""
-    received: list[Message] = []
-
-    class Keep(MessageHandler):
-        def handle_message(self, message: Message) -> None:
-            received.append(message)
-
-    port = free_tcp_port()
-    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield f"127.0.0.1:{port}", received
-    finally:
-        controller.stop()
-
-
 def test_send_logs_mails_the_verdict_failing_node_and_logs(tmp_path, smtp_sink):
-    address, received = smtp_sink
     cluster = failed_cluster(tmp_path)
-    result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", address)
+    result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", smtp_sink.address)
     assert result.returncode == 0, result.output
-    assert len(received) == 1
-    mail = email.message_from_bytes(received[0].as_bytes())
+    assert len(smtp_sink.received) == 1
+    mail = email.message_from_bytes(smtp_sink.received[0].as_bytes())
     assert mail["Subject"].startswith("oscarvt FAIL: c: wait-for-nodes: oscarnode2: oscar-installer: ERROR")
     body, attachment = [part for part in mail.walk() if not part.is_multipart()]
     text = body.get_payload(decode=True).decode()

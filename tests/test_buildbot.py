@@ -1,0 +1,267 @@
+"""The Buildbot package end to end: a real master (master.cfg + settings) and a real worker
+process, a git and an SVN repository of the example suite polled for commits, builds on real
+virtual clusters, mail to an aiosmtpd sink, the waterfall in headless Chromium."""
+
+from __future__ import annotations
+
+import email
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+from conftest import SmtpSink, git, git_repo, oscarvt, qemu_pids_of, template_spec_data
+
+from oscarvt.image import build_template
+from oscarvt.network import free_tcp_port
+from oscarvt.waiting import wait_for
+
+ROOT = Path(__file__).parent.parent
+SUITE = ROOT / "examples" / "oscar-mini"
+BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / "test-artifacts"
+PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
+               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "destroy"]
+
+
+@dataclass
+class Master:
+    """A running master and worker, and what the tests need to talk to them."""
+
+    root: Path
+    url: str
+    repo: Path
+    svn_checkout: Path
+    mail: SmtpSink
+    pids: list[int] = field(default_factory=list)
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}api/v2/{path}", timeout=30) as reply:
+            return json.load(reply)
+
+    def builds(self, builder: str) -> list[dict[str, Any]]:
+        return list(self.api(f"builders/{builder}/builds")["builds"])
+
+    def steps(self, build: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.api(f"builds/{build['buildid']}/steps")["steps"])
+
+    def rpc(self, path: str, method: str, params: dict[str, Any], login: bool) -> tuple[int, Any]:
+        """A JSON-RPC control call (force, stop), as the admin or anonymously."""
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        if login:
+            request = urllib.request.Request(f"{self.url}auth/login")
+            request.add_header("Authorization", "Basic YWRtaW46YWRtaW4tcGFzc3dvcmQ=")  # admin:admin-password
+            opener.open(request, timeout=30)
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}).encode()
+        request = urllib.request.Request(f"{self.url}api/v2/{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with opener.open(request, timeout=30) as reply:
+                return reply.status, json.load(reply)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def wait_build(self, builder: str, count: int, timeout: float = 900) -> dict[str, Any]:
+        """Wait until ``builder`` has its ``count``-th build complete; return it."""
+        def done() -> dict[str, Any] | None:
+            builds = self.builds(builder)
+            return builds[count - 1] if len(builds) >= count and builds[count - 1]["complete"] else None
+        return wait_for(done, timeout=timeout, what=f"build {count} of {builder} to finish", interval=3)
+
+    def wait_logged(self, text: str, times: int) -> None:
+        """Wait until the master's log shows ``text`` at least ``times`` times (e.g. a poller's
+        second poll: the first one only records where the repository is)."""
+        log = self.root / "master" / "twistd.log"
+        wait_for(lambda: True if log.read_text(errors="replace").count(text) >= times else None,
+                 timeout=60, what=f"the master to log {text!r} {times} times", interval=0.5)
+
+
+def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink,
+             www_port: int, worker_port: int) -> dict[str, Any]:
+    return {
+        "title": "oscarvt test", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
+        "worker_port": worker_port, "oscarvt": str(BIN / "oscarvt"), "admins": ["admin"],
+        "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
+                         {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 2}],
+        "workers": [{"name": "hv1", "max_clusters": 1}],
+        "builders": [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 2, "boot": "cdrom",
+                      "spec": template_spec},
+                     {"name": "b2-svn", "repository": "oscar-svn", "workers": ["hv1"], "nodes": 2,
+                      "boot": "cdrom", "spec": template_spec}],
+        "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
+                 "mode": ["all"]},
+    }
+
+
+def start(command: list[str], folder: Path) -> int:
+    """Start a Buildbot daemon (master or worker) and return its PID from twistd.pid."""
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+    return int((folder / "twistd.pid").read_text())
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory) -> Iterator[Master]:
+    template, _ = build_template()
+    root = tmp_path_factory.mktemp("bb")
+    repo = git_repo(SUITE, root / "repo")
+    subprocess.run(["svnadmin", "create", str(root / "svn")], check=True)
+    svn = f"file://{root}/svn/trunk"
+    subprocess.run(["svn", "import", "-q", "-m", "import oscar-mini", str(SUITE), svn], check=True)
+    subprocess.run(["svn", "checkout", "-q", svn, str(root / "svn-checkout")], check=True)
+    sink = SmtpSink()
+    sink.controller.start()
+    www_port, worker_port = free_tcp_port(), free_tcp_port()
+    folder = root / "master"
+    subprocess.run([str(BIN / "buildbot"), "create-master", "-r", str(folder)], check=True, capture_output=True)
+    shutil.copy(ROOT / "master.cfg", folder)
+    (folder / "settings.yaml").write_text(yaml.safe_dump(settings(
+        template_spec_data(template, accel="tcg"), repo, svn, sink, www_port, worker_port)))
+    secrets = folder / "secrets"
+    secrets.mkdir(mode=0o700)
+    for name, text in (("worker-hv1", "worker-password"), ("www-users", "admin:admin-password\n")):
+        (secrets / name).write_text(text)
+        (secrets / name).chmod(0o600)
+    running = Master(root, f"http://127.0.0.1:{www_port}/", repo, root / "svn-checkout", sink)
+    try:
+        running.pids.append(start([str(BIN / "buildbot"), "start", str(folder)], folder))
+        worker = root / "worker"
+        subprocess.run([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o22", str(worker),
+                        f"127.0.0.1:{worker_port}", "hv1", "worker-password"], check=True, capture_output=True)
+        running.pids.append(start([str(BIN / "buildbot-worker"), "start", str(worker)], worker))
+        wait_for(lambda: True if running.api("workers")["workers"][0]["connected_to"] else None,
+                 timeout=60, what="the worker to connect")
+        yield running
+    finally:
+        for pid in reversed(running.pids):
+            stop_process(pid)
+        for cluster in sorted((root / "worker").glob("*/cluster")):
+            oscarvt("destroy", "--cluster", cluster)
+        sink.controller.stop()
+
+
+def stop_process(pid: int) -> None:
+    """SIGTERM a daemon we started, then SIGKILL if it is still there after 20 s."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: None if Path(f"/proc/{pid}").exists() else True, timeout=20, what=f"PID {pid} to exit")
+    except ProcessLookupError:
+        return
+    except Exception:
+        os.kill(pid, signal.SIGKILL)
+
+
+def commit(repo: Path, path: str, old: str, new: str, message: str) -> None:
+    file = repo / path
+    text = file.read_text()
+    assert old in text
+    file.write_text(text.replace(old, new))
+    git(repo, "commit", "-q", "-am", message)
+
+
+def mail_for(master: Master, builder: str, number: int) -> Message:
+    subject = f": {builder} build {number}"
+    found = wait_for(lambda: next((m for m in master.mail.received if subject in str(m["Subject"])), None),
+                     timeout=60, what=f"the mail about {builder} build {number}")
+    return email.message_from_bytes(found.as_bytes())
+
+
+@pytest.mark.vm
+def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
+    master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
+    commit(master.repo, "README.md", "# oscar-mini", "# oscar-mini (a new revision)", "README: a new revision")
+    build = master.wait_build("b1", 1)
+    steps = master.steps(build)
+    names = [s["name"] for s in steps]
+    assert build["results"] == 0, [(s["name"], s["state_string"]) for s in steps]
+    assert names[:1] == ["checkout"] and names[-len(PHASE_STEPS):] == PHASE_STEPS
+    by_name = {s["name"]: s for s in steps}
+    assert by_name["wait-for-nodes"]["state_string"] == "2 nodes installed and booted"
+    assert by_name["finish-oscar"]["state_string"].startswith("OSCAR finished; tests 7/7 passed")
+    properties = master.api(f"builds/{build['buildid']}/properties")["properties"][0]
+    assert properties["phase_wait_for_nodes"][0]["result"] == "passed"
+    assert properties["cluster_tests"][0] == {"PASSED": 7, "FAILED": 0, "SKIPPED": 0}
+    assert qemu_pids_of(master.root / "worker") == []
+
+    mail = mail_for(master, "b1", build["number"])
+    assert str(mail["Subject"]).startswith("oscarvt success: b1 build")
+    attachments = {part.get_filename(): part.get_payload(decode=True) for part in mail.walk() if part.get_filename()}
+    assert "Step 4 - Build OSCAR Client Image" in attachments["attach-logs.oscarinstall.log"].decode()
+    assert "finish-oscar" in attachments["attach-logs.summary.txt"].decode()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+                "--window-size=1400,900"]
+    page = f"{master.url}#/builders/{build['builderid']}"
+    dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    assert "b1" in dom and f">{build['number']}<" in dom.replace(" ", ""), dom[-2000:]
+    shot = ARTIFACTS / "waterfall.png"
+    subprocess.run([*chromium, f"--screenshot={shot}", f"{master.url}#/waterfall"], capture_output=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.vm
+def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
+    commit(master.repo, "share/client.pkglist", "dropbear-bin", "no-such-package", "client image: a missing package")
+    build = master.wait_build("b1", 2)
+    by_name = {s["name"]: s for s in master.steps(build)}
+    assert build["results"] == 2
+    assert by_name["start-oscar"]["state_string"] == \
+        "failed: OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
+    assert "boot-compute-nodes" not in by_name  # the build stopped at the failing phase
+    assert by_name["grab-logs"]["results"] == 0 and by_name["destroy"]["results"] == 0
+    mail = mail_for(master, "b1", build["number"])
+    assert str(mail["Subject"]).startswith("oscarvt failure: b1 build")
+    assert "Step start-oscar: failed: OSCAR failed: Failed on Step 4" in mail.get_body().get_content()
+    assert qemu_pids_of(master.root / "worker") == []
+    commit(master.repo, "share/client.pkglist", "no-such-package", "dropbear-bin", "client image: back to dropbear")
+
+
+@pytest.mark.vm
+def test_anonymous_users_may_not_force_but_the_admin_may_stop_a_build(master):
+    status, reply = master.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, login=False)
+    assert status == 403 and "admins" in json.dumps(reply)
+    count = len(master.builds("b1"))
+    status, reply = master.rpc("forceschedulers/force", "force",
+                               {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
+                               login=True)
+    assert status == 200, reply
+    build = wait_for(lambda: (master.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
+    wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.steps(build))
+             else None, timeout=300, what="the forced build to start OSCAR")
+    status, _ = master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"}, login=False)
+    assert status == 403
+    status, _ = master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"}, login=True)
+    assert status == 200
+    build = master.wait_build("b1", count + 1, timeout=300)
+    by_name = {s["name"]: s for s in master.steps(build)}
+    assert build["results"] == 6  # cancelled
+    assert by_name["destroy"]["results"] == 0 and by_name["grab-logs"]["results"] == 0
+    assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_an_svn_commit_triggers_a_build_through_svnpoller(master):
+    checkout = master.svn_checkout
+    master.wait_logged("SVNPoller: starting at change", times=1)
+    master.wait_logged("SVNPoller: no changes", times=1)
+    readme = checkout / "README.md"
+    readme.write_text(readme.read_text() + "\nA new SVN revision.\n")
+    subprocess.run(["svn", "commit", "-q", "-m", "README: a new SVN revision", str(checkout)], check=True)
+    build = wait_for(lambda: (master.builds("b2-svn") or [None])[0], timeout=120, what="a build of b2-svn")
+    assert build["number"] == 1
+    changes = master.api(f"builds/{build['buildid']}/changes")["changes"]
+    assert changes and changes[0]["comments"] == "README: a new SVN revision"
+    master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "the trigger was the test"}, login=True)
+    master.wait_build("b2-svn", 1, timeout=300)
+    assert qemu_pids_of(master.root / "worker") == []
