@@ -8,7 +8,7 @@ APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static
 	mmdebstrap e2fsprogs passwd systemd git subversion
 PYTEST_ARGS ?=
 
-.PHONY: test deps venv testguest template bench demo clean
+.PHONY: test deps venv testguest template bench demo demo-stop demo-driver clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -43,9 +43,16 @@ test: deps venv testguest template
 bench: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done'
 
-# Until the Buildbot package lands, the demo is the driver on its own: `oscarvt run` of the
-# example suite on a virtual cluster (template headnode + 2 nodes), in a private namespace.
+# The main job on this machine: a Buildbot master (waterfall at http://127.0.0.1:8010), a worker,
+# an SMTP sink and a build of the example suite on a virtual cluster, started by a commit.
+# They stay up for a look; `make demo-stop` stops them. (`make demo-driver`: oscarvt run alone.)
 demo: deps venv template
+	$(VENV)/bin/python scripts/demo.py
+
+demo-stop:
+	$(VENV)/bin/python scripts/demo.py stop
+
+demo-driver: deps venv template
 	unshare --net sh -c 'ip link set lo up && exec scripts/demo-run.sh'
 
 clean:

@@ -124,7 +124,8 @@ def mail(settings: Settings) -> list[Any]:
     host, port = settings.mail.relay.rsplit(":", 1)
     formatter = MessageFormatter(template=MAIL_TEMPLATE, template_type="plain", want_logs_content=MAIL_LOGS,
                                  subject=MAIL_SUBJECT)
-    generator = BuildStatusGenerator(mode=tuple(settings.mail.mode), message_formatter=formatter)
+    mode: str | tuple[str, ...] = "all" if "all" in settings.mail.mode else tuple(settings.mail.mode)
+    generator = BuildStatusGenerator(mode=mode, message_formatter=formatter)
     return [reporters.MailNotifier(fromaddr=settings.mail.sender, relayhost=host, smtpPort=int(port),
                                    sendToInterestedUsers=False, extraRecipients=settings.mail.to,
                                    generators=[generator])]

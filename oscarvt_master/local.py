@@ -1,0 +1,114 @@
+"""A master and a worker on this host: create, start and stop them, and talk to the REST API.
+
+Used by ``make demo`` and by the end-to-end test; a real deployment uses master.cfg with its
+own settings and ``workers/setup-worker.sh`` on each hypervisor host.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oscarvt.errors import OscarvtError
+from oscarvt.waiting import wait_for
+
+BIN = Path(sys.executable).parent
+MASTER_CFG = Path(__file__).parent.parent / "master.cfg"
+
+
+def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str]) -> None:
+    """A master folder: Buildbot's files, our master.cfg, the settings and the secret files (0600)."""
+    run([str(BIN / "buildbot"), "create-master", "-r", str(folder)], "buildbot create-master")
+    shutil.copy(MASTER_CFG, folder / "master.cfg")
+    (folder / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    secrets_dir = folder / str(settings.get("secrets_dir", "secrets"))
+    secrets_dir.mkdir(mode=0o700, exist_ok=True)
+    for name, text in secrets.items():
+        (secrets_dir / name).write_text(text)
+        (secrets_dir / name).chmod(0o600)
+
+
+def create_worker(folder: Path, name: str, master_port: int, password: str) -> None:
+    run([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o22", str(folder), f"127.0.0.1:{master_port}",
+         name, password], "buildbot-worker create-worker")
+
+
+def start_master(folder: Path) -> int:
+    """Start the master in the background; its PID."""
+    run([str(BIN / "buildbot"), "start", str(folder)], "buildbot start",
+        hint=f"see {folder / 'twistd.log'}")
+    return int((folder / "twistd.pid").read_text())
+
+
+def start_worker(folder: Path) -> int:
+    run([str(BIN / "buildbot-worker"), "start", str(folder)], "buildbot-worker start",
+        hint=f"see {folder / 'twistd.log'}")
+    return int((folder / "twistd.pid").read_text())
+
+
+def stop(pid: int, timeout: float = 20) -> None:
+    """SIGTERM a process we started, SIGKILL if it is still there after ``timeout``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        wait_for(lambda: None if Path(f"/proc/{pid}").exists() else True, timeout=timeout, what=f"PID {pid} to exit")
+    except OscarvtError:
+        os.kill(pid, signal.SIGKILL)
+
+
+def run(argv: list[str], what: str, hint: str = "") -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        raise OscarvtError(f"{what} failed: {last[0]}" + (f" ({hint})" if hint else ""))
+
+
+class Rest:
+    """The master's REST API (reads anonymously; control calls as a user if given)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/") + "/"
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}api/v2/{path}", timeout=30) as reply:
+            return json.load(reply)
+
+    def builds(self, builder: str) -> list[dict[str, Any]]:
+        return list(self.get(f"builders/{builder}/builds")["builds"])
+
+    def steps(self, build: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(self.get(f"builds/{build['buildid']}/steps")["steps"])
+
+    def worker_connected(self) -> bool | None:
+        return True if all(w["connected_to"] for w in self.get("workers")["workers"]) else None
+
+    def rpc(self, path: str, method: str, params: dict[str, Any],
+            user: tuple[str, str] | None = None) -> tuple[int, Any]:
+        """A JSON-RPC control call (force, stop): its HTTP status and reply."""
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        if user is not None:
+            login = urllib.request.Request(f"{self.url}auth/login")
+            login.add_header("Authorization", "Basic " + b64encode(f"{user[0]}:{user[1]}".encode()).decode())
+            opener.open(login, timeout=30)
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}).encode()
+        request = urllib.request.Request(f"{self.url}api/v2/{path}", data=body,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with opener.open(request, timeout=30) as reply:
+                return reply.status, json.load(reply)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")

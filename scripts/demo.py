@@ -1,0 +1,138 @@
+"""make demo: oscarvt as its users run it, on this machine.
+
+Builds (or reuses) the headnode template, makes a local git repository of examples/oscar-mini,
+starts an SMTP sink (aiosmtpd, a Maildir), a Buildbot master (SQLite) with the waterfall at
+http://127.0.0.1:8010 and a worker, commits to the repository so the poller starts a build,
+and follows that build step by step. Everything lives in .demo/ and stays up for a look;
+``make demo-stop`` (this script with ``stop``) stops what it started and destroys leftover clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from oscarvt import log  # noqa: E402
+from oscarvt.errors import OscarvtError  # noqa: E402
+from oscarvt.image import build_template  # noqa: E402
+from oscarvt.waiting import wait_for  # noqa: E402
+from oscarvt_master import local  # noqa: E402
+
+DEMO = ROOT / ".demo"
+PIDS = DEMO / "pids.json"
+URL = "http://127.0.0.1:8010/"
+BUILDER = "debian12-amd64-2nodes-cdrom"
+SMTP_PORT, WORKER_PORT = 8025, 9989
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=oscarvt demo", "-c", "user.email=demo@example.org",
+                    *args], check=True, capture_output=True)
+
+
+def start() -> str:
+    stop(quiet=True)
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    log.progress("headnode template (built once, about a minute; then from the cache)")
+    template, _ = build_template()
+    repo = DEMO / "repo"
+    shutil.copytree(ROOT / "examples" / "oscar-mini", repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "import oscar-mini")
+    log.progress(f"git repository of the example suite: {repo}")
+    pids: dict[str, int] = {}
+    sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}",
+                             "-c", "aiosmtpd.handlers.Mailbox", str(DEMO / "mail")],
+                            stdout=subprocess.DEVNULL, stderr=(DEMO / "smtp.log").open("w"), start_new_session=True)
+    pids["smtp"] = sink.pid
+    PIDS.write_text(json.dumps(pids))
+    admin_password, worker_password = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
+    spec = {"template": {"disk": str(template.disk), "kernel": str(template.kernel),
+                         "initrd": str(template.initrd), "append": template.append},
+            "nodes": {"memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}}
+    settings = {
+        "title": "oscarvt demo: OSCAR (oscar-mini) on virtual clusters", "url": URL, "www_port": 8010,
+        "worker_port": WORKER_PORT, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"],
+        "repositories": [{"name": "oscar-mini", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 5}],
+        "workers": [{"name": "localhost", "max_clusters": 1}],
+        "builders": [{"name": BUILDER, "repository": "oscar-mini", "workers": ["localhost"], "nodes": 2,
+                      "boot": "cdrom", "spec": spec}],
+        "mail": {"relay": f"127.0.0.1:{SMTP_PORT}", "from": "oscarvt@example.org", "to": ["oscar-devel@example.org"],
+                 "mode": ["all"]},
+    }
+    local.create_master(DEMO / "master", settings, {"worker-localhost": worker_password,
+                                                    "www-users": f"admin:{admin_password}\n"})
+    pids["master"] = local.start_master(DEMO / "master")
+    PIDS.write_text(json.dumps(pids))
+    log.progress(f"master up: waterfall at {URL}#/waterfall (admin password in {DEMO}/master/secrets/www-users)")
+    local.create_worker(DEMO / "worker", "localhost", WORKER_PORT, worker_password)
+    pids["worker"] = local.start_worker(DEMO / "worker")
+    PIDS.write_text(json.dumps(pids))
+    rest = local.Rest(URL)
+    wait_for(rest.worker_connected, timeout=60, what="the worker to connect", interval=1)
+    log.progress("worker connected; waiting for the poller's first look at the repository")
+    master_log = DEMO / "master" / "twistd.log"
+    wait_for(lambda: True if master_log.read_text().count("gitpoller: processing changes") >= 2 else None,
+             timeout=60, what="the git poller", interval=1)
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text() + "\nA revision made by `make demo`.\n")
+    git(repo, "commit", "-q", "-am", "demo: a new revision to test")
+    log.progress("committed a new revision; the poller starts a build within seconds")
+    build = wait_for(lambda: (rest.builds(BUILDER) or [None])[0], timeout=120, what="the build to start", interval=1)
+    log.progress(f"build {build['number']} started: {URL}#/builders/{build['builderid']}/builds/{build['number']}")
+    done: set[str] = set()
+    while True:
+        build = rest.builds(BUILDER)[0]
+        for step in rest.steps(build):
+            if step["complete"] and step["name"] not in done:
+                done.add(step["name"])
+                log.progress(f"step {step['name']}: {step['state_string']}")
+        if build["complete"]:
+            break
+        time.sleep(2)
+    mails = len(list((DEMO / "mail" / "new").glob("*"))) if (DEMO / "mail" / "new").is_dir() else 0
+    log.progress(f"mail: {mails} message(s) in the Maildir {DEMO / 'mail'}")
+    log.progress(f"the master and worker stay up for a look at {URL}; 'make demo-stop' stops them")
+    if build["results"] != 0:
+        raise OscarvtError(f"build {build['number']} failed: {build['state_string']} (see {URL})")
+    return f"demo: build {build['number']} passed every phase on a virtual cluster; waterfall at {URL}#/waterfall"
+
+
+def stop(quiet: bool = False) -> str:
+    """Stop the demo's processes (by the PIDs it recorded) and destroy any cluster left."""
+    stopped = 0
+    if PIDS.is_file():
+        for name, pid in reversed(list(json.loads(PIDS.read_text()).items())):
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            marker = b"aiosmtpd" if name == "smtp" else b"buildbot"  # not a reused PID
+            if cmdline.exists() and marker in cmdline.read_bytes():
+                local.stop(pid)
+                stopped += 1
+        PIDS.unlink()
+    for cluster in sorted(DEMO.glob("worker/*/cluster")):
+        subprocess.run([str(local.BIN / "oscarvt"), "destroy", "--cluster", str(cluster)], capture_output=True)
+    return f"demo-stop: {stopped} processes stopped, clusters destroyed"
+
+
+def main() -> int:
+    try:
+        message = stop() if sys.argv[1:] == ["stop"] else start()
+    except OscarvtError as exc:
+        log.verdict(False, str(exc))
+        return 1
+    log.verdict(True, message)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
