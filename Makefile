@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \
-	mmdebstrap e2fsprogs passwd systemd git subversion
+	mmdebstrap e2fsprogs passwd systemd git subversion chromium
 PYTEST_ARGS ?=
 
 .PHONY: test deps venv testguest template bench demo demo-stop demo-driver clean
