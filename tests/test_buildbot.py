@@ -5,6 +5,7 @@ virtual clusters, mail to an aiosmtpd sink, the waterfall in headless Chromium."
 from __future__ import annotations
 
 import email
+import email.policy
 import json
 import subprocess
 from dataclasses import dataclass, field
@@ -114,14 +115,15 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
     subject = f": {builder} build {number}"
     found = wait_for(lambda: next((m for m in master.mail.received if subject in str(m["Subject"])), None),
                      timeout=60, what=f"the mail about {builder} build {number}")
-    return email.message_from_bytes(found.as_bytes())
+    return email.message_from_bytes(found.as_bytes(), policy=email.policy.default)
 
 
 @pytest.mark.vm
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
+    count = len(master.rest.builds("b1"))
     commit(master.repo, "README.md", "# oscar-mini", "# oscar-mini (a new revision)", "README: a new revision")
-    build = master.wait_build("b1", 1)
+    build = master.wait_build("b1", count + 1)
     steps = master.rest.steps(build)
     names = [s["name"] for s in steps]
     assert build["results"] == 0, [(s["name"], s["state_string"]) for s in steps]
@@ -155,8 +157,10 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
 
 @pytest.mark.vm
 def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
+    master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
+    count = len(master.rest.builds("b1"))
     commit(master.repo, "share/client.pkglist", "dropbear-bin", "no-such-package", "client image: a missing package")
-    build = master.wait_build("b1", 2)
+    build = master.wait_build("b1", count + 1)
     by_name = {s["name"]: s for s in master.rest.steps(build)}
     assert build["results"] == 2
     assert by_name["start-oscar"]["state_string"] == \
@@ -172,19 +176,19 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
 
 @pytest.mark.vm
 def test_anonymous_users_may_not_force_but_the_admin_may_stop_a_build(master):
-    status, reply = master.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]})
+    status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]})
     assert status == 403 and "admins" in json.dumps(reply)
     count = len(master.rest.builds("b1"))
-    status, reply = master.rpc("forceschedulers/force", "force",
+    status, reply = master.rest.rpc("forceschedulers/force", "force",
                                {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
                                user=ADMIN)
     assert status == 200, reply
     build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
     wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
              else None, timeout=300, what="the forced build to start OSCAR")
-    status, _ = master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"})
+    status, _ = master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"})
     assert status == 403
-    status, _ = master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"}, user=ADMIN)
+    status, _ = master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"}, user=ADMIN)
     assert status == 200
     build = master.wait_build("b1", count + 1, timeout=300)
     by_name = {s["name"]: s for s in master.rest.steps(build)}
@@ -205,6 +209,6 @@ def test_an_svn_commit_triggers_a_build_through_svnpoller(master):
     assert build["number"] == 1
     changes = master.rest.get(f"builds/{build['buildid']}/changes")["changes"]
     assert changes and changes[0]["comments"] == "README: a new SVN revision"
-    master.rpc(f"builds/{build['buildid']}", "stop", {"reason": "the trigger was the test"}, user=ADMIN)
+    master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "the trigger was the test"}, user=ADMIN)
     master.wait_build("b2-svn", 1, timeout=300)
     assert qemu_pids_of(master.root / "worker") == []
