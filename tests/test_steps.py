@@ -119,3 +119,40 @@ class TestAttachLogs(StepTest):
         self.expect_log_file("console oscarnode2", "Kernel panic\n")
         self.expect_log_file("failing console", "Kernel panic\n")
         await self.run_step()
+
+
+class TestSimplePhases(StepTest):
+    """The phases whose summary is oscarvt's own verdict: command, summary, property, failure."""
+
+    async def check(self, step, args, stdout, rc, result, state):
+        self.setup_step(step)
+        self.expect_commands(ExpectShell(workdir=".", command=oscarvt(*args), interrupt_signal="TERM")
+                             .stdout(stdout).exit(rc))
+        self.expect_outcome(result=result, state_string=state)
+        self.expect_property(f"phase_{args[0].replace('-', '_')}",
+                             {"result": "passed" if result == SUCCESS else "failed",
+                              "message": stdout.strip().split(": ", 2)[-1]})
+        await self.run_step()
+
+    async def test_copy_vm_image(self):
+        await self.check(steps.CopyVmImage(extra_args=["--spec", "spec.yaml"], workdir="."),
+                         ["copy-vm-image", "--spec", "spec.yaml"],
+                         "PASS: copy-vm-image: 3 profiles and disks in /b/cluster\n", 0, SUCCESS,
+                         "3 profiles and disks in /b/cluster")
+
+    async def test_checkout_oscar(self):
+        await self.check(steps.CheckoutOscar(extra_args=["--source", "oscar"], workdir="."),
+                         ["checkout-oscar", "--source", "oscar"],
+                         "FAIL: checkout-oscar: --source: no such folder oscar\n", 1, FAILURE,
+                         "failed: --source: no such folder oscar")
+
+    async def test_boot_compute_nodes(self):
+        await self.check(steps.BootComputeNodes(extra_args=["--boot", "network"], workdir="."),
+                         ["boot-compute-nodes", "--boot", "network"],
+                         "PASS: boot-compute-nodes: 2 nodes started from network\n", 0, SUCCESS,
+                         "2 nodes started from network")
+
+    async def test_destroy(self):
+        await self.check(steps.Destroy(workdir="."), ["destroy"],
+                         "PASS: destroy: 3 VMs stopped, 3 disks removed, no VM of cluster running\n", 0, SUCCESS,
+                         "3 VMs stopped, 3 disks removed, no VM of cluster running")
