@@ -45,21 +45,23 @@ class Connection:
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise OscarvtError(f"SSH connection to {self.label} is closed")
-        channel = transport.open_session(timeout=30)
-        channel.set_combine_stderr(True)
-        channel.settimeout(timeout)
-        channel.exec_command(command)
         try:
+            channel = transport.open_session(timeout=30)
+            channel.set_combine_stderr(True)
+            channel.settimeout(timeout)
+            channel.exec_command(command)
             while True:
                 data = channel.recv(65536)
                 if not data:
                     break
                 if output is not None:
                     output(data)
+            return channel.recv_exit_status()
         except socket.timeout:
             channel.close()
             raise OscarvtError(f"{self.label}: command timed out after {timeout}s: {command}") from None
-        return channel.recv_exit_status()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise OscarvtError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
 
     def check_output(self, command: str, timeout: float | None = 120) -> str:
         """Run ``command`` and return its output; an error if it exits non-zero."""
@@ -74,6 +76,11 @@ class Connection:
             last = data.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
             raise OscarvtError(f"{self.label}: '{command}' exited {status}: {last[0]}")
         return data
+
+    def write_file(self, remote: str, data: bytes, mode: int = 0o644) -> None:
+        """Write ``data`` to the file ``remote`` on the VM (its folder must exist)."""
+        quoted = shlex.quote(remote)
+        self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} {quoted}.tmp && mv {quoted}.tmp {quoted}", data)
 
     def put(self, local: Path, remote_dir: str) -> None:
         """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""

@@ -10,7 +10,7 @@ from buildbot.plugins import changes, reporters, schedulers, secrets, util, work
 from buildbot.reporters.generators.build import BuildStatusGenerator
 from buildbot.reporters.message import MessageFormatter
 
-from oscarvt_master.factory import build_factory
+from oscarvt_master.factory import BUILDER_DEFAULT, build_factory
 from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
 
 MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
@@ -79,9 +79,9 @@ def all_schedulers(settings: Settings) -> list[Any]:
                                         hour=settings.nightly["hour"], minute=settings.nightly["minute"]))
     found.append(schedulers.ForceScheduler(
         name="force", builderNames=[b.name for b in settings.builders],
-        properties=[util.IntParameter(name="nodes", label="Compute nodes", default=2),
-                    util.ChoiceStringParameter(name="boot", label="Boot method", choices=list(BOOTS),
-                                               default=BOOTS[0]),
+        properties=[util.IntParameter(name="nodes", label="Compute nodes (0: the builder's)", default=0),
+                    util.ChoiceStringParameter(name="boot", label="Boot method", choices=[BUILDER_DEFAULT, *BOOTS],
+                                               default=BUILDER_DEFAULT),
                     util.BooleanParameter(name="keep_on_failure", label="Keep the cluster on failure",
                                           default=False)]))
     return found
@@ -95,7 +95,7 @@ def builders(settings: Settings) -> list[util.BuilderConfig]:
     return [util.BuilderConfig(
         name=b.name, workernames=b.workers, factory=build_factory(settings, b, repos[b.repository]),
         locks=[lock.access("counting")],
-        properties={"distribution": b.distribution, "arch": b.arch, "nodes": b.nodes, "boot": b.boot},
+        defaultProperties={"distribution": b.distribution, "arch": b.arch},
         tags=[b.distribution, b.arch, b.boot]) for b in settings.builders]
 
 

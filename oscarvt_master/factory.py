@@ -30,9 +30,21 @@ from oscarvt_steps.steps import (
     WaitForNodes,
 )
 
+BUILDER_DEFAULT = "builder's"  # the force form's "use the builder's setting"
 SOURCE = "oscar"  # the checkout of the revision under test; every path is relative to the
                   # builder's folder on the worker (cluster/, spec.yaml, logs/)
 LOGS_ON_MASTER = "public_html/logs/%(prop:buildername)s/%(prop:buildnumber)s"
+
+
+def build_nodes(builder: Builder) -> util.Transform:
+    """The build's node count: the force form's, or the builder's (form value 0, or no form)."""
+    return util.Transform(lambda forced: int(forced or 0) or builder.nodes, util.Property("nodes", default=0))
+
+
+def build_boot(builder: Builder) -> util.Transform:
+    """The build's boot method: the force form's, or the builder's."""
+    return util.Transform(lambda forced: builder.boot if forced in (None, "", BUILDER_DEFAULT) else forced,
+                          util.Property("boot", default=None))
 
 
 def cluster_spec(builder: Builder, nodes: int, boot: str) -> str:
@@ -62,16 +74,14 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         Destroy(name="destroy-stale", hideStepIf=lambda results, step: results == 0, **run),
         steps.RemoveDirectory(dir="cluster", name="clean"),
         steps.RemoveDirectory(dir=LOGS, name="clean-logs"),
-        steps.StringDownload(util.Transform(cluster_spec, builder,
-                                            util.Property("nodes", default=builder.nodes),
-                                            util.Property("boot", default=builder.boot)),
+        steps.StringDownload(util.Transform(cluster_spec, builder, build_nodes(builder), build_boot(builder)),
                              workerdest="spec.yaml", workdir=".", name="spec"),
         CopyVmImage(extra_args=["--spec", "spec.yaml"], **run),
         BootHeadnode(**run),
         CheckoutOscar(extra_args=["--source", SOURCE], **run),
         StartOscar(**run),
-        BootComputeNodes(extra_args=["--boot", util.Property("boot", default=builder.boot)], **run),
-        WaitForNodes(nodes=util.Property("nodes", default=builder.nodes), **run),
+        BootComputeNodes(extra_args=["--boot", build_boot(builder)], **run),
+        WaitForNodes(nodes=build_nodes(builder), **run),
         FinishOscar(**run),
         GrabLogs(**run),
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,

@@ -4,7 +4,7 @@ Each step runs ``oscarvt PHASE --cluster cluster ...`` on the worker, in the bui
 reads its progress lines as they come to keep the step's summary current ("2/4 nodes
 installed", "failed: oscarnode2: Kernel panic ..."), and records the phase's verdict as the
 build property ``phase_<phase>`` (``{"result": "passed"|"failed", "message": ...}``). A stopped
-build sends the running oscarvt a SIGTERM, which cleans up as after Ctrl-C; the log steps and
+build sends the running oscarvt a SIGTERM (SIGKILL 60 s later), which cleans up as after Ctrl-C; the log steps and
 ``Destroy`` are ``alwaysRun``.
 """
 
@@ -32,14 +32,14 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 
     def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", **kwargs: Any) -> None:
         kwargs.setdefault("name", self.phase)
-        kwargs.setdefault("interruptSignal", "TERM")
+        kwargs.setdefault("sigtermTime", 60)  # a stop: SIGTERM, oscarvt cleans up, SIGKILL after 60 s
         kwargs.setdefault("haltOnFailure", True)  # a failed phase ends the build (but for alwaysRun steps)
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         super().__init__(**kwargs)
         self.extra_args = list(extra_args or [])
         self.oscarvt = oscarvt
         self.verdict: str | None = None
-        self.latest = ""
+        self.last_line = ""
         self.addLogObserver("stdio", logobserver.LineConsumerLogObserver(self._read_lines))
 
     def _read_lines(self) -> Generator[None, tuple[str, str], None]:
@@ -56,7 +56,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 
     def on_line(self, text: str) -> None:
         """Take in one progress line (subclasses pick out what matters)."""
-        self.latest = text
+        self.last_line = text
 
     def message(self) -> str:
         """The verdict's message, without ``PASS: verb:``."""
@@ -69,7 +69,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         return _POINTER.sub("", self.message())
 
     def running_summary(self) -> str:
-        return self.latest[:80]
+        return self.last_line[:80]
 
     def passed_summary(self) -> str:
         return self.short_message()[:80] or "passed"

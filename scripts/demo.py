@@ -39,7 +39,7 @@ def git(repo: Path, *args: str) -> None:
 
 
 def start() -> str:
-    stop(quiet=True)
+    stop()
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
     log.progress("headnode template (built once, about a minute; then from the cache)")
@@ -108,7 +108,7 @@ def start() -> str:
     return f"demo: build {build['number']} passed every phase on a virtual cluster; waterfall at {URL}#/waterfall"
 
 
-def stop(quiet: bool = False) -> str:
+def stop() -> str:
     """Stop the demo's processes (by the PIDs it recorded) and destroy any cluster left."""
     stopped = 0
     if PIDS.is_file():

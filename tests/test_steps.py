@@ -28,7 +28,7 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 class TestPhases(StepTest):
     async def test_boot_headnode_records_the_accelerator_and_its_verdict(self):
         self.setup_step(steps.BootHeadnode())
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("boot-headnode"), interrupt_signal="TERM")
+        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("boot-headnode"), sigterm_time=60)
                              .stdout("[    4.1s] accelerator: TCG (a probe guest did not boot under KVM within 8s)\n"
                                      "PASS: boot-headnode: headnode up, SSH on 127.0.0.1:40001\n")
                              .exit(0))
@@ -42,7 +42,7 @@ class TestPhases(StepTest):
         self.setup_step(steps.StartOscar())
         failure = ("FAIL: start-oscar: OSCAR failed: Failed on Step 4 - Build OSCAR Client Image "
                    "(see /var/log/oscar/oscarinstall.log on the headnode, or grab-logs)\n")
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("start-oscar"), interrupt_signal="TERM")
+        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("start-oscar"), sigterm_time=60)
                              .stdout("[   20.0s] oscar| 2026-11-24 00:32:48 Step 4 - Build OSCAR Client Image\n"
                                      "[   21.0s] oscar| ERROR: Failed on Step 4 - Build OSCAR Client Image\n" + failure)
                              .exit(1))
@@ -61,7 +61,7 @@ class TestPhases(StepTest):
     async def test_wait_for_nodes_counts_nodes_and_takes_extra_args(self):
         self.setup_step(steps.WaitForNodes(nodes=2, extra_args=["--timeout", "900"]))
         self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("wait-for-nodes", "--timeout", "900"),
-                                         interrupt_signal="TERM")
+                                         sigterm_time=60)
                              .stdout("[ 10.0s] oscarnode1: imaging 40%\n[ 30.0s] oscarnode1: installed\n"
                                      "[ 31.0s] oscarnode2: installed\n[ 40.0s] oscarnode1: booted from its disk\n"
                                      "[ 41.0s] oscarnode2: booted from its disk\n"
@@ -73,7 +73,7 @@ class TestPhases(StepTest):
 
     async def test_wait_for_nodes_failure_names_the_node(self):
         self.setup_step(steps.WaitForNodes(nodes=4))
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("wait-for-nodes"), interrupt_signal="TERM")
+        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("wait-for-nodes"), sigterm_time=60)
                              .stdout("[ 30.0s] oscarnode1: installed\n[ 31.0s] oscarnode2: installed\n"
                                      "FAIL: wait-for-nodes: oscarnode2: Kernel panic - not syncing: VFS\n")
                              .exit(1))
@@ -84,7 +84,7 @@ class TestPhases(StepTest):
 
     async def test_finish_oscar_counts_the_cluster_tests(self):
         self.setup_step(steps.FinishOscar())
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("finish-oscar"), interrupt_signal="TERM")
+        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("finish-oscar"), sigterm_time=60)
                              .stdout("[ 5.0s] test PASSED: oscarnode1 ssh\n[ 5.1s] test FAILED: oscarnode2 ssh: x\n"
                                      "FAIL: finish-oscar: OSCAR failed: Failed on Step 8 - Test Cluster Setup\n")
                              .exit(1))
@@ -97,7 +97,7 @@ class TestPhases(StepTest):
         self.assertTrue(steps.GrabLogs().alwaysRun and steps.Destroy().alwaysRun)
         self.setup_step(steps.GrabLogs())
         self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("grab-logs", "--dest", "logs"),
-                                         interrupt_signal="TERM")
+                                         sigterm_time=60)
                              .stdout("PASS: grab-logs: 21 files in /b/logs and logs.tar.gz\n").exit(0))
         self.expect_outcome(result=SUCCESS, state_string="21 files in /b/logs and logs.tar.gz")
         await self.run_step()
@@ -126,7 +126,7 @@ class TestSimplePhases(StepTest):
 
     async def check(self, step, args, stdout, rc, result, state):
         self.setup_step(step)
-        self.expect_commands(ExpectShell(workdir=".", command=oscarvt(*args), interrupt_signal="TERM")
+        self.expect_commands(ExpectShell(workdir=".", command=oscarvt(*args), sigterm_time=60)
                              .stdout(stdout).exit(rc))
         self.expect_outcome(result=result, state_string=state)
         self.expect_property(f"phase_{args[0].replace('-', '_')}",

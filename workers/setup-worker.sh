@@ -9,7 +9,7 @@
 # user in group kvm, installs oscarvt and buildbot-worker into DIR/venv, builds the headnode
 # template as that user, creates the worker (DIR/worker) and installs and starts the systemd
 # unit oscarvt-worker.service. Safe to run again. The last line is the verdict.
-set -u
+set -u -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 PACKAGES="python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin xorriso isolinux
@@ -73,16 +73,19 @@ else
     usermod -a -G kvm "$user"
 fi
 mkdir -p "$dir" && chown "$user:" "$dir"
+runuser -u "$user" -- test -r "$REPO/setup.py" \
+    || fail "user $user cannot read $REPO (put the oscarvt checkout where $user can read it, e.g. /opt)"
 say "oscarvt and buildbot-worker in $dir/venv"
-sudo -u "$user" python3 -m venv "$dir/venv" || fail "python3 -m venv failed"
-sudo -u "$user" "$dir/venv/bin/pip" install -q "$REPO[buildbot]" || fail "pip install of $REPO failed"
+runuser -u "$user" -- python3 -m venv "$dir/venv" || fail "python3 -m venv failed"
+runuser -u "$user" -- "$dir/venv/bin/pip" install -q "$REPO[buildbot]" || fail "pip install of $REPO failed"
 if [ "$template" = 1 ]; then
     say "headnode template (about a minute the first time)"
-    sudo -u "$user" "$dir/venv/bin/oscarvt" image build | tail -n 7 || fail "oscarvt image build failed"
+    runuser -u "$user" -- "$dir/venv/bin/oscarvt" image build | tail -n 7 || fail "oscarvt image build failed"
+    say "put the template's spec lines above into the builders' spec in the master's settings"
 fi
 if [ ! -f "$dir/worker/buildbot.tac" ]; then
     say "worker $name for $master"
-    sudo -u "$user" "$dir/venv/bin/buildbot-worker" create-worker --umask=0o22 "$dir/worker" "$master" "$name" \
+    runuser -u "$user" -- "$dir/venv/bin/buildbot-worker" create-worker --umask=0o22 "$dir/worker" "$master" "$name" \
         "$(cat "$password_file")" >/dev/null || fail "buildbot-worker create-worker failed"
 fi
 sed -e "s|@USER@|$user|g" -e "s|@DIR@|$dir|g" "$HERE/oscarvt-worker.service" > /etc/systemd/system/oscarvt-worker.service
@@ -91,7 +94,7 @@ if [ -d /run/systemd/system ]; then
         || fail "systemctl could not start oscarvt-worker.service"
     started="started (systemctl status oscarvt-worker)"
 else
-    started="installed; systemd is not running here, start it with: sudo -u $user $dir/venv/bin/buildbot-worker start $dir/worker"
+    started="installed; systemd is not running here, start it with: runuser -u $user -- $dir/venv/bin/buildbot-worker start $dir/worker"
 fi
 problems=$(missing)
 [ -z "$problems" ] || echo "$problems" | sed 's/^/--> note: /'

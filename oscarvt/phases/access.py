@@ -19,6 +19,11 @@ def headnode_name(state: dict[str, Any]) -> str:
     return next(name for name, vm in state["vms"].items() if vm["role"] == "headnode")
 
 
+def node_vms(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The compute node VMs, in order, by name."""
+    return {name: vm for name, vm in state["vms"].items() if vm["role"] == "node"}
+
+
 def open_headnode(cluster: ClusterDir, state: dict[str, Any]) -> Connection:
     """An SSH connection to the running headnode."""
     name = headnode_name(state)

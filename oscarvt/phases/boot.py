@@ -13,7 +13,7 @@ from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
-from oscarvt.phases.access import credentials, headnode_name, open_headnode
+from oscarvt.phases.access import credentials, headnode_name, node_vms, open_headnode
 from oscarvt.profile import write_profile
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
@@ -51,7 +51,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
             raise OscarvtError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
         if iso is not None and not iso.is_file():
             raise OscarvtError(f"--iso: no such file {iso}")
-        nodes = [name for name, vm in state["vms"].items() if vm["role"] == "node"]
+        nodes = list(node_vms(state))
         unknown = sorted(set(only or []) - set(nodes))
         if unknown:
             raise OscarvtError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")

@@ -14,16 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from oscarvt.errors import OscarvtError
+from oscarvt.phases.access import headnode_name, node_vms
 from oscarvt.spec import ClusterSpec
 
 INPUTS_DIR = "/var/lib/oscarvt/inputs"
 MAC_FILE = "client.macs"
 FLAG_FILES = ("opkgselector", "buildimage", "defineclients", "networkclients")
-
-
-def node_vms(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The compute node VMs, in order, by name."""
-    return {name: vm for name, vm in state["vms"].items() if vm["role"] == "node"}
 
 
 def mac_file(state: dict[str, Any]) -> str:
@@ -37,7 +33,7 @@ def define_clients(spec: ClusterSpec, state: dict[str, Any]) -> str:
     if not nodes:
         raise OscarvtError("the cluster has no compute nodes to define (nodes.count is 0)")
     subnet = ipaddress.ip_network(spec.network.subnet)
-    head = next(vm for vm in state["vms"].values() if vm["role"] == "headnode")
+    head = state["vms"][headnode_name(state)]
     answers = [("1", spec.oscar.image, "image name"), ("2", spec.oscar.domain, "domain name"),
                ("3", spec.nodes.name, "base host name"), ("4", str(len(nodes)), "number of hosts"),
                ("5", "1", "starting number"), ("6", "0", "padding"),

@@ -53,6 +53,7 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
             {"phases": state.get("phases", []), "nodes": state.get("nodes", {}),
              "checkout": state.get("checkout"), "oscar": state.get("oscar")}, indent=2) + "\n")
         (dest / "summary.txt").write_text(summary(state) + "\n")
+        (dest / "missing.txt").unlink(missing_ok=True)  # from an earlier grab into the same folder
         if missing:
             (dest / "missing.txt").write_text("".join(f"{item}\n" for item in missing))
         tarball = dest.with_name(dest.name + ".tar.gz")
@@ -108,6 +109,7 @@ def summary(state: dict[str, Any]) -> str:
 
 
 def failed_phase(state: dict[str, Any]) -> dict[str, Any] | None:
-    """The first phase that failed, if any."""
-    return next((p for p in state.get("phases", []) if p["result"] == "failed"), None)
+    """The first phase whose latest run failed (a phase run again and passed does not count)."""
+    latest = {p["phase"]: p for p in state.get("phases", [])}
+    return next((p for p in latest.values() if p["result"] == "failed"), None)
 

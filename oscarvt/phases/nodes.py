@@ -6,23 +6,24 @@ A node whose installer rebooted (QEMU exits, see the QEMU back end) is started a
 disk. Once every node has reported 102 (booted from its disk) the boot hook is released and
 OSCAR goes on. It fails early, naming the node, on an error status, an error on a console
 (``CONSOLE_ERRORS``), a VM that died, or a node with no progress for ``timeouts.node``; then
-the hook is released with a failure, so OSCAR stops as it does when its boot script fails.
+the hook is released with a failure, so OSCAR stops as it does when its boot script fails
+(an interrupt leaves the hook waiting, so wait-for-nodes can be run again).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from oscarvt import monitor
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
+from oscarvt.lines import complete_lines
 from oscarvt.log import progress
-from oscarvt.phases.access import open_headnode
+from oscarvt.phases.access import node_vms, open_headnode
 from oscarvt.phases.boot import boot_node
-from oscarvt.phases.inputs import node_vms
 from oscarvt.phases.oscar import release_hook
 from oscarvt.ssh import Connection
 
@@ -47,6 +48,14 @@ class Node:
         self.last_activity = time.time()
         self.times.setdefault(what, round(time.time() - self.started, 1))
 
+    def imaged(self) -> bool:
+        """Imaging finished: status 100 or later, or the imaging_complete marker fetched."""
+        return (self.status is not None and self.status >= monitor.IMAGED) or "imaging_complete" in self.times
+
+    def said(self) -> str:
+        """Its last status in words."""
+        return monitor.describe(self.status) if self.status is not None else "not heard from"
+
 
 def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
@@ -54,50 +63,62 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
         spec = cluster.spec(state)
         if "oscar" not in state:
             raise OscarvtError("OSCAR has not been started (run 'oscarvt start-oscar')")
-        limit = timeout or spec.timeouts.install
-        nodes = {name: Node(name, vm["ip"], vm.get("started", time.time()), vm.get("console_start", 0))
-                 for name, vm in node_vms(state).items()}
         if not all("started" in vm for vm in node_vms(state).values()):
             raise OscarvtError("the nodes have not been started (run 'oscarvt boot-compute-nodes')")
-        by_ip = {node.ip: node for node in nodes.values()}
-        offsets = {"monitor": state["oscar"].get("monitor_offset", 0), "rsyncd": state["oscar"].get("rsyncd_offset", 0)}
+        limit = timeout or spec.timeouts.install
+        nodes = {name: Node(name, vm["ip"], vm["started"], vm.get("console_start", 0))
+                 for name, vm in node_vms(state).items()}
+        monitor_log = LogReader(monitor.MONITOR_LOG, state["oscar"].get("monitor_offset", 0))
+        rsyncd_log = LogReader(monitor.RSYNCD_LOG, state["oscar"].get("rsyncd_offset", 0))
         deadline = time.monotonic() + limit
         with open_headnode(cluster, state) as conn:
+            def take_in_logs() -> None:
+                take_in(monitor_log.read(conn), rsyncd_log.read(conn), nodes)
+
             try:
                 while not all(node.status == monitor.BOOTED for node in nodes.values()):
-                    read_monitor(conn, offsets, by_ip)
+                    take_in_logs()
                     for node in nodes.values():
-                        check_vm(cluster, state, node)
-                        if time.time() - node.last_activity > spec.timeouts.node:
-                            said = monitor.describe(node.status) if node.status is not None else "not heard from"
+                        watch_vm(cluster, state, node, take_in_logs)
+                        silent = time.time() - node.last_activity
+                        if node.status != monitor.BOOTED and silent > spec.timeouts.node:
                             raise OscarvtError(f"{node.name}: no progress for {spec.timeouts.node}s "
-                                               f"(last: {said}; timeouts.node)")
+                                               f"(last: {node.said()}; timeouts.node)")
                     if time.monotonic() > deadline:
                         waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
                         raise OscarvtError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
                     time.sleep(POLL)
-            except BaseException:
-                state["nodes"] = {n.name: {"status": n.status, **n.times} for n in nodes.values()}
+            except OscarvtError:
                 try:
-                    release_hook(conn, ok=False)
-                except OscarvtError:
-                    pass
+                    release_hook(conn, ok=False)  # OSCAR stops as when its boot script fails
+                except OscarvtError as exc:
+                    progress(f"could not release OSCAR's boot hook: {exc}")
                 raise
+            finally:
+                state["nodes"] = {n.name: {"status": n.status, **n.times} for n in nodes.values()}
             release_hook(conn, ok=True)
-        state["nodes"] = {n.name: {"status": n.status, **n.times} for n in nodes.values()}
     took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
     return f"wait-for-nodes: {len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
 
 
-def read_monitor(conn: Connection, offsets: dict[str, int], by_ip: dict[str, Node]) -> None:
-    """Take in the monitor's and rsync daemon's new log lines; print each node's changes."""
-    new = {}
-    for key, path in (("monitor", monitor.MONITOR_LOG), ("rsyncd", monitor.RSYNCD_LOG)):
-        data = conn.check_output_bytes(f"tail -c +{offsets[key] + 1} {path} 2>/dev/null || true")
-        complete = data[:data.rfind(b"\n") + 1]
-        offsets[key] += len(complete)
-        new[key] = complete.decode(errors="replace")
-    for line in new["monitor"].splitlines():
+@dataclass
+class LogReader:
+    """A log on the headnode, read a complete line at a time from ``offset`` on."""
+
+    path: str
+    offset: int
+
+    def read(self, conn: Connection) -> list[str]:
+        data = conn.check_output_bytes(f"tail -c +{self.offset + 1} {self.path} 2>/dev/null || true")
+        lines, used = complete_lines(data)
+        self.offset += used
+        return lines
+
+
+def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, Node]) -> None:
+    """Take in new monitor and rsync log lines; print each node's changes."""
+    by_ip = {node.ip: node for node in nodes.values()}
+    for line in monitor_lines:
         fields = monitor.parse_status_line(line)
         node = by_ip.get(fields.get("ip", ""))
         if node is None or not fields.get("status", "").lstrip("-").isdigit():
@@ -109,37 +130,36 @@ def read_monitor(conn: Connection, offsets: dict[str, int], by_ip: dict[str, Nod
             node.status = status
             progress(f"{node.name}: {monitor.describe(status)}")
             node.seen({monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging"))
-    for ip in monitor.completed_ips(new["rsyncd"]):
+    for ip in monitor.completed_ips("\n".join(rsyncd_lines)):
         if ip in by_ip:
             progress(f"{by_ip[ip].name}: fetched imaging_complete_{ip}")
             by_ip[ip].seen("imaging_complete")
 
 
-def check_vm(cluster: ClusterDir, state: dict[str, Any], node: Node) -> None:
+def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_logs: Callable[[], None]) -> None:
     """Scan the node's console for errors; start it from its disk if its installer rebooted."""
     files = cluster.files(node.name)
     try:
         with files.console.open("rb") as console:
             console.seek(node.console_offset)
-            data = console.read()
+            lines, used = complete_lines(console.read())
     except OSError:
-        data = b""
-    complete = data[:data.rfind(b"\n") + 1]
-    if complete:
-        node.console_offset += len(complete)
+        lines, used = [], 0
+    if used:
+        node.console_offset += used
         node.last_activity = time.time()
-        for line in complete.decode(errors="replace").splitlines():
-            if any(error in line for error in CONSOLE_ERRORS):
-                raise OscarvtError(f"{node.name}: {line.strip()} (console {files.console})")
+    for line in lines:
+        if any(error in line for error in CONSOLE_ERRORS):
+            raise OscarvtError(f"{node.name}: {line.strip()} (console {files.console})")
     if qemu.running_pid(files) is not None:
         return
     if not qemu.asked_to_reboot(files):
         raise OscarvtError(f"{node.name}: its VM died (QEMU exited without a reboot; console {files.console})")
     if node.restarted:
         raise OscarvtError(f"{node.name}: rebooted again after starting from its disk (console {files.console})")
-    if node.status is None or node.status < monitor.IMAGED:
-        said = monitor.describe(node.status) if node.status is not None else "not heard from"
-        raise OscarvtError(f"{node.name}: rebooted before imaging completed (last: {said})")
+    take_in_logs()  # its last status lines may have come since the last look
+    if not node.imaged():
+        raise OscarvtError(f"{node.name}: rebooted before imaging completed (last: {node.said()})")
     progress(f"{node.name}: rebooted; starting it from its disk, CD out")
     boot_node(cluster, state, node.name, "disk", None)
     node.console_offset = state["vms"][node.name]["console_start"]

@@ -20,6 +20,7 @@ from lxml import etree
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
+from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.phases.access import headnode_name, open_headnode
@@ -32,6 +33,7 @@ REACHED = f"{WORK}/hook.reached"
 RELEASE = f"{WORK}/hook.release"
 OUTPUT = f"{WORK}/install_cluster.out"
 STATUS = f"{WORK}/install_cluster.status"
+PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 FAILURE = re.compile(r"Failed (on )?Step \d+ - .*|Failed to confirm client node boot before Step 7 - .*")
@@ -58,27 +60,28 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             install = f"{spec.oscar.dir}/install_cluster"
             if conn.run(f"test -x {shlex.quote(install)}") != 0:
                 raise OscarvtError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
+            stop_oscar(conn)  # one from an earlier start-oscar
             conn.check_output(f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR}")
-            for name, text in {**files, "boot_hook": HOOK_SCRIPT}.items():
-                target = HOOK if name == "boot_hook" else f"{INPUTS_DIR}/{name}"
-                conn.check_output(f"cat > {target} <<'OSCARVT_EOF'\n{text}OSCARVT_EOF\nchmod 755 {target}")
+            for name, text in files.items():
+                conn.write_file(f"{INPUTS_DIR}/{name}", text.encode())
+            conn.write_file(HOOK, HOOK_SCRIPT.encode(), mode=0o755)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
             command = f"{shlex.quote(install)} --cli {iface} {flags} --bootscript {HOOK}"
             progress(f"starting OSCAR: {command}")
-            detached = f"cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; echo $? > {STATUS}"
+            record = {"offset": 0, "command": command, "started": time.time(),
+                      "monitor_offset": remote_size(conn, MONITOR_LOG),  # logs are read from here on
+                      "rsyncd_offset": remote_size(conn, RSYNCD_LOG)}
+            state["oscar"] = record
+            cluster.save(state)
+            detached = (f"echo $$ > {PIDFILE}; cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
+                        f"echo $? > {STATUS}; rm -f {PIDFILE}")
             conn.check_output(f"setsid sh -c {shlex.quote(detached)} < /dev/null > /dev/null 2>&1 &")
-            logs = conn.check_output(f"stat -c %s {MONITOR_LOG} {RSYNCD_LOG} 2>/dev/null || true").split()
-            state["oscar"] = {"offset": 0, "command": command, "started": time.time(),  # logs: from here on
-                              "monitor_offset": int(logs[0]) if len(logs) == 2 else 0,
-                              "rsyncd_offset": int(logs[1]) if len(logs) == 2 else 0}
-            cluster.save(state)
-            finished = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=REACHED)
-            cluster.save(state)
-            if finished:
+            status = follow_oscar(conn, record, spec.timeouts.oscar, until=REACHED)
+            if status:
                 print_log_tail(conn)
-        if finished is not None:
-            return oscar_ended(state, finished, "start-oscar")
-        state["oscar"]["hook_reached"] = time.time()
+        if status is not None:
+            return oscar_ended(state, status, "start-oscar")
+        record["hook_reached"] = time.time()
     return "start-oscar: OSCAR reached the boot hook and waits for the nodes"
 
 
@@ -93,6 +96,7 @@ def finish_oscar(cluster: ClusterDir) -> str:
                 raise OscarvtError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
             status = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=None)
             assert status is not None
+            state["oscar"]["status"] = status
             if status:
                 print_log_tail(conn)
             report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
@@ -106,31 +110,54 @@ def finish_oscar(cluster: ClusterDir) -> str:
         return f"{message}; cluster tests {passed}/{len(results)} passed"
 
 
-def follow_oscar(conn: Connection, run: dict[str, Any], timeout: float, until: str | None) -> int | None:
-    """Print OSCAR's new output lines until it exits (its status) or the file ``until`` exists (None)."""
+def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until: str | None) -> int | None:
+    """Print OSCAR's new output lines until it exits (its status) or the file ``until`` exists (None).
+
+    On a timeout OSCAR is stopped, so that nothing is left running on the headnode.
+    """
     deadline = time.monotonic() + timeout
-    pending = b""
     while True:
-        chunk = conn.check_output_bytes(f"tail -c +{run['offset'] + 1} {OUTPUT} 2>/dev/null || true")
-        run["offset"] += len(chunk)
-        *lines, pending_part = (pending + chunk).split(b"\n")
-        pending = pending_part
-        for line in lines:
-            text = line.decode(errors="replace").rstrip("\r")
-            progress(f"oscar| {text}")
-            if FAILURE.search(text):
-                run["failure"] = FAILURE.search(text).group(0)  # type: ignore[union-attr]
-        status = conn.check_output(f"cat {STATUS} 2>/dev/null || true").strip()
+        status = conn.check_output(f"cat {STATUS} 2>/dev/null || true").strip()  # before the output:
+        reached = not status and until is not None and conn.run(f"test -e {until}") == 0
+        print_output(conn, record)  # all it wrote before exiting is in the file by now
         if status:
-            run["offset"] -= len(pending)  # an unfinished last line is read again next time
+            time.sleep(1)  # its output may still be passing through a pipe (tee)
+            print_output(conn, record, final=True)
+            if "failure" not in record:
+                last = conn.check_output(f"grep -hE '{FAILURE.pattern}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
+                if last.strip():
+                    record["failure"] = FAILURE.search(last).group(0)  # type: ignore[union-attr]
             return int(status) if status.lstrip("-").isdigit() else 1
-        if until is not None and conn.run(f"test -e {until}") == 0:
-            run["offset"] -= len(pending)
+        if reached:
             return None
         if time.monotonic() > deadline:
-            raise OscarvtError(f"OSCAR neither finished nor reached the boot hook within {timeout:.0f}s "
-                               f"(timeouts.oscar; its output: {OUTPUT} on the headnode)")
+            stop_oscar(conn)
+            what = "reach the boot hook" if until else "finish"
+            raise OscarvtError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
+                               f"(its output: {OUTPUT} on the headnode)")
         time.sleep(POLL)
+
+
+def print_output(conn: Connection, record: dict[str, Any], final: bool = False) -> None:
+    """Print OSCAR's output lines after ``record["offset"]``; note its failure line if one passes."""
+    data = conn.check_output_bytes(f"tail -c +{record['offset'] + 1} {OUTPUT} 2>/dev/null || true")
+    lines, used = complete_lines(data, final)
+    record["offset"] += used
+    for line in lines:
+        progress(f"oscar| {line}")
+        found = FAILURE.search(line)
+        if found:
+            record["failure"] = found.group(0)
+
+
+def stop_oscar(conn: Connection) -> None:
+    """Stop an install_cluster this driver started (its whole process group), if one runs."""
+    conn.check_output(f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}")
+
+
+def remote_size(conn: Connection, path: str) -> int:
+    """Size of a file on the VM in bytes (0 if it is not there)."""
+    return int(conn.check_output(f"stat -c %s {path} 2>/dev/null || echo 0").strip() or 0)
 
 
 def oscar_ended(state: dict[str, Any], status: int, verb: str) -> str:
