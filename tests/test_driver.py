@@ -13,11 +13,12 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from conftest import git, git_repo, oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
 
+from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
@@ -46,8 +47,8 @@ def check_logs(logs: Path, nodes: list[str]) -> None:
 
 
 @pytest.mark.vm
-def test_run_passes_with_cd_boot(spec_file, tmp_path):
-    cluster = tmp_path / "c"
+def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
+    cluster = clusters(tmp_path / "c").path
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--source", SUITE, "--boot", "cdrom")
     assert result.returncode == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("PASS: run: every phase passed in ")
@@ -100,10 +101,10 @@ def svn_server(tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.vm
-def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_daemon):
+def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_daemon, clusters):
     url, repo = git_daemon
     head = git(repo, "rev-parse", "HEAD").strip()
-    cluster = tmp_path / "c"
+    cluster = clusters(tmp_path / "c").path
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--url", url, "--revision", head,
                      "--boot", "network")
     assert result.returncode == 0, result.output
@@ -114,13 +115,14 @@ def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_
     assert qemu_pids_of(cluster) == []
 
 
-def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str) -> tuple[str, Path]:
+def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str,
+               clusters: Callable[[Path], ClusterDir]) -> tuple[str, Path]:
     """`oscarvt run` on a copy of the suite with ``old`` replaced by ``new`` in ``path``; it must fail."""
     suite = Path(shutil.copytree(SUITE, tmp_path / "oscar"))
     text = (suite / path).read_text()
     assert old in text
     (suite / path).write_text(text.replace(old, new))
-    cluster = tmp_path / "c"
+    cluster = clusters(tmp_path / "c").path
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--source", suite)
     assert result.returncode == 1, result.output
     assert qemu_pids_of(cluster) == []
@@ -128,8 +130,9 @@ def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str) -
 
 
 @pytest.mark.vm
-def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path):
-    last, cluster = run_broken(spec_file, tmp_path, "share/client.pkglist", "dropbear-bin", "no-such-package")
+def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path, clusters):
+    last, cluster = run_broken(spec_file, tmp_path, "share/client.pkglist", "dropbear-bin", "no-such-package",
+                               clusters)
     assert last.startswith("FAIL: run: failed in start-oscar after ")
     assert "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image" in last
     check_logs(cluster / "logs", [])
@@ -137,8 +140,8 @@ def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path):
 
 
 @pytest.mark.vm
-def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_file, tmp_path):
-    last, cluster = run_broken(spec_file, tmp_path, "share/installer", "DISK=/dev/vda", "DISK=/dev/vdz")
+def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_file, tmp_path, clusters):
+    last, cluster = run_broken(spec_file, tmp_path, "share/installer", "DISK=/dev/vda", "DISK=/dev/vdz", clusters)
     assert last.startswith("FAIL: run: failed in wait-for-nodes after ")
     assert re.search(r"oscarnode[12]: the installer reported an error: .*/dev/vdz", last), last
     check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
@@ -147,9 +150,9 @@ def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_fi
 
 
 @pytest.mark.vm
-def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path):
+def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path, clusters):
     last, cluster = run_broken(spec_file, tmp_path, "steps/test_cluster", 'check "$name" ssh "$name" "hostname"',
-                               'check "$name" ssh "$name.wrong" "hostname"')
+                               'check "$name" ssh "$name.wrong" "hostname"', clusters)
     assert last.startswith("FAIL: run: failed in finish-oscar after ")
     assert "OSCAR failed: Failed on Step 8 - Test Cluster Setup" in last
     check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
