@@ -54,6 +54,7 @@ def main() -> None:
         git(repo, "commit", "-q", "-m", "import")
         www, port = free_tcp_port(), free_tcp_port()
         settings = {"title": "bench", "url": f"http://127.0.0.1:{www}/", "www_port": www, "worker_port": port,
+                    "logs_port": free_tcp_port(),
                     "oscarvt": str(local.BIN / "oscarvt"),
                     "repositories": [{"name": "oscar", "url": str(repo), "poll_interval": 1}],
                     "workers": [{"name": "w"}],

@@ -11,6 +11,7 @@ from buildbot.reporters.generators.build import BuildStatusGenerator
 from buildbot.reporters.message import MessageFormatter
 
 from oscarvt_master.factory import BUILDER_DEFAULT, build_factory
+from oscarvt_master.logserver import LogServer
 from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
 
 MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
@@ -47,7 +48,7 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         "schedulers": all_schedulers(settings),
         "builders": builders(settings),
         "www": www(settings, secrets_dir),
-        "services": mail(settings),
+        "services": mail(settings) + log_server(settings, basedir),
     }
 
 
@@ -115,6 +116,13 @@ def www(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
         allowRules=[util.AnyControlEndpointMatcher(role="admins")],
         roleMatchers=[util.RolesFromUsername(roles=["admins"], usernames=settings.admins)])
     return config
+
+
+def log_server(settings: Settings, basedir: Path) -> list[Any]:
+    """The master's own server for the uploaded logs (unless logs_port is 0)."""
+    if not settings.logs_port:
+        return []
+    return [LogServer(port=settings.logs_port, folder=str(basedir / "public_html" / "logs"))]
 
 
 def mail(settings: Settings) -> list[Any]:

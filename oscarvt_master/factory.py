@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from buildbot.plugins import steps, util
@@ -61,6 +62,15 @@ def keep_cluster(step: Any) -> bool:
     return bool(step.getProperty("keep_on_failure")) and step.build.results != SUCCESS
 
 
+def logs_link(settings: Settings) -> util.Interpolate | None:
+    """Where a build's uploaded logs are seen: logs_url, or the master's log server."""
+    base = settings.logs_url
+    if base is None and settings.logs_port:
+        host = urlsplit(settings.url).hostname or "localhost"
+        base = f"http://{host}:{settings.logs_port}"
+    return util.Interpolate(f"{base.rstrip('/')}/%(prop:buildername)s/%(prop:buildnumber)s/") if base else None
+
+
 def build_factory(settings: Settings, builder: Builder, repository: Repository) -> BuildFactory:
     factory = BuildFactory()
     if repository.vcs == "git":
@@ -85,8 +95,7 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         FinishOscar(**run),
         GrabLogs(**run),
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
-                              url=util.Interpolate(f"{settings.logs_url}/%(prop:buildername)s/%(prop:buildnumber)s/")
-                              if settings.logs_url else None, urlText="logs", name="upload-logs"),
+                              url=logs_link(settings), urlText="logs", name="upload-logs"),
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
         Destroy(doStepIf=lambda step: not keep_cluster(step), **run),
     ])

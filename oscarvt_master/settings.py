@@ -77,7 +77,8 @@ class Settings:
     nightly: dict[str, int] = field(default_factory=lambda: {"hour": 2, "minute": 0})
     admins: list[str] = field(default_factory=list)
     mail: Mail | None = None
-    logs_url: str | None = None  # where the master's public_html/logs is served, if it is
+    logs_port: int = 8011        # the master serves public_html/logs here (0: it does not)
+    logs_url: str | None = None  # where public_html/logs is served (default: the master, logs_port)
 
 
 def load_settings(path: Path) -> Settings:
@@ -98,7 +99,7 @@ def load_settings(path: Path) -> Settings:
 def settings_from_dict(data: Any) -> Settings:
     top = _mapping(data, "settings")
     known = {"title", "url", "repositories", "builders", "workers", "www_port", "worker_port", "db_url",
-             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_url"}
+             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url"}
     _no_unknown(top, known, "")
     for key in ("title", "url", "repositories", "builders", "workers"):
         if key not in top:
@@ -127,6 +128,7 @@ def settings_from_dict(data: Any) -> Settings:
         nightly={"hour": hour, "minute": minute},
         admins=[_name(a, f"admins[{i}]") for i, a in enumerate(_list(top.get("admins", []), "admins"))],
         mail=_mail(top["mail"]) if top.get("mail") is not None else None,
+        logs_port=0 if top.get("logs_port", 8011) == 0 else _port(top.get("logs_port", 8011), "logs_port"),
         logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") else None)
 
 

@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -61,7 +62,8 @@ def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink
              www_port: int, worker_port: int) -> dict[str, Any]:
     return {
         "title": "oscarvt test", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
-        "worker_port": worker_port, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"],
+        "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
+        "admins": ["admin"],
         "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
                          {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 2}],
         "workers": [{"name": "hv1", "max_clusters": 1}],
@@ -136,6 +138,11 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     assert properties["phase_wait_for_nodes"][0]["result"] == "passed"
     assert properties["cluster_tests"][0] == {"PASSED": 7, "FAILED": 0, "SKIPPED": 0}
     assert qemu_pids_of(master.root / "worker") == []
+    link = by_name["upload-logs"]["urls"][0]["url"]
+    with urllib.request.urlopen(link, timeout=30) as listing:  # the master serves the uploaded logs
+        assert "phases.json" in listing.read().decode()
+    with urllib.request.urlopen(f"{link}headnode/var/log/oscar/cluster_tests.xml", timeout=30) as report:
+        assert b'failures="0"' in report.read()
 
     mail = mail_for(master, "b1", build["number"])
     assert str(mail["Subject"]).startswith("oscarvt success: b1 build")
