@@ -24,7 +24,7 @@ def test_oscar_mini_shell_scripts_parse():
     scripts = [ROOT / "examples/oscar-mini/install_cluster", ROOT / "examples/oscar-mini/lib/common.sh",
                ROOT / "scripts/demo-run.sh", ROOT / "workers/setup-worker.sh",
                ROOT / "examples/oscar-mini/share/installer",
-               ROOT / "examples/oscar-mini/share/rcS", ROOT / "tests/data/wait_for_nodes",
+               ROOT / "examples/oscar-mini/share/rcS",
                *sorted((ROOT / "examples/oscar-mini/steps").iterdir())]
     for script in scripts:
         result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import pytest
 from conftest import git, git_repo, oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
 
+from oscarvt import monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
@@ -64,6 +65,30 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
     assert all(p["result"] == "passed" for p in phases["phases"][:-1])  # grab-logs wrote it while running
     assert {node["status"] for node in phases["nodes"].values()} == {102}
     assert qemu_pids_of(cluster) == []
+    check_imaged(cluster, {"oscarnode1": "192.168.77.2", "oscarnode2": "192.168.77.3"})
+
+
+def check_imaged(cluster: Path, nodes: dict[str, str]) -> None:
+    """From the logs: each node went through SystemImager's states (0, percentages, 100, 104,
+    then 102 from its own disk), fetched its imaging_complete marker, was started again from
+    its disk without the CD, and passed OSCAR's cluster tests."""
+    logs = cluster / "logs" / "headnode"
+    codes: dict[tuple[str, str], list[int]] = {}
+    for line in (logs / "var/log/systemimager/si_monitor.log").read_text().splitlines():
+        fields = monitor.parse_status_line(line)
+        codes.setdefault((fields["host"], fields["ip"]), []).append(int(fields["status"]))
+    rsyncd = (logs / "var/log/systemimager/rsyncd").read_text()
+    for name, ip in nodes.items():
+        seen = codes[(name, ip)]
+        assert seen[0] == 0 and seen[-1] == 102 and {100, 104} <= set(seen), seen
+        assert any(0 < code < 100 for code in seen), seen
+        assert f"imaging_complete_{ip}" in rsyncd
+        console = (cluster / "logs" / "consoles" / f"{name}.log").read_text(errors="replace")
+        assert "oscar-installer: imaging complete" in console and f"oscar-node: {name} up at {ip}" in console
+        profile = ClusterDir(cluster).profile(name)
+        assert (profile.boot_device, profile.cdrom) == ("disk", None)
+    report = (logs / "var/log/oscar/cluster_tests.xml").read_text()
+    assert f'tests="{3 * len(nodes) + 1}" failures="0"' in report
 
 
 @pytest.fixture
@@ -112,6 +137,7 @@ def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_
     assert "oscarnode2: booted from its disk" in result.output
     check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
     assert "sent /tftpboot/kernel to 192.168.77.2" in (cluster / "logs/headnode/var/log/oscar/dnsmasq.log").read_text()
+    check_imaged(cluster, {"oscarnode1": "192.168.77.2", "oscarnode2": "192.168.77.3"})
     assert qemu_pids_of(cluster) == []
 
 
