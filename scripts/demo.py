@@ -61,7 +61,7 @@ def start() -> str:
                          "initrd": str(template.initrd), "append": template.append},
             "nodes": {"memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}}
     settings = {
-        "title": "oscarvt demo: OSCAR (oscar-mini) on virtual clusters", "url": URL, "www_port": 8010,
+        "title": "oscarvt demo", "url": URL, "www_port": 8010,
         "worker_port": WORKER_PORT, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"],
         "repositories": [{"name": "oscar-mini", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 5}],
         "workers": [{"name": "localhost", "max_clusters": 1}],
