@@ -65,7 +65,7 @@ def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink
         "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
         "admins": ["admin"],
         "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
-                         {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 2}],
+                         {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # the webhook polls
         "workers": [{"name": "hv1", "max_clusters": 1}],
         "builders": [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 2, "boot": "cdrom",
                       "spec": template_spec},
@@ -207,13 +207,18 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
 
 
 @pytest.mark.vm
-def test_an_svn_commit_triggers_a_build_through_svnpoller(master):
-    checkout = master.svn_checkout
+def test_an_svn_commit_triggers_a_build_through_svnpoller_and_the_webhook(master):
+    """The SVN poller only polls when its post-commit webhook is called (its interval is an hour)."""
+    hook = f"{master.rest.url}change_hook/poller?poller=oscar-svn"
+    with urllib.request.urlopen(urllib.request.Request(hook, data=b""), timeout=30) as reply:
+        assert reply.status == 200  # the first poll records where the repository is
     master.wait_logged("SVNPoller: starting at change", times=1)
-    master.wait_logged("SVNPoller: no changes", times=1)
+    checkout = master.svn_checkout
     readme = checkout / "README.md"
     readme.write_text(readme.read_text() + "\nA new SVN revision.\n")
     subprocess.run(["svn", "commit", "-q", "-m", "README: a new SVN revision", str(checkout)], check=True)
+    with urllib.request.urlopen(urllib.request.Request(hook, data=b""), timeout=30) as reply:
+        assert reply.status == 200  # what a post-commit hook does
     build = wait_for(lambda: (master.rest.builds("b2-svn") or [None])[0], timeout=300, what="a build of b2-svn")
     assert build["number"] == 1
     changes = master.rest.get(f"builds/{build['buildid']}/changes")["changes"]
