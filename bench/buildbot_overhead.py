@@ -36,10 +36,8 @@ def git(repo: Path, *args: str) -> None:
 def main() -> None:
     log.use_stream(sys.stderr)
     template, _ = build_template()
-    spec = {"template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                         "initrd": str(template.initrd), "append": template.append},
-            "nodes": {"count": 2, "memory": 384, "disk": "1G", "boot": "cdrom"},
-            "ssh": {"key": str(template.key)}, "accel": "tcg"}
+    spec = {**template.spec_data(), "nodes": {"count": 2, "memory": 384, "disk": "1G", "boot": "cdrom"},
+            "accel": "tcg"}
     with tempfile.TemporaryDirectory(prefix="oscarvt-bench.") as tmp:
         root = Path(tmp)
         (root / "spec.yaml").write_text(yaml.safe_dump(spec))

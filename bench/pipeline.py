@@ -31,11 +31,8 @@ def measure(boot: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="oscarvt-bench.") as tmp:
         root = Path(tmp)
         spec = root / "spec.yaml"
-        spec.write_text(yaml.safe_dump({
-            "template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                         "initrd": str(template.initrd), "append": template.append},
-            "nodes": {"count": 2, "memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)},
-            "accel": "tcg"}))
+        spec.write_text(yaml.safe_dump({**template.spec_data(), "nodes": {"count": 2, "memory": 384, "disk": "1G"},
+                                        "accel": "tcg"}))
         cluster = ClusterDir(root / "c")
         started = time.monotonic()
         try:

@@ -32,10 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="oscarvt-bench.") as tmp:
         root = Path(tmp)
         spec = root / "spec.yaml"
-        spec.write_text(yaml.safe_dump({
-            "template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                         "initrd": str(template.initrd), "append": template.append},
-            "nodes": {"count": 0}, "ssh": {"key": str(template.key)}, "accel": "tcg"}))
+        spec.write_text(yaml.safe_dump({**template.spec_data(), "nodes": {"count": 0}, "accel": "tcg"}))
         cluster = ClusterDir(root / "c")
         try:
             copy_vm_image(cluster, spec)

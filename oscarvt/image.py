@@ -18,6 +18,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -90,6 +91,12 @@ class Template:
     @property
     def append(self) -> str:
         return KERNEL_APPEND
+
+    def spec_data(self) -> dict[str, Any]:
+        """The cluster spec's ``template`` and ``ssh`` sections for a headnode of this template."""
+        return {"template": {"disk": str(self.disk), "kernel": str(self.kernel), "initrd": str(self.initrd),
+                             "append": self.append},
+                "ssh": {"key": str(self.key)}}
 
 
 def build_template(suite: str = "bookworm", password: str | None = None,

@@ -14,11 +14,8 @@ import yaml
 from oscarvt.image import build_template
 template, _ = build_template()
 root = Path(sys.argv[1])
-(root / "spec.yaml").write_text(yaml.safe_dump({
-    "template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                 "initrd": str(template.initrd), "append": template.append},
-    "nodes": {"count": 2, "memory": 384, "disk": "1G", "boot": "cdrom"},
-    "ssh": {"key": str(template.key)}}))
+(root / "spec.yaml").write_text(yaml.safe_dump(
+    {**template.spec_data(), "nodes": {"count": 2, "memory": 384, "disk": "1G", "boot": "cdrom"}}))
 PY
 echo "== spec: $DIR/spec.yaml"; cat "$DIR/spec.yaml"
 exec "$VENV/bin/oscarvt" run --cluster "$DIR/cluster" --spec "$DIR/spec.yaml" --source examples/oscar-mini \

@@ -57,9 +57,7 @@ def start() -> str:
     pids["smtp"] = sink.pid
     PIDS.write_text(json.dumps(pids))
     admin_password, worker_password = secrets.token_urlsafe(12), secrets.token_urlsafe(16)
-    spec = {"template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                         "initrd": str(template.initrd), "append": template.append},
-            "nodes": {"memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}}
+    spec = {**template.spec_data(), "nodes": {"memory": 384, "disk": "1G"}}
     settings = {
         "title": "oscarvt demo", "url": URL, "www_port": 8010,
         "worker_port": WORKER_PORT, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"],

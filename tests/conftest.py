@@ -82,10 +82,8 @@ def spec_data(guest: TestGuest, **sections: Any) -> dict[str, Any]:
 
 def template_spec_data(template: Template, **sections: Any) -> dict[str, Any]:
     """A spec for a headnode from the Debian template and two small blank nodes."""
-    data: dict[str, Any] = {
-        "template": {"disk": str(template.disk), "kernel": str(template.kernel),
-                     "initrd": str(template.initrd), "append": template.append},
-        "nodes": {"count": 2, "memory": 384, "disk": "1G"}, "ssh": {"key": str(template.key)}, "accel": "tcg"}
+    data: dict[str, Any] = {**template.spec_data(), "nodes": {"count": 2, "memory": 384, "disk": "1G"},
+                            "accel": "tcg"}
     data.update(sections)
     return data
 
