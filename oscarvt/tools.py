@@ -13,21 +13,25 @@ PACKAGES = {"qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mke2fs": "e2f
 
 
 def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | None = None,
-             cwd: Path | None = None) -> str:
+             cwd: Path | None = None, timeout: float | None = None) -> str:
     """Run ``argv`` and return its standard output.
 
-    A missing program or a non-zero exit is one OscarvtError: ``WHAT failed: <its
-    first "E:"/"error" line, else its last line> (HINT)``.
+    A missing program, a non-zero exit or running past ``timeout`` seconds is one
+    OscarvtError: ``WHAT failed: <its first "E:"/"error" line, else its last line>
+    (HINT)``; the lines are its standard error's, or its output's if it wrote no error.
     """
     try:
-        result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd, text=True)
+        result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd, text=True, timeout=timeout)
     except FileNotFoundError:
         package = PACKAGES.get(argv[0])
         raise OscarvtError(f"{what}: {argv[0]} is not installed"
                            + (f" (Debian package {package})" if package else "")) from None
+    except subprocess.TimeoutExpired:
+        raise OscarvtError(f"{what} failed: still running after {timeout:.0f}s"
+                           + (f" ({hint})" if hint else "")) from None
     if result.returncode == 0:
         return result.stdout
-    output = result.stderr
+    output = result.stderr if result.stderr.strip() else result.stdout
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("E:", "error", "Error"))]
     # The first error line says what went wrong; later ones tend to say only that it did.

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -22,15 +21,17 @@ from typing import Any
 import yaml
 
 from oscarvt.errors import OscarvtError
+from oscarvt.tools import run_tool
 from oscarvt.waiting import wait_for
 
 BIN = Path(sys.executable).parent
 MASTER_CFG = Path(__file__).parent.parent / "master.cfg"
+STARTUP = 300  # seconds for a buildbot command that creates or starts a master or worker
 
 
 def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str]) -> None:
     """A master folder: Buildbot's files, our master.cfg, the settings and the secret files (0600)."""
-    run([str(BIN / "buildbot"), "create-master", "-r", str(folder)], "buildbot create-master")
+    run_tool([str(BIN / "buildbot"), "create-master", "-r", str(folder)], "buildbot create-master", timeout=STARTUP)
     shutil.copy(MASTER_CFG, folder / "master.cfg")
     (folder / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
     secrets_dir = folder / str(settings.get("secrets_dir", "secrets"))
@@ -41,20 +42,20 @@ def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str
 
 
 def create_worker(folder: Path, name: str, master_port: int, password: str) -> None:
-    run([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o22", str(folder), f"127.0.0.1:{master_port}",
-         name, password], "buildbot-worker create-worker")
+    run_tool([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o22", str(folder),
+              f"127.0.0.1:{master_port}", name, password], "buildbot-worker create-worker", timeout=STARTUP)
 
 
 def start_master(folder: Path) -> int:
     """Start the master in the background; its PID."""
-    run([str(BIN / "buildbot"), "start", str(folder)], "buildbot start",
-        hint=f"see {folder / 'twistd.log'}")
+    run_tool([str(BIN / "buildbot"), "start", str(folder)], "buildbot start", hint=f"see {folder / 'twistd.log'}",
+             timeout=STARTUP)
     return int((folder / "twistd.pid").read_text())
 
 
 def start_worker(folder: Path) -> int:
-    run([str(BIN / "buildbot-worker"), "start", str(folder)], "buildbot-worker start",
-        hint=f"see {folder / 'twistd.log'}")
+    run_tool([str(BIN / "buildbot-worker"), "start", str(folder)], "buildbot-worker start",
+             hint=f"see {folder / 'twistd.log'}", timeout=STARTUP)
     return int((folder / "twistd.pid").read_text())
 
 
@@ -68,13 +69,6 @@ def stop(pid: int, timeout: float = 20) -> None:
         wait_for(lambda: None if Path(f"/proc/{pid}").exists() else True, timeout=timeout, what=f"PID {pid} to exit")
     except OscarvtError:
         os.kill(pid, signal.SIGKILL)
-
-
-def run(argv: list[str], what: str, hint: str = "") -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    if result.returncode != 0:
-        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["(no output)"]
-        raise OscarvtError(f"{what} failed: {last[0]}" + (f" ({hint})" if hint else ""))
 
 
 class Rest:
