@@ -9,7 +9,6 @@ started here (oscarvt_master.local). Run inside a private network namespace afte
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +27,6 @@ from oscarvt_master import local
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@example.org", *args],
-                   check=True, capture_output=True)
-
-
 def main() -> None:
     log.use_stream(sys.stderr)
     template, _ = build_template()
@@ -45,11 +39,7 @@ def main() -> None:
         run(ClusterDir(root / "c"), root / "spec.yaml", source=SUITE)
         driver = time.monotonic() - started
 
-        repo = root / "repo"
-        subprocess.run(["cp", "-r", str(SUITE), str(repo)], check=True)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", "import")
+        repo = local.git_repo(SUITE, root / "repo")
         www, port = free_tcp_port(), free_tcp_port()
         settings = {"title": "bench", "url": f"http://127.0.0.1:{www}/", "www_port": www, "worker_port": port,
                     "logs_port": free_tcp_port(),
@@ -64,11 +54,9 @@ def main() -> None:
             pids.append(local.start_worker(root / "worker"))
             rest = local.Rest(settings["url"])
             wait_for(rest.worker_connected, timeout=60, what="the worker", interval=0.5)
-            master_log = root / "master" / "twistd.log"
-            wait_for(lambda: True if master_log.read_text().count("gitpoller: processing") >= 2 else None,
-                     timeout=60, what="the poller", interval=0.5)
+            local.wait_logged(root / "master", "gitpoller: processing", times=2)
             (repo / "README.md").write_text("bench\n")
-            git(repo, "commit", "-q", "-am", "bench")
+            local.git(repo, "commit", "-q", "-am", "bench")
             committed = time.monotonic()
             build = wait_for(lambda: next((b for b in rest.builds("b") if b["complete"]), None),
                              timeout=1200, what="the build", interval=1)

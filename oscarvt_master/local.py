@@ -1,4 +1,5 @@
-"""A master and a worker on this host: create, start and stop them, and talk to the REST API.
+"""A master and a worker on this host: create, start and stop them, talk to the REST API, and
+make the local git repository they build from.
 
 Used by ``make demo`` and by the end-to-end test; a real deployment uses master.cfg with its
 own settings and ``workers/setup-worker.sh`` on each hypervisor host.
@@ -57,6 +58,28 @@ def start_worker(folder: Path) -> int:
     run_tool([str(BIN / "buildbot-worker"), "start", str(folder)], "buildbot-worker start",
              hint=f"see {folder / 'twistd.log'}", timeout=STARTUP)
     return int((folder / "twistd.pid").read_text())
+
+
+def wait_logged(folder: Path, text: str, times: int, timeout: float = 60) -> None:
+    """Wait until the master's log shows ``text`` at least ``times`` times (e.g. a poller's
+    second poll: the first one only records where the repository is)."""
+    log = folder / "twistd.log"
+    wait_for(lambda: True if log.read_text(errors="replace").count(text) >= times else None,
+             timeout=timeout, what=f"the master to log {text!r} {times} times", interval=0.5)
+
+
+def git_repo(source: Path, repo: Path) -> Path:
+    """A git repository (branch main) whose first commit is a copy of ``source``."""
+    shutil.copytree(source, repo)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", f"import {source.name}"]):
+        git(repo, *args)
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in ``repo`` as oscarvt's author; return its output."""
+    return run_tool(["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@example.org",
+                     *args], f"git {args[0]}")
 
 
 def stop(pid: int, timeout: float = 20) -> None:

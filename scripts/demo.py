@@ -33,22 +33,13 @@ BUILDER = "debian12-amd64-2nodes-cdrom"
 SMTP_PORT, WORKER_PORT = 8025, 9989
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=oscarvt demo", "-c", "user.email=demo@example.org",
-                    *args], check=True, capture_output=True)
-
-
 def start() -> str:
     stop()
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
     log.progress("headnode template (built once, about a minute; then from the cache)")
     template, _ = build_template()
-    repo = DEMO / "repo"
-    shutil.copytree(ROOT / "examples" / "oscar-mini", repo)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "import oscar-mini")
+    repo = local.git_repo(ROOT / "examples" / "oscar-mini", DEMO / "repo")
     log.progress(f"git repository of the example suite: {repo}")
     pids: dict[str, int] = {}
     sink = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}",
@@ -79,12 +70,10 @@ def start() -> str:
     rest = local.Rest(URL)
     wait_for(rest.worker_connected, timeout=60, what="the worker to connect", interval=1)
     log.progress("worker connected; waiting for the poller's first look at the repository")
-    master_log = DEMO / "master" / "twistd.log"
-    wait_for(lambda: True if master_log.read_text().count("gitpoller: processing changes") >= 2 else None,
-             timeout=60, what="the git poller", interval=1)
+    local.wait_logged(DEMO / "master", "gitpoller: processing changes", times=2)
     readme = repo / "README.md"
     readme.write_text(readme.read_text() + "\nA revision made by `make demo`.\n")
-    git(repo, "commit", "-q", "-am", "demo: a new revision to test")
+    local.git(repo, "commit", "-q", "-am", "demo: a new revision to test")
     log.progress("committed a new revision; the poller starts a build within seconds")
     build = wait_for(lambda: (rest.builds(BUILDER) or [None])[0], timeout=120, what="the build to start", interval=1)
     log.progress(f"build {build['number']} started: {URL}#/builders/{build['builderid']}/builds/{build['number']}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -172,20 +171,6 @@ def smtp_sink() -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.controller.stop()
-
-
-def git_repo(source: Path, repo: Path) -> Path:
-    """A git repository (branch main) whose first commit is a copy of ``source``."""
-    shutil.copytree(source, repo)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", f"import {source.name}"]):
-        git(repo, *args)
-    return repo
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in ``repo`` as a test author; return its output."""
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@example.org",
-                           *args], check=True, capture_output=True, text=True).stdout
 
 
 def port_open(port: int) -> bool | None:

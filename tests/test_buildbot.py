@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from conftest import SmtpSink, git, git_repo, oscarvt, qemu_pids_of, template_spec_data
+from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
 
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
@@ -51,11 +51,19 @@ class Master:
         return wait_for(done, timeout=timeout, what=f"build {count} of {builder} to finish", interval=3)
 
     def wait_logged(self, text: str, times: int) -> None:
-        """Wait until the master's log shows ``text`` at least ``times`` times (e.g. a poller's
-        second poll: the first one only records where the repository is)."""
-        log = self.root / "master" / "twistd.log"
-        wait_for(lambda: True if log.read_text(errors="replace").count(text) >= times else None,
-                 timeout=60, what=f"the master to log {text!r} {times} times", interval=0.5)
+        local.wait_logged(self.root / "master", text, times)
+
+    def build_of_commit(self, path: str, old: str, new: str, message: str) -> dict[str, Any]:
+        """Commit an edit of ``path`` to the git repository once the poller knows it; return the
+        build of b1 that the commit starts, when it is complete."""
+        self.wait_logged(f'gitpoller: processing changes from "{self.repo}"', times=2)
+        count = len(self.rest.builds("b1"))
+        file = self.repo / path
+        text = file.read_text()
+        assert old in text
+        file.write_text(text.replace(old, new))
+        local.git(self.repo, "commit", "-q", "-am", message)
+        return self.wait_build("b1", count + 1)
 
 
 def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink,
@@ -80,7 +88,7 @@ def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink
 def master(tmp_path_factory) -> Iterator[Master]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("bb")
-    repo = git_repo(SUITE, root / "repo")
+    repo = local.git_repo(SUITE, root / "repo")
     subprocess.run(["svnadmin", "create", str(root / "svn")], check=True)
     svn = f"file://{root}/svn/trunk"
     subprocess.run(["svn", "import", "-q", "-m", "import oscar-mini", str(SUITE), svn], check=True)
@@ -106,14 +114,6 @@ def master(tmp_path_factory) -> Iterator[Master]:
         sink.controller.stop()
 
 
-def commit(repo: Path, path: str, old: str, new: str, message: str) -> None:
-    file = repo / path
-    text = file.read_text()
-    assert old in text
-    file.write_text(text.replace(old, new))
-    git(repo, "commit", "-q", "-am", message)
-
-
 def mail_for(master: Master, builder: str, number: int) -> Message:
     subject = f": {builder} build {number}"
     found = wait_for(lambda: next((m for m in master.mail.received if subject in str(m["Subject"])), None),
@@ -123,10 +123,8 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
 
 @pytest.mark.vm
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
-    master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
-    count = len(master.rest.builds("b1"))
-    commit(master.repo, "README.md", "# oscar-mini", "# oscar-mini (a new revision)", "README: a new revision")
-    build = master.wait_build("b1", count + 1)
+    build = master.build_of_commit("README.md", "# oscar-mini", "# oscar-mini (a new revision)",
+                                   "README: a new revision")
     steps = master.rest.steps(build)
     names = [s["name"] for s in steps]
     assert build["results"] == 0, [(s["name"], s["state_string"]) for s in steps]
@@ -190,10 +188,8 @@ def test_anonymous_users_may_not_force_but_the_admin_may_stop_a_build(master):
 
 @pytest.mark.vm
 def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
-    master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
-    count = len(master.rest.builds("b1"))
-    commit(master.repo, "share/client.pkglist", "dropbear-bin", "no-such-package", "client image: a missing package")
-    build = master.wait_build("b1", count + 1)
+    build = master.build_of_commit("share/client.pkglist", "dropbear-bin", "no-such-package",
+                                   "client image: a missing package")
     by_name = {s["name"]: s for s in master.rest.steps(build)}
     assert build["results"] == 2
     assert by_name["start-oscar"]["state_string"] == \

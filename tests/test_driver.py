@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
-from conftest import git, git_repo, oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
+from conftest import oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
 
 from oscarvt import monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
+from oscarvt_master import local
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 OSCAR_LOG = "logs/headnode/var/log/oscar/oscarinstall.log"  # in a cluster folder after run
@@ -95,7 +96,7 @@ def check_imaged(cluster: Path, nodes: dict[str, str]) -> None:
 def git_daemon(tmp_path) -> Iterator[tuple[str, Path]]:
     """A git repository of the example suite served by git daemon on 127.0.0.1 (10.0.2.2 from a VM)."""
     root = tmp_path / "git"
-    repo = git_repo(SUITE, root / "oscar")
+    repo = local.git_repo(SUITE, root / "oscar")
     port = free_tcp_port()
     daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={root}",
                                "--listen=127.0.0.1", f"--port={port}", str(root)])
@@ -128,7 +129,7 @@ def svn_server(tmp_path) -> Iterator[str]:
 @pytest.mark.vm
 def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_daemon, clusters):
     url, repo = git_daemon
-    head = git(repo, "rev-parse", "HEAD").strip()
+    head = local.git(repo, "rev-parse", "HEAD").strip()
     cluster = clusters(tmp_path / "c").path
     result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--url", url, "--revision", head,
                      "--boot", "network")
