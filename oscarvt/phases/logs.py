@@ -23,6 +23,7 @@ from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
+from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
 from oscarvt.waiting import wait_for
 
@@ -96,10 +97,7 @@ def copy_or_none(conn: Connection, path: str, into: Path) -> Path | None:
 
 def summary(state: dict[str, Any]) -> str:
     """A few lines for people: each phase's result and time, the failure, each node's times."""
-    lines = []
-    for phase in state.get("phases", []):
-        took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
-        lines.append(f"{phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}")
+    lines = [format_phase(phase) for phase in state.get("phases", [])]
     for name, node in state.get("nodes", {}).items():
         times = ", ".join(f"{key} {value}s" for key, value in node.items() if key != "status")
         lines.append(f"{name}: status {node.get('status')}; {times}")

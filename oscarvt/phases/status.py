@@ -32,13 +32,17 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
             "vms": vms, "phases": state.get("phases", [])}
 
 
+def format_phase(phase: dict[str, Any]) -> str:
+    """One phase record in a line: name, result, seconds, message."""
+    took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
+    return f"{phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}"
+
+
 def format_status(status: dict[str, Any]) -> str:
     """A table for people."""
     lines = [f"{'VM':<14} {'ROLE':<9} {'STATE':<8} {'PID':>7} {'SSH':>6}  {'IP':<16} MAC"]
     for name, vm in status["vms"].items():
         lines.append(f"{name:<14} {vm['role']:<9} {vm['state']:<8} {vm['pid'] or '-':>7} "
                      f"{vm['ssh_port'] or '-':>6}  {vm['ip']:<16} {vm['mac']}")
-    for phase in status["phases"]:
-        took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
-        lines.append(f"phase {phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}")
+    lines += [f"phase {format_phase(phase)}" for phase in status["phases"]]
     return "\n".join(lines)
