@@ -3,6 +3,8 @@ properties and failure handling, against the output oscarvt really prints."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from buildbot.process.results import FAILURE, SUCCESS
@@ -105,7 +107,8 @@ class TestPhases(StepTest):
 
 class TestAttachLogs(StepTest):
     async def test_oscar_log_monitor_log_and_consoles_become_step_logs(self):
-        root = Path(self.mktemp())
+        root = Path(tempfile.mkdtemp(prefix="oscarvt-attach."))  # trial's mktemp() writes into the cwd
+        self.addCleanup(shutil.rmtree, root)
         (root / "headnode/var/log/oscar").mkdir(parents=True)
         (root / "headnode/var/log/oscar/oscarinstall.log").write_text("Step 1 - Select Packages\n")
         (root / "consoles").mkdir()
