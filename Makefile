@@ -1,7 +1,8 @@
 # oscarvt: `make demo` runs the main job, `make test` runs the whole suite.
 # Both install what they need (Debian packages, a .venv), idempotently, as root on Debian 12.
 
-PYTHON ?= python3
+# Debian's own Python, as on a fresh worker host (this machine has a newer python3 on PATH).
+PYTHON ?= /usr/bin/python3
 VENV := .venv
 APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \

@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["oscarvt", "oscarvt.*", "oscarvt_steps", "oscarvt_master"]),
-    package_data={"oscarvt": ["schema/*.xsd"]},
+    package_data={"oscarvt": ["schema/*.dtd"]},
     install_requires=[
         "paramiko==5.1.0",
         "lxml==6.1.3",

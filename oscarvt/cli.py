@@ -140,11 +140,11 @@ def _ssh(args: argparse.Namespace) -> int:
 
 
 def _profile_validate(args: argparse.Namespace) -> str:
-    from oscarvt.profile import validate_file
+    from oscarvt.profile import dtd_path, validate_file
     for path in args.files:
         validate_file(path)
         log.progress(f"{path}: valid")
-    return f"profile validate: {len(args.files)} profile(s) valid"
+    return f"profile validate: {len(args.files)} profile(s) valid under V2M's DTD ({dtd_path()}) and V2M's values"
 
 
 def _profile_render(args: argparse.Namespace) -> int:
@@ -242,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
 
     profile = verbs.add_parser("profile", help="check and render V2M profiles")
     tools = profile.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    sub = tools.add_parser("validate", help="check profiles against the schema")
+    sub = tools.add_parser("validate", help="check profiles as V2M does: DOCTYPE, V2M's DTD, then the values")
     sub.add_argument("files", type=Path, nargs="+", metavar="FILE")
     sub.set_defaults(run=_verb(_profile_validate))
     sub = tools.add_parser("render", help="print the hypervisor configuration of a profile")

@@ -4,6 +4,7 @@ Layout of ``--cluster DIR``::
 
     state.json          spec, cluster id, VMs, accelerator, phase records
     profiles/VM.xml     V2M profile of each VM (what the back end starts)
+    profiles/VM.oscarvt.json  what V2M has no element for (networks, boot device, kernel)
     disks/VM.qcow2      headnode overlay, blank node disks
     consoles/VM.log     each VM's serial console
     run/VM.pid|.qmp     QEMU pidfile and QMP socket

@@ -27,9 +27,9 @@ def create_overlay(template: Path, overlay: Path) -> None:
               "-b", str(template.resolve()), str(overlay))
 
 
-def create_blank(path: Path, size: str) -> None:
-    """Create an empty qcow2 disk of ``size`` (e.g. ``4G``)."""
-    _qemu_img("create", "-q", "-f", "qcow2", str(path), size)
+def create_blank(path: Path, size_mb: int) -> None:
+    """Create an empty qcow2 disk of ``size_mb`` MB (V2M's unit for disk sizes)."""
+    _qemu_img("create", "-q", "-f", "qcow2", str(path), f"{size_mb}M")
 
 
 def _qemu_img(*args: str) -> str:

@@ -1,25 +1,44 @@
 """V2M profiles: the one description of each VM, read and written with lxml.
 
-A profile is checked against the XML schema shipped in ``oscarvt/schema``, which
-accepts every profile V2M's DTD accepts and adds optional elements (see the
-schema's header). Hypervisor back ends render profiles; they never read the spec.
+A VM lives in two files side by side:
+
+- ``NAME.xml``, a V2M profile exactly as V2M (libv3m) reads it: a DOCTYPE naming
+  ``v3m_profile.dtd``, the DTD's elements in the DTD's order (name, type, cpu, memory,
+  image, virtual_disks, cdrom, nic1, nic2), the image size in MB, V2M's type names;
+- ``NAME.oscarvt.json``, what V2M has no element for (optional): which network each NIC
+  joins, the boot device, and a kernel, initrd and command line for direct kernel boot.
+
+A profile is checked in this order, and the first broken rule is one OscarvtError naming
+the file and line: well-formed XML; a DOCTYPE naming V2M's DTD; V2M's DTD (the one V2M
+installs, ``/etc/libv3m/v3m_profile.dtd``, if it is there, else oscarvt's own copy of its
+grammar); then the values V2M checks when it loads a profile (VM type, NIC types) and the
+ones a hypervisor needs (numbers, sizes in MB, MAC addresses).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
 from oscarvt.errors import OscarvtError
 
-SCHEMA = Path(__file__).parent / "schema" / "v2m-profile.xsd"
+OWN_DTD = Path(__file__).parent / "schema" / "v3m_profile.dtd"
+V2M_DTD = Path("/etc/libv3m/v3m_profile.dtd")  # where V2M installs its DTD
+DOCTYPE = f'<!DOCTYPE profile PUBLIC "" "{V2M_DTD}">'
 
+VM_TYPES = ("Qemu", "Kvm", "Xen", "XenHVM", "VMWare", "VMM-HPC")  # V2M's vm.cpp, check_vm_type
 NAT = "TUN/TAP+NAT"
 VLAN = "VLAN"
 BRIDGED_TAP = "BRIDGED_TAP"
+TUN_TAP = "TUN/TAP"
+NO_NIC = ("", "N/A")  # a NIC slot V2M leaves unconnected
+NIC_TYPES = (*NO_NIC, TUN_TAP, NAT, VLAN, BRIDGED_TAP)  # V2M's ProfileXMLNode.cpp, check_nic_type
+BOOT_DEVICES = ("cdrom", "network", "disk")
 
 
 @dataclass(frozen=True)
@@ -32,26 +51,36 @@ class Network:
     tap: str | None = None
 
 
+# V2M joins every VLAN NIC to one TCP socket pair on localhost:1234; a VLAN NIC with no
+# network beside its profile joins this multicast group on 127.0.0.1 instead.
+V2M_VLAN = Network("v2m-vlan", mcast="239.255.0.1:1234")
+
+
 @dataclass(frozen=True)
 class Nic:
     type: str
     mac: str
     network: Network | None = None
 
+    @property
+    def connected(self) -> bool:
+        return self.type not in NO_NIC
+
 
 @dataclass(frozen=True)
 class Profile:
-    """One VM as V2M describes it, with oscarvt's optional additions."""
+    """One VM: its V2M profile and, beside it, what V2M has no element for."""
 
     name: str
     type: str = "Qemu"
     cpu: int | None = None
-    memory: int | None = None
+    memory: int | None = None  # MB
     image: Path | None = None
-    image_size: str | None = None
+    image_size: int | None = None  # MB, as V2M reads it
     virtual_disks: tuple[tuple[str, Path], ...] = ()
     cdrom: Path | None = None
-    nics: tuple[Nic, ...] = field(default_factory=tuple)
+    nics: tuple[Nic, ...] = field(default_factory=tuple)  # nic1, nic2
+    # Beside the profile (NAME.oscarvt.json):
     boot: str | None = None
     kernel: Path | None = None
     initrd: Path | None = None
@@ -59,7 +88,7 @@ class Profile:
 
     @property
     def boot_device(self) -> str | None:
-        """What the VM boots from: ``boot`` if given, else the CD if it has one (as V2M did), else its disk."""
+        """What the VM boots from: ``boot`` if given, else the CD if it has one, else its disk."""
         if self.boot is not None:
             return self.boot
         if self.cdrom is not None:
@@ -70,17 +99,28 @@ class Profile:
         """The same VM set to boot from ``boot``, with ``cdrom`` in its drive (or none)."""
         return replace(self, boot=boot, cdrom=cdrom)
 
+    def connected_nics(self) -> list[tuple[int, Nic]]:
+        """(slot number, NIC) of each NIC that is connected (type not N/A)."""
+        return [(number, nic) for number, nic in enumerate(self.nics, start=1) if nic.connected]
+
+
+def host_file(path: Path) -> Path:
+    """The file beside profile ``path`` that holds what V2M has no element for."""
+    return path.with_name(f"{path.stem}.oscarvt.json")
+
 
 def to_xml(profile: Profile) -> bytes:
-    """Serialise a profile, elements in the schema's order."""
+    """The V2M profile, with V2M's DOCTYPE and elements in the DTD's order."""
+    if profile.image is None:
+        raise OscarvtError(f"profile {profile.name}: V2M requires an image")
     root = etree.Element("profile")
     _text(root, "name", profile.name)
     _text(root, "type", profile.type)
     _text(root, "cpu", profile.cpu)
     _text(root, "memory", profile.memory)
     image = _text(root, "image", profile.image)
-    if image is not None and profile.image_size:
-        image.set("size", profile.image_size)  # V2M's own attribute
+    if profile.image_size is not None:
+        image.set("size", str(profile.image_size))
     if profile.virtual_disks:
         disks = etree.SubElement(root, "virtual_disks")
         for disk_id, path in profile.virtual_disks:
@@ -90,65 +130,86 @@ def to_xml(profile: Profile) -> bytes:
         element = etree.SubElement(root, f"nic{number}")
         _text(element, "type", nic.type)
         _text(element, "mac", nic.mac)
-        if nic.network is not None:
-            net = etree.SubElement(element, "network", name=nic.network.name)
-            for attr in ("mcast", "bridge", "tap"):
-                if getattr(nic.network, attr):
-                    net.set(attr, getattr(nic.network, attr))
-    for tag in ("boot", "kernel", "initrd", "append"):
-        _text(root, tag, getattr(profile, tag))
-    return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+    return etree.tostring(root.getroottree(), doctype=DOCTYPE, pretty_print=True,
+                          xml_declaration=True, encoding="UTF-8")
+
+
+def host_data(profile: Profile) -> dict[str, Any]:
+    """What goes beside the profile: networks, boot device, direct kernel boot (only what is set)."""
+    data: dict[str, Any] = {key: str(value) for key in ("boot", "kernel", "initrd", "append")
+                            if (value := getattr(profile, key)) is not None}
+    networks = {f"nic{number}": {k: v for k, v in vars(nic.network).items() if v is not None}
+                for number, nic in enumerate(profile.nics, start=1) if nic.network is not None}
+    if networks:
+        data["networks"] = networks
+    return data
 
 
 def write_profile(profile: Profile, path: Path) -> None:
-    """Write a profile file, checking it against the schema first."""
+    """Write the profile and the file beside it, checking the profile first."""
     data = to_xml(profile)
-    _validate(etree.fromstring(data).getroottree(), str(path))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    _check_tree(etree.fromstring(data).getroottree(), str(path))
+    _replace(path, data)
+    extra = host_data(profile)
+    if extra:
+        _replace(host_file(path), (json.dumps(extra, indent=2, sort_keys=True) + "\n").encode())
+    else:
+        host_file(path).unlink(missing_ok=True)
 
 
 def load_profile(path: Path) -> Profile:
-    """Read and check a profile file; any problem is one OscarvtError naming the file."""
+    """Read and check a profile and the file beside it; any problem is one OscarvtError naming the file."""
     tree = _parse(path)
-    _validate(tree, str(path))
+    _check_tree(tree, str(path))
     root = tree.getroot()
+    extra = _load_host_file(host_file(path))
+    networks = extra.get("networks", {})
     nics = []
     for number in (1, 2):
         element = root.find(f"nic{number}")
-        if element is not None:
-            net = element.find("network")
-            network = None if net is None else Network(
-                net.get("name", ""), net.get("mcast"), net.get("bridge"), net.get("tap"))
-            nics.append(Nic(_required(element, "type"), _required(element, "mac").lower(), network))
+        if element is None:
+            if number == 1 and root.find("nic2") is not None:
+                nics.append(Nic("N/A", "N/A"))  # keep nic2 in its slot
+            continue
+        nic_type, mac = _text_of(element, "type"), _text_of(element, "mac")
+        network = networks.get(f"nic{number}")
+        if network is None and nic_type == VLAN:
+            network = V2M_VLAN
+        nics.append(Nic(nic_type, mac.lower() if nic_type not in NO_NIC else mac, network))
     image = root.find("image")
+    size = image.get("size") if image is not None else None
     return Profile(
-        name=_required(root, "name"),
-        type=_required(root, "type"),
+        name=_text_of(root, "name"),
+        type=_text_of(root, "type"),
         cpu=_int(root.findtext("cpu")),
         memory=_int(root.findtext("memory")),
         image=_path(root.findtext("image")),
-        image_size=None if image is None else image.get("size"),
-        virtual_disks=tuple((d.get("id", ""), Path(_required(d, ".").removeprefix("file://")))
+        image_size=None if size in (None, "") else int(size),
+        virtual_disks=tuple((d.get("id", ""), _path(d.text) or Path())
                             for d in root.iterfind("virtual_disks/virtual_disk")),
         cdrom=_path(root.findtext("cdrom")),
         nics=tuple(nics),
-        boot=root.findtext("boot"),
-        kernel=_path(root.findtext("kernel")),
-        initrd=_path(root.findtext("initrd")),
-        append=root.findtext("append"),
+        boot=extra.get("boot"),
+        kernel=_path(extra.get("kernel")),
+        initrd=_path(extra.get("initrd")),
+        append=extra.get("append"),
     )
 
 
 def validate_file(path: Path) -> None:
-    """Check one profile file against the schema (raises OscarvtError)."""
-    _validate(_parse(path), str(path))
+    """Check one profile file and the file beside it (raises OscarvtError)."""
+    _check_tree(_parse(path), str(path))
+    _load_host_file(host_file(path))
 
 
-@lru_cache(maxsize=1)
-def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(SCHEMA)))
+def dtd_path() -> Path:
+    """The DTD profiles are checked against: V2M's installed one if present, else oscarvt's copy."""
+    return V2M_DTD if V2M_DTD.is_file() else OWN_DTD
+
+
+@lru_cache(maxsize=2)
+def _dtd(path: Path) -> etree.DTD:
+    return etree.DTD(str(path))
 
 
 def _parse(path: Path) -> etree._ElementTree:
@@ -161,28 +222,133 @@ def _parse(path: Path) -> etree._ElementTree:
         raise OscarvtError(f"{path}:{exc.lineno}: not well-formed XML: {exc.msg}") from None
 
 
-def _validate(tree: etree._ElementTree, where: str) -> None:
-    schema = _schema()
-    if not schema.validate(tree):
-        error = schema.error_log[0]  # type: ignore[index]  # the first problem, as xmllint shows it
-        raise OscarvtError(f"{where}:{error.line}: not a valid V2M profile: {error.message}")
+def _check_tree(tree: etree._ElementTree, where: str) -> None:
+    """V2M's rules, in the order V2M meets them: DOCTYPE, DTD, then the values it reads."""
+    info: Any = tree.docinfo  # lxml-stubs lack doctype, system_url, internalDTD
+    if not info.doctype:
+        raise OscarvtError(f"{where}:1: no DOCTYPE: V2M validates every profile against its DTD "
+                           f"and refuses one without (add {DOCTYPE})")
+    if info.root_name != "profile" or not (info.system_url or "").endswith("v3m_profile.dtd"):
+        raise OscarvtError(f"{where}:1: the DOCTYPE must name V2M's DTD, as in {DOCTYPE}")
+    internal = info.internalDTD
+    if internal is not None and (list(internal.iterelements()) or list(internal.iterentities())):
+        raise OscarvtError(f"{where}:1: the DOCTYPE has an internal subset; V2M's DTD alone defines a profile")
+    dtd_file = dtd_path()
+    dtd: Any = _dtd(dtd_file)
+    if not dtd.validate(tree):
+        error = dtd.error_log.filter_from_errors()[0]
+        raise OscarvtError(f"{where}:{error.line}: breaks V2M's DTD ({dtd_file}): {error.message}")
+    _check_values(tree.getroot(), where)
 
 
-def _text(parent: etree._Element, tag: str, value: object) -> etree._Element | None:
-    """Append ``<tag>value</tag>`` unless value is None."""
+def _check_values(root: etree._Element, where: str) -> None:
+    def fail(element: etree._Element, rule: str) -> OscarvtError:
+        """The rule ``element`` breaks, with its line."""
+        return OscarvtError(f"{where}:{element.sourceline}: {rule}")
+
+    for element in root.iter(tag=etree.Element):  # type: ignore[arg-type]
+        if element.tag in ("name", "type", "cpu", "memory", "image", "cdrom", "mac", "virtual_disk"):
+            text = (element.text or "").strip()
+            if not text and element.tag != "type":
+                raise fail(element, f"<{element.tag}> is empty")
+            if element.tag in ("cpu", "memory") and not (text.isdigit() and int(text) > 0):
+                raise fail(element, f"<{element.tag}> must be a whole number above 0, not {text!r}")
+    vm_type = _text_of(root, "type")
+    if vm_type not in VM_TYPES:
+        raise fail(_child(root, "type"), f"type {vm_type!r} is not one V2M knows ({', '.join(VM_TYPES)})")
+    image = root.find("image")
+    size = image.get("size") if image is not None else None
+    if size is not None and not (size.isdigit() and int(size) > 0):
+        raise fail(_child(root, "image"), f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
+                          f"{{size}}M'), not {size!r}")
+    for number in (1, 2):
+        nic = root.find(f"nic{number}")
+        if nic is None:
+            continue
+        nic_type, mac = _text_of(nic, "type"), _text_of(nic, "mac")
+        if nic_type not in NIC_TYPES:
+            raise fail(nic, f"nic{number} type {nic_type!r} is not one V2M knows "
+                            f"({', '.join(t or repr(t) for t in NIC_TYPES)})")
+        if nic_type not in NO_NIC and not _is_mac(mac):
+            raise fail(nic, f"nic{number} MAC {mac!r} is not a MAC address (six hex pairs with ':')")
+
+
+def _load_host_file(path: Path) -> dict[str, Any]:
+    """The file beside a profile, checked key by key; {} if there is none."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OscarvtError(f"{path}: not a readable JSON file: {exc}") from None
+    if not isinstance(data, dict):
+        raise OscarvtError(f"{path}: must be a JSON object")
+    for key, value in data.items():
+        if key in ("kernel", "initrd", "append") and not isinstance(value, str):
+            raise OscarvtError(f"{path}: key '{key}' must be text")
+        elif key == "boot" and value not in BOOT_DEVICES:
+            raise OscarvtError(f"{path}: key 'boot' must be one of {', '.join(BOOT_DEVICES)}, not {value!r}")
+        elif key == "networks":
+            data[key] = _networks(path, value)
+        elif key not in ("kernel", "initrd", "append", "boot"):
+            raise OscarvtError(f"{path}: unknown key '{key}'")
+    return data
+
+
+def _networks(path: Path, value: Any) -> dict[str, Network]:
+    if not isinstance(value, dict) or not set(value) <= {"nic1", "nic2"}:
+        raise OscarvtError(f"{path}: key 'networks' must map nic1/nic2 to a network")
+    networks = {}
+    for slot, raw in value.items():
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+            raise OscarvtError(f"{path}: key 'networks.{slot}' needs a 'name'")
+        unknown = set(raw) - {"name", "mcast", "bridge", "tap"}
+        if unknown or not all(isinstance(v, str) for v in raw.values()):
+            raise OscarvtError(f"{path}: key 'networks.{slot}' takes text values name, mcast, bridge, tap")
+        mcast = raw.get("mcast")
+        if mcast is not None and not _is_mcast(mcast):
+            raise OscarvtError(f"{path}: key 'networks.{slot}.mcast' must be GROUP:PORT with a "
+                               f"multicast GROUP (224-239.x.x.x), not {mcast!r}")
+        networks[slot] = Network(**raw)
+    return networks
+
+
+def _is_mac(text: str) -> bool:
+    parts = text.split(":")
+    return len(parts) == 6 and all(len(p) == 2 and all(c in "0123456789abcdefABCDEF" for c in p) for p in parts)
+
+
+def _is_mcast(text: str) -> bool:
+    group, _, port = text.rpartition(":")
+    octets = group.split(".")
+    return (len(octets) == 4 and all(o.isdigit() and int(o) < 256 for o in octets)
+            and 224 <= int(octets[0]) <= 239 and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _text(parent: etree._Element, tag: str, value: object) -> etree._Element:
+    """Append ``<tag>value</tag>`` unless value is None (then return the parent)."""
     if value is None:
-        return None
+        return parent
     element = etree.SubElement(parent, tag)
     element.text = str(value)
     return element
 
 
-def _required(element: etree._Element, tag: str) -> str:
-    """Text of a child the schema requires (so it is there once the profile validated)."""
-    text = element.findtext(tag) if tag != "." else element.text
-    if text is None:
-        raise OscarvtError(f"profile lacks <{tag}>")
-    return text.strip()
+def _child(element: etree._Element, tag: str) -> etree._Element:
+    """A child the DTD requires (so it is there once the DTD check passed)."""
+    found = element.find(tag)
+    return element if found is None else found
+
+
+def _text_of(element: etree._Element, tag: str) -> str:
+    """Text of a child the DTD requires (so it is there once the profile is checked)."""
+    return (element.findtext(tag) or "").strip()
 
 
 def _path(text: str | None) -> Path | None:

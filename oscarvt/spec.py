@@ -13,7 +13,7 @@ Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.k
     ssh: {user: root, password: secret}       # or key: /path/id_ecdsa
     accel: auto                               # auto | kvm | tcg
     timeouts: {ssh: 600, kvm_probe: 8, stop: 15, oscar: 1800, install: 1800, node: 600}
-    oscar: {dir: /opt/oscar, image: oscarimage, domain: oscardomain, bootcd: /tmp/oscar_bootcd.iso}
+    oscar: {dir: /opt/oscar, domain: oscardomain, install_mode: Rsync, bootcd: /tmp/oscar_bootcd.iso}
 
 Relative paths are taken from the spec file's folder. Unknown keys and bad
 values are errors that name the file and the key.
@@ -30,8 +30,12 @@ from typing import Any
 import yaml
 
 from oscarvt.errors import OscarvtError
+from oscarvt.oscar_menus import INSTALL_MODES
 
 BOOT_METHODS = ("cdrom", "network", "disk")
+SIZE = re.compile(r"([1-9][0-9]*)([KMGT]?)")
+REMOVED_KEYS = {"oscar.image": "OSCAR's define-clients step takes the first image it built; "
+                               "name the image in a buildimage answer file (--inputs) instead"}
 NAT_SUBNET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user-mode networking
 
 
@@ -81,8 +85,8 @@ class Oscar:
     """How the driver runs OSCAR on the headnode."""
 
     dir: str = "/opt/oscar"      # where checkout-oscar puts the tree (install_cluster at its top)
-    image: str = "oscarimage"    # client image name for the define-clients answers
-    domain: str = "oscardomain"
+    domain: str = "oscardomain"  # the define-clients answers' domain name
+    install_mode: str = "Rsync"  # the networking answers' installation mode (one of OSCAR's)
     bootcd: str = "/tmp/oscar_bootcd.iso"  # the autoinstall CD OSCAR's step 6 builds
 
 
@@ -162,6 +166,8 @@ def _section(cls: type, raw: Any, name: str) -> Any:
     values = _mapping(raw, name)
     known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
+        if f"{name}.{key}" in REMOVED_KEYS:
+            raise OscarvtError(f"key '{name}.{key}' is no longer read: {REMOVED_KEYS[f'{name}.{key}']}")
         if key not in known:
             raise OscarvtError(f"unknown key '{name}.{key}'")
         wanted = known[key].type
@@ -194,8 +200,11 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
             raise OscarvtError(f"key '{key}' must be at least {low}, not {value}")
     if spec.nodes.count > 250:
         raise OscarvtError(f"key 'nodes.count' must be at most 250, not {spec.nodes.count}")
-    if not re.fullmatch(r"[1-9][0-9]*[KMGT]?", spec.nodes.disk):
+    if not SIZE.fullmatch(spec.nodes.disk):
         raise OscarvtError(f"key 'nodes.disk' must be a size like 4G or 512M, not {spec.nodes.disk!r}")
+    if size_mb(spec.nodes.disk) is None:
+        raise OscarvtError(f"key 'nodes.disk' must be a whole number of MB (V2M sizes disks in MB), "
+                           f"not {spec.nodes.disk!r}")
     for key, name in [("headnode.name", spec.headnode.name), ("nodes.name", spec.nodes.name)]:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
             raise OscarvtError(f"key '{key}' must be a host name (a-z, 0-9, -), not {name!r}")
@@ -213,12 +222,21 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         raise OscarvtError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
     if not spec.oscar.dir.startswith("/"):
         raise OscarvtError(f"key 'oscar.dir' must be an absolute path on the headnode, not {spec.oscar.dir!r}")
-    for key, name in [("oscar.image", spec.oscar.image), ("oscar.domain", spec.oscar.domain)]:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise OscarvtError(f"key '{key}' must be a name (letters, digits, . _ -), not {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
+        raise OscarvtError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {spec.oscar.domain!r}")
+    _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
     if spec.ssh.password is None and spec.ssh.key is None:
         raise OscarvtError("key 'ssh' needs 'password' or 'key'")
     return spec
+
+
+def size_mb(size: str) -> int | None:
+    """``size`` (``4G``, ``512M``, ``1048576K``, bytes without a unit) in MB, or None if not whole MB."""
+    match = SIZE.fullmatch(size)
+    if match is None:
+        return None
+    value = int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ")
+    return value // 1024 ** 2 if value % 1024 ** 2 == 0 else None
 
 
 def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterSpec:

@@ -17,28 +17,34 @@ from oscarvt.ssh import Connection
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 
 
-def read_menu(tmp_path: Path, text: str, valued: str, top: int) -> subprocess.CompletedProcess[str]:
+def read_menu(tmp_path: Path, text: str, valued: str, ending: str) -> subprocess.CompletedProcess[str]:
     answers = tmp_path / "answers.txt"
     answers.write_text(text)
-    return subprocess.run(["bash", "-c", f'. "$0/lib/common.sh"; read_menu "$1" "{valued}" {top}',
+    return subprocess.run(["bash", "-c", f'. "$0/lib/common.sh"; read_menu "$1" "{valued}" "{ending}"',
                            str(SUITE), str(answers)], capture_output=True, text=True)
 
 
-def test_menu_replay_reads_items_and_values(tmp_path):
-    result = read_menu(tmp_path, "# build the image\n1\noscarimage\n\n7\nreboot\n8\n9\n", "1 2 3 4 5 6 7", 9)
+def test_menu_replay_reads_lines_as_oscars_perl_menus_do(tmp_path):
+    # '#', blank and "0" lines passed over; " 4" and "4x" are 4; the value is the very next line,
+    # a comment included; 8 (build) ends the reading
+    text = "# build the image\n0\n1\noscarimage\n\n 7\n# reboot\n4x\n/repo\n8\n9\n1\nlater\n"
+    result = read_menu(tmp_path, text, "1 2 3 4 5 6 7", "8 9")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "1\toscarimage\n7\treboot\n8\t\n9\t\n"
+    assert result.stdout == "1\toscarimage\n7\t# reboot\n4\t/repo\n8\t\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("1\noscarimage\n12\n", " line 3: no menu item 12 (1-9)"),
-    ("build\n", " line 1: 'build' is not a menu item (1-9)"),
-    ("8\n1\n", ": menu item 1 needs a value on the next line"),
-])
-def test_menu_replay_rejects_bad_answers(tmp_path, text, message):
-    result = read_menu(tmp_path, text, "1 2 3 4 5 6 7", 9)
-    assert result.returncode == 1
-    assert result.stderr.strip() == f"ERROR: {tmp_path / 'answers.txt'}{message}"
+def test_menu_replay_ignores_what_oscar_ignores_and_refuses_what_it_cannot_read(tmp_path):
+    result = read_menu(tmp_path, "build\n12\n9\n", "1 2 3 4 5 6 7", "8 9")
+    assert (result.returncode, result.stdout) == (0, "9\t\n")
+    path = tmp_path / "answers.txt"
+    assert result.stderr.splitlines() == [
+        f"oscar-mini: WARNING: {path} line 1: 'build' is not a menu item; OSCAR ignores it",
+        f"oscar-mini: WARNING: {path} line 2: '12' is not a menu item; OSCAR ignores it"]
+    result = read_menu(tmp_path, "7\nreboot\n1\n", "1 2 3 4 5 6 7", "8 9")
+    assert (result.returncode, result.stderr.strip()) == (
+        1, f"ERROR: {path}: menu item 1 needs a value on the next line (OSCAR would read none and go on)")
+    result = read_menu(tmp_path, "1\r\noscarimage\r\n", "1 2 3 4 5 6 7", "8 9")
+    assert result.returncode == 1 and "line 2: the value has a carriage return" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +169,8 @@ def test_step_5_defines_clients(headnode):
 @pytest.mark.vm
 @pytest.mark.parametrize("edit, message", [
     ("/^4$/{n;s/.*/two/}", "count must be a whole number, not 'two'"),
-    ("s/^oscarimage$/noimage/", "image noimage does not exist (build it in step 4)"),
+    ("1i1\\noscarimage", "menu item 1 (Image Name) in an answer file makes OSCAR's define_oscar_clients_cli "
+                         "loop forever; leave it out (OSCAR takes the first image built, here oscarimage)"),
     ("s/^192.168.77.2$/192.168.777.2/", "startip '192.168.777.2' is not an IPv4 address"),
 ])
 def test_a_broken_define_answer_fails_on_step_5(headnode, edit, message):
@@ -180,12 +187,60 @@ ALL_INPUTS = (f"--buildimage {SHARE}/buildimage.answers --defineclients {SHARE}/
               f"--networkclients {SHARE}/networkclients.answers")
 
 
+OLD_NETWORK_ANSWERS = f"1\\n{INPUTS}/client.macs\\n3\\nsystemimager-rsync\\n4\\n6\\n8\\n9\\n10\\n"
+
+
+def leases(conn: Connection) -> list[str]:
+    return conn.check_output("cat /etc/oscar/dhcp-hosts").splitlines()
+
+
 @pytest.mark.vm
-def test_a_bad_mac_file_fails_on_step_6(headnode):
+def test_the_old_mac_file_and_answers_fail_as_in_oscar(headnode):
+    """oscarvt's old input files: "NAME MAC" lines, no assignment method, OSCAR's old install mode name."""
     cluster, conn = headnode
-    conn.check_output(f"mkdir -p {INPUTS} && printf 'oscarnode1 52:54:00:zz:00:01\\n' > {INPUTS}/client.macs")
-    output = run_failing(conn, f"{ALL_INPUTS} {only(4, 5, 6)}", "Failed on Step 6 - Setup Networking")
-    assert f"ERROR: {INPUTS}/client.macs line 1: '52:54:00:zz:00:01' is not a MAC address" in output
+    conn.check_output(f"mkdir -p {INPUTS} && printf 'oscarnode1 52:54:00:aa:00:02\\noscarnode2 52:54:00:aa:00:03\\n'"
+                      f" > {INPUTS}/client.macs && printf '{OLD_NETWORK_ANSWERS}' > /root/old-network.answers")
+    flags = ALL_INPUTS.replace(f"{SHARE}/networkclients.answers", "/root/old-network.answers")
+    status, output = run(conn, f"{INSTALL} {flags} {only(4, 5, 6)}")
+    assert status == 0, output  # OSCAR's step 6 never fails on its answers: the nodes get no address later
+    step6 = output[output.index("Step 6 - Setup Networking"):]
+    expected = ["[ERROR - main_cli] Unable to read macs from file.",  # the first hex run of "oscarnode1" is "ca"
+                "There are no unassigned MACs.",
+                "File 3 does not exist",  # the answer after the file name is read as another file name
+                "[ERROR - main_cli] Failed to enable installation mode: systemimager-rsync",
+                "oscar-mini: WARNING: OSCAR ends Setup Networking here"]
+    positions = [step6.find(line) for line in expected]
+    assert -1 not in positions and positions == sorted(positions), step6
+    assert leases(conn) == []
+    # The right MAC file without the assignment method: "3" is read as "Return to previous menu".
+    conn.check_output(f"printf '52:54:00:aa:00:02\\t# oscarnode1\\n52:54:00:aa:00:03\\n' > {INPUTS}/client.macs")
+    status, output = run(conn, f"{INSTALL} {flags} {only(6)}")
+    assert status == 0, output
+    assert "Assigning MAC" not in output and "clients without a MAC address: oscarnode1 oscarnode2" not in output
+    assert leases(conn) == []
+
+
+@pytest.mark.vm
+def test_oscars_mac_file_and_answers_give_each_client_its_mac(headnode):
+    cluster, conn = headnode
+    conn.check_output(f"mkdir -p {INPUTS} && printf '# MACs\\n52:54:00:aa:00:02\\t# oscarnode1\\n525400AA0003\\n'"
+                      f" > {INPUTS}/client.macs")
+    status, output = run(conn, f"{INSTALL} {ALL_INPUTS} {only(4, 5, 6)}")
+    assert status == 0, output
+    assert "[INFO - main_cli] Assigning MAC: 52:54:00:AA:00:02 to client: oscarnode1" in output
+    assert "[INFO - main_cli] Assigning MAC: 52:54:00:AA:00:03 to client: oscarnode2" in output
+    assert "[INFO - main_cli] Successfully enabled installation mode: Rsync" in output
+    assert leases(conn) == ["52:54:00:aa:00:02,192.168.77.2,oscarnode1", "52:54:00:aa:00:03,192.168.77.3,oscarnode2"]
+    assert "WARNING" not in output[output.index("Step 6 - Setup Networking"):]
+
+
+@pytest.mark.vm
+def test_networking_answers_that_would_hang_oscar_fail(headnode):
+    cluster, conn = headnode
+    conn.check_output("printf '3\\nRsync\\n4\\n6\\n' > /root/short.answers")
+    output = run_failing(conn, f"--networkclients /root/short.answers {only(6)}", "Failed on Step 6 - Setup Networking")
+    assert ("ERROR: /root/short.answers ends while OSCAR waits for a menu choice (10 finishes); "
+            "OSCAR's CLI_MAC.pm would wait forever") in output
 
 
 @pytest.mark.vm

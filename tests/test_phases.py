@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import json
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import oscarvt
 
-from oscarvt import monitor
+from oscarvt import monitor, oscar_menus
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
+from oscarvt.oscar_menus import replay
 from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.spec import spec_from_dict
@@ -26,35 +28,118 @@ STATE = {"vms": {
 }}
 
 
-def spec():
-    return spec_from_dict({"template": "/x.qcow2", "ssh": {"password": "pw"}, "oscar": {"image": "img7"}},
+def spec(**oscar: str):
+    return spec_from_dict({"template": "/x.qcow2", "ssh": {"password": "pw"}, "oscar": oscar},
                           Path("/"), check_files=False)
 
 
-def answers(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
+# OSCAR's menus as transcribed from its code (oscar-cluster/oscar): number -> label, value or not.
+# scripts/cli/define_oscar_clients_cli lines 232-245 and 164-201; lib/OSCAR/CLI_MAC.pm lines 144-153
+# and 183-247, assign_macs_cli 281-285; lib/OSCAR/MAC.pm get_from_file (the MAC file).
+OSCAR_DEFINE = {1: ("Image Name", True), 2: ("Domain Name", True), 3: ("Base Name", True),
+                4: ("Number of Hosts", True), 5: ("Starting Number", True), 6: ("Padding", True),
+                7: ("Starting IP", True), 8: ("Subnet Mask", True), 9: ("Default Gateway", True),
+                10: ("Add Clients", False), 11: ("Quit", False)}
+OSCAR_NETWORK = {1: "Import MACs from file", 2: "Delete MACs", 3: "Installation Mode", 4: "Enable Install Mode",
+                 5: "Dynamic DHCP update", 6: "Configure DHCP Server", 7: "Enable UYOK",
+                 8: "Build AutoInstall CD", 9: "Setup Network Boot", 10: "Finish"}
+OSCAR_BUILD = {1: "Image name", 2: "Package file", 3: "Distro", 4: "Package Repositories",
+               5: "Disk Partition File", 6: "IP Assignment Method", 7: "Post install action",
+               8: "Build Image", 9: "Quit"}
 
 
-def test_define_clients_answers_follow_the_spec():
-    assert answers(define_clients(spec(), STATE)) == [
-        "1", "img7", "2", "oscardomain", "3", "oscarnode", "4", "2", "5", "1", "6", "0",
-        "7", "192.168.77.2", "8", "255.255.255.0", "9", "192.168.77.1", "10", "11"]
+def test_transcribed_menus_match_oscars_items():
+    assert {i.number: (i.label, i.takes_value) for i in oscar_menus.DEFINE_CLIENTS.items} == OSCAR_DEFINE
+    assert {i.number: i.label for i in oscar_menus.SETUP_NETWORKING.items} == OSCAR_NETWORK
+    assert {i.number: i.label for i in oscar_menus.BUILD_IMAGE.items} == OSCAR_BUILD
+    assert [i.takes_value for i in oscar_menus.BUILD_IMAGE.items] == [True] * 7 + [False] * 2
 
 
-def test_the_mac_file_and_networking_answers_name_every_node():
-    assert mac_file(STATE) == "oscarnode1 52:54:00:12:34:02\noscarnode2 52:54:00:12:34:03\n"
-    assert answers(network_clients())[:2] == ["1", "/var/lib/oscarvt/inputs/client.macs"]
+def test_define_clients_answers_are_read_by_oscar_as_meant():
+    text = define_clients(spec(domain="lab"), STATE)
+    replayed = [(a.item, a.value) for a in replay(oscar_menus.DEFINE_CLIENTS, text, "defineclients")]
+    assert replayed == [(2, "lab"), (3, "oscarnode"), (4, "2"), (5, "1"), (6, "0"), (7, "192.168.77.2"),
+                        (8, "255.255.255.0"), (9, "192.168.77.1"), (10, None)]
+    lines = text.splitlines()  # each value is the very next line after its item (Perl's $file[++$i])
+    assert lines[lines.index("7") + 1] == "192.168.77.2"
 
 
-def test_input_overrides_replace_and_add(tmp_path):
+def test_the_mac_file_is_oscars_format_in_client_order():
+    text = mac_file(STATE)
+    assert text.splitlines()[1:] == ["52:54:00:12:34:02\t# oscarnode1", "52:54:00:12:34:03\t# oscarnode2"]
+    # MAC.pm's get_from_file: '#' lines are passed over, the first run of [0-9a-fA-F:-] is the MAC
+    macs = [re.search(r"([0-9a-fA-F:-]+)\s*#*", line).group(1) for line in text.splitlines()
+            if not re.match(r"^\s*#", line)]
+    assert macs == ["52:54:00:12:34:02", "52:54:00:12:34:03"]
+    # the old "NAME MAC" lines gave OSCAR the MAC "ca" (from "oscarnode1"), which it refuses
+    assert re.search(r"([0-9a-fA-F:-]+)\s*#*", "oscarnode1 52:54:00:12:34:02").group(1) == "ca"
+
+
+def test_networking_answers_are_read_by_oscar_as_meant():
+    replayed = replay(oscar_menus.SETUP_NETWORKING, network_clients(spec()), "networkclients")
+    assert [(a.item, a.value, a.extra) for a in replayed] == [
+        (1, "/var/lib/oscarvt/inputs/client.macs", ("1",)), (3, "Rsync", ()), (4, None, ()), (6, None, ()),
+        (8, None, ()), (9, None, ()), (10, None, ())]
+    assert replay(oscar_menus.SETUP_NETWORKING, network_clients(spec(install_mode="Bittorrent")),
+                  "n")[1].value == "Bittorrent"
+
+
+@pytest.mark.parametrize("menu, text, message", [
+    (oscar_menus.DEFINE_CLIENTS, "2\nlab\n1\noscarimage\n10\n",
+     "define line 3: menu item 1 (Image Name) makes OSCAR's scripts/cli/define_oscar_clients_cli loop forever"),
+    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n4\n6\n10\n",
+     "define line 3: '4' is not a MAC assignment method"),
+    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n1\n4\n6\n",
+     "define: the file ends while OSCAR waits for a menu choice (10, Finish, ends it)"),
+    (oscar_menus.SETUP_NETWORKING, "3\nsystemimager-rsync\n4\n10\n",
+     "define: the file ends while OSCAR waits for an installation mode (None Rsync Bittorrent Flamethrower)"),
+])
+def test_answers_oscar_would_hang_on_are_refused(menu, text, message):
+    with pytest.raises(OscarvtError) as caught:
+        replay(menu, text, "define")
+    assert str(caught.value).startswith(message)
+
+
+def test_the_old_networking_answers_were_read_one_place_off():
+    old = "1\n/var/lib/oscarvt/inputs/client.macs\n3\nsystemimager-rsync\n4\n6\n8\n9\n10\n"
+    replayed = replay(oscar_menus.SETUP_NETWORKING, old, "old")
+    assert [(a.item, a.value, a.extra) for a in replayed] == [
+        (1, "/var/lib/oscarvt/inputs/client.macs", ("3",)),  # "3" taken as "Return to previous menu"
+        (4, None, ()), (6, None, ()), (8, None, ()), (9, None, ()), (10, None, ())]  # no install mode
+
+
+def test_oscar_reads_answer_lines_its_own_way():
+    # Perl menus: items are numbers (" 4", "4x"), "0" and '#' lines are passed over, unknown items
+    # ignored, a value is the next line even if it is a comment, and 10 ends the reading.
+    text = "0\n 4\n3\n4x\n# comment\n42\n10\n2\nlater\n"
+    assert [(a.item, a.value) for a in replay(oscar_menus.DEFINE_CLIENTS, text, "d")] == [
+        (4, "3"), (4, "# comment"), (10, None)]
+    # CLI_MAC: items compared as strings, so "4 " is ignored; blank and '#' lines passed over everywhere
+    text = "4 \n1\n\n# the file\n/tmp/m\n# method\n2\naa\nn1\nquit\n3\nRsync\n10\n"
+    assert [(a.item, a.value, a.extra) for a in replay(oscar_menus.SETUP_NETWORKING, text, "n")] == [
+        (1, "/tmp/m", ("2", "aa", "n1", "quit")), (3, "Rsync", ()), (10, None, ())]
+
+
+def test_input_overrides_replace_add_and_are_checked(tmp_path):
     (tmp_path / "defineclients").write_text("11\n")
     (tmp_path / "buildimage").write_text("9\n")
     files = input_files(spec(), STATE, tmp_path)
     assert files["defineclients"] == "11\n" and files["buildimage"] == "9\n"
     assert "client.macs" in files and "networkclients" in files
+    (tmp_path / "networkclients").write_text("1\n/tmp/m\n4\n")
+    with pytest.raises(OscarvtError, match=r"networkclients line 3: '4' is not a MAC assignment method"):
+        input_files(spec(), STATE, tmp_path)
+    (tmp_path / "networkclients").unlink()
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(OscarvtError, match=r"notes.txt: not an input file"):
         input_files(spec(), STATE, tmp_path)
+
+
+def test_removed_and_checked_oscar_spec_keys():
+    with pytest.raises(OscarvtError, match="key 'oscar.image' is no longer read: OSCAR's define-clients step"):
+        spec_from_dict({"template": "/x", "ssh": {"password": "p"}, "oscar": {"image": "i"}}, Path("/"), False)
+    with pytest.raises(OscarvtError, match="key 'oscar.install_mode' must be one of None, Rsync"):
+        spec(install_mode="systemimager-rsync")
 
 
 def test_monitor_lines_and_status_words():

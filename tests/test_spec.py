@@ -90,4 +90,4 @@ def test_destroy_works_when_the_template_is_gone(guest, tmp_path):
     kernel.unlink()
     result = oscarvt("destroy", "--cluster", tmp_path / "c")
     assert result.returncode == 0, result.output
-    assert result.last_line == "PASS: destroy: 0 VMs stopped, 2 disks removed, no VM of c running"
+    assert result.last_line == "PASS: destroy: 0 VMs stopped, 3 disks removed, no VM of c running"

@@ -49,7 +49,7 @@ def render_libvirt(profile: Profile) -> str:
         _sub(cdrom, "source", file=str(profile.cdrom))
         _sub(cdrom, "target", dev="hdc", bus="ide")
         _sub(cdrom, "readonly")
-    for nic in profile.nics:
+    for _, nic in profile.connected_nics():
         if nic.type == NAT:
             interface = _sub(devices, "interface", type="user")
         elif nic.type == VLAN:

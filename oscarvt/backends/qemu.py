@@ -26,7 +26,7 @@ from qemu.qmp import QMPClient
 
 from oscarvt import disks
 from oscarvt.errors import OscarvtError
-from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Profile
+from oscarvt.profile import BRIDGED_TAP, NAT, TUN_TAP, VLAN, Profile
 
 QEMU = "qemu-system-x86_64"
 BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
@@ -53,7 +53,7 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
         argv += ["-drive", f"file={disk},if=virtio,index={index},format={disks.disk_format(disk)}"]
     if profile.cdrom is not None:
         argv += ["-drive", f"file={profile.cdrom},media=cdrom,if=ide,index=2,readonly=on"]
-    for number, nic in enumerate(profile.nics, start=1):
+    for number, nic in profile.connected_nics():
         argv += ["-netdev", _netdev(profile, number, ssh_port),
                  "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}"]
     if profile.kernel is not None:
@@ -88,15 +88,15 @@ def _netdev(profile: Profile, number: int, ssh_port: int | None) -> str:
         if nic.network is None or not nic.network.mcast:
             raise OscarvtError(f"profile {profile.name}: nic{number} (VLAN) names no multicast network")
         return f"socket,{netdev},mcast={nic.network.mcast},localaddr=127.0.0.1"
-    if nic.network is None or not nic.network.tap:
-        raise OscarvtError(f"profile {profile.name}: nic{number} ({nic.type}) names no tap device")
+    if nic.network is None or not nic.network.tap:  # a V2M profile alone: a new tap, on no bridge
+        return f"tap,{netdev},script=no,downscript=no"
     return f"tap,{netdev},ifname={nic.network.tap},script=no,downscript=no"
 
 
 def tap_nics(profile: Profile) -> list[tuple[str, str | None]]:
     """(tap, bridge) for each NIC of the profile that needs a tap device."""
-    return [(nic.network.tap, nic.network.bridge) for nic in profile.nics
-            if nic.type in (BRIDGED_TAP, "TUN/TAP") and nic.network and nic.network.tap]
+    return [(nic.network.tap, nic.network.bridge) for _, nic in profile.connected_nics()
+            if nic.type in (BRIDGED_TAP, TUN_TAP) and nic.network and nic.network.tap]
 
 
 def start(argv: list[str], files: VmFiles) -> int:

@@ -36,7 +36,7 @@ def render_xen(profile: Profile) -> str:
         disk_specs.append(f"format=raw, vdev=hdc, access=ro, devtype=cdrom, target={profile.cdrom}")
     entries.append(("disk", disk_specs))
     vifs = []
-    for nic in profile.nics:
+    for _, nic in profile.connected_nics():
         if nic.type == NAT:
             vifs.append(f"mac={nic.mac}, script=vif-nat")
         else:

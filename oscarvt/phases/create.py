@@ -10,7 +10,9 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
 from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
-from oscarvt.spec import ClusterSpec, load_spec
+from oscarvt.spec import ClusterSpec, load_spec, size_mb
+
+SCRATCH_MB = 64  # the disk of a headnode whose template is only a kernel (V2M requires an image)
 
 
 def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
@@ -29,11 +31,11 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
                                "created": False}
         for name, vm in vms.items():
             profile = _profile(cluster, spec, cluster_id, name, vm, state["bridge"])
-            if profile.image is not None:
-                if vm["role"] == "headnode":
-                    disks.create_overlay(spec.template.disk, profile.image)  # type: ignore[arg-type]
-                else:
-                    disks.create_blank(profile.image, spec.nodes.disk)
+            assert profile.image is not None
+            if vm["role"] == "headnode" and spec.template.disk is not None:
+                disks.create_overlay(spec.template.disk, profile.image)
+            else:
+                disks.create_blank(profile.image, profile.image_size or SCRATCH_MB)
             write_profile(profile, cluster.profile_path(name))
         lan = _lan_text(spec, cluster_id, state["bridge"])
         progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")
@@ -64,12 +66,12 @@ def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
         t = spec.template
         return Profile(
             name=name, type=vm_type, cpu=spec.headnode.cpus, memory=spec.headnode.memory,
-            image=cluster.disk_path(name) if t.disk else None,
+            image=cluster.disk_path(name), image_size=None if t.disk else SCRATCH_MB,
             nics=(Nic(NAT, network.nat_mac(cluster_id)), private),
             boot="disk" if t.disk else None, kernel=t.kernel, initrd=t.initrd,
             append=t.append if t.kernel else None)
     return Profile(name=name, type=vm_type, cpu=spec.nodes.cpus, memory=spec.nodes.memory,
-                   image=cluster.disk_path(name), image_size=spec.nodes.disk,
+                   image=cluster.disk_path(name), image_size=size_mb(spec.nodes.disk),
                    nics=(private,), boot=spec.nodes.boot)
 
 

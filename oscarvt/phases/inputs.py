@@ -1,10 +1,21 @@
-"""OSCAR's input files, written from the cluster spec and state.
+"""OSCAR's input files, written from the cluster spec and state in the form OSCAR's CLI reads.
 
 start-oscar writes them into ``INPUTS_DIR`` on the headnode, one per install_cluster flag:
-``defineclients`` (from the spec's nodes and subnet), ``networkclients`` (importing the MAC
-file ``client.macs`` made from the node profiles), and the MAC file itself. A file of the
-same name in the user's ``--inputs`` folder replaces the generated one; other flag files
-there (``opkgselector``, ``buildimage``) are passed as they are.
+
+- ``defineclients`` (step 5): domain, base name, number of hosts, first number, padding,
+  first address, netmask, gateway, then 10 (add the clients). No item 1: in file mode OSCAR's
+  define_oscar_clients_cli never gets past it; without it OSCAR takes the first image it built.
+- ``networkclients`` (step 6): 1 (import the MAC file ``client.macs``, then 1: assign the MACs
+  automatically, in file order, to the clients in name order), 3 (installation mode, the spec's
+  ``oscar.install_mode``), 4 (enable it), 6 (configure DHCP), 8 (the boot CD), 9 (network
+  boot), 10 (finish).
+- ``client.macs``: one MAC a line, the node's name as a ``#`` comment after it, in the nodes'
+  order, which is OSCAR's client order (base name, then number).
+
+A file of the same name in the user's ``--inputs`` folder replaces the generated one; other
+flag files there (``opkgselector``, ``buildimage``) are passed as they are. Answer files are
+replayed as OSCAR reads them first (:mod:`oscarvt.oscar_menus`), so that one OSCAR would hang
+on is refused here, naming the file and line.
 """
 
 from __future__ import annotations
@@ -14,17 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from oscarvt.errors import OscarvtError
+from oscarvt.oscar_menus import DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, replay, write_answers
 from oscarvt.phases.access import headnode_name, node_vms
 from oscarvt.spec import ClusterSpec
 
 INPUTS_DIR = "/var/lib/oscarvt/inputs"
 MAC_FILE = "client.macs"
 FLAG_FILES = ("opkgselector", "buildimage", "defineclients", "networkclients")
+AUTOMATIC = "1"  # MAC assignment method: automatically, in file order
 
 
 def mac_file(state: dict[str, Any]) -> str:
-    """The MAC file step 6 imports: ``NAME MAC`` a line, as the node profiles say."""
-    return "".join(f"{name} {vm['mac']}\n" for name, vm in node_vms(state).items())
+    """The MAC file step 6 imports: ``MAC # NAME`` a line, in client order."""
+    return "# MAC addresses of the compute node VMs, written by oscarvt\n" + "".join(
+        f"{vm['mac']}\t# {name}\n" for name, vm in node_vms(state).items())
 
 
 def define_clients(spec: ClusterSpec, state: dict[str, Any]) -> str:
@@ -34,26 +48,23 @@ def define_clients(spec: ClusterSpec, state: dict[str, Any]) -> str:
         raise OscarvtError("the cluster has no compute nodes to define (nodes.count is 0)")
     subnet = ipaddress.ip_network(spec.network.subnet)
     head = state["vms"][headnode_name(state)]
-    answers = [("1", spec.oscar.image, "image name"), ("2", spec.oscar.domain, "domain name"),
-               ("3", spec.nodes.name, "base host name"), ("4", str(len(nodes)), "number of hosts"),
-               ("5", "1", "starting number"), ("6", "0", "padding"),
-               ("7", nodes[0]["ip"], "starting IP"), ("8", str(subnet.netmask), "netmask"),
-               ("9", head["ip"], "gateway"), ("10", None, "add the clients"), ("11", None, "quit")]
-    return _menu("Define OSCAR Clients", answers)
+    return write_answers(DEFINE_CLIENTS, [
+        (2, [spec.oscar.domain]), (3, [spec.nodes.name]), (4, [str(len(nodes))]), (5, ["1"]),
+        (6, ["0"]), (7, [nodes[0]["ip"]]), (8, [str(subnet.netmask)]), (9, [head["ip"]]), (10, [])],
+        "written by oscarvt from the cluster spec; no item 1, OSCAR takes the first image")
 
 
-def network_clients() -> str:
-    """Answers for step 6: import the MAC file, static DHCP, boot CD and network boot."""
-    answers = [("1", f"{INPUTS_DIR}/{MAC_FILE}", "import MACs from a file"),
-               ("3", "systemimager-rsync", "installation mode"), ("4", None, "enable install mode"),
-               ("6", None, "configure the DHCP server"), ("8", None, "build the AutoInstall CD"),
-               ("9", None, "set up network boot"), ("10", None, "finish")]
-    return _menu("Setup Networking", answers)
+def network_clients(spec: ClusterSpec) -> str:
+    """Answers for step 6: import and assign the MACs, install mode, DHCP, boot CD, network boot."""
+    return write_answers(SETUP_NETWORKING, [
+        (1, [f"{INPUTS_DIR}/{MAC_FILE}", AUTOMATIC]), (3, [spec.oscar.install_mode]), (4, []), (6, []),
+        (8, []), (9, []), (10, [])],
+        "written by oscarvt; item 1 is followed by the file name and the assignment method")
 
 
 def input_files(spec: ClusterSpec, state: dict[str, Any], overrides: Path | None) -> dict[str, str]:
-    """Every input file by name (flag files and the MAC file), overrides applied."""
-    files = {"defineclients": define_clients(spec, state), "networkclients": network_clients(),
+    """Every input file by name (flag files and the MAC file), overrides applied and checked."""
+    files = {"defineclients": define_clients(spec, state), "networkclients": network_clients(spec),
              MAC_FILE: mac_file(state)}
     if overrides is not None:
         if not overrides.is_dir():
@@ -62,12 +73,10 @@ def input_files(spec: ClusterSpec, state: dict[str, Any], overrides: Path | None
             if path.name not in (*FLAG_FILES, MAC_FILE):
                 raise OscarvtError(f"--inputs: {path}: not an input file "
                                    f"(expected {', '.join((*FLAG_FILES, MAC_FILE))})")
-            files[path.name] = path.read_text()
+            try:
+                files[path.name] = path.read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise OscarvtError(f"--inputs: {path}: cannot read it: {exc}") from None
+            if path.name in MENUS:
+                replay(MENUS[path.name], files[path.name], str(path))
     return files
-
-
-def _menu(title: str, answers: list[tuple[str, str | None, str]]) -> str:
-    lines = [f"# {title}, written by oscarvt from the cluster spec"]
-    for item, value, what in answers:
-        lines += [f"# {what}", item] + ([value] if value is not None else [])
-    return "\n".join(lines) + "\n"

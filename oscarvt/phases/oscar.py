@@ -36,7 +36,10 @@ STATUS = f"{WORK}/install_cluster.status"
 PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
-FAILURE = re.compile(r"Failed (on )?Step \d+ - .*|Failed to confirm client node boot before Step 7 - .*")
+# OSCAR's failure lines (scripts/cli/main_cli's die messages; Perl adds " at SCRIPT line N.").
+FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot before Step 7 - "
+FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
+                     r"(?: at \S+ line [0-9]+\.)?\s*$")
 POLL = 1.0
 
 HOOK_SCRIPT = f"""#!/bin/sh
@@ -124,9 +127,11 @@ def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until
             time.sleep(1)  # its output may still be passing through a pipe (tee)
             print_output(conn, record, final=True)
             if "failure" not in record:
-                last = conn.check_output(f"grep -hE '{FAILURE.pattern}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
+                last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
                 if last.strip():
-                    record["failure"] = FAILURE.search(last).group(0)  # type: ignore[union-attr]
+                    found = FAILURE.search(last.strip().splitlines()[-1])
+                    if found:
+                        record["failure"] = found.group(1)
             return int(status) if status.lstrip("-").isdigit() else 1
         if reached:
             return None
@@ -147,7 +152,7 @@ def print_output(conn: Connection, record: dict[str, Any], final: bool = False) 
         progress(f"oscar| {line}")
         found = FAILURE.search(line)
         if found:
-            record["failure"] = found.group(0)
+            record["failure"] = found.group(1)
 
 
 def stop_oscar(conn: Connection) -> None:

@@ -12,33 +12,44 @@ log_section() { echo "=============================================="; echo "$(d
 log_subsection() { echo "--> $*"; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 
-# read_menu FILE "ITEMS WITH A VALUE" MAX: replay an OSCAR menu answer file.
-# Prints "ITEM<TAB>VALUE" per answer (VALUE empty for items without one). Lines that
-# start with '#' and blank lines are ignored; anything else that is not a menu item
-# of 1..MAX, or an item whose value is missing, is an error naming the file and line.
+# read_menu FILE "ITEMS WITH A VALUE" "ITEMS THAT END IT": replay an answer file as OSCAR's
+# Perl menus read one (scripts/cli/build_oscar_image_cli, define_oscar_clients_cli, file mode).
+# Prints "ITEM<TAB>VALUE" per answer (VALUE empty for items without one). A line starting
+# with '#', an empty line and "0" are passed over; any other line is read as a number, as
+# Perl does (" 4" and "4x" are 4); a number that is no item is ignored, as OSCAR ignores it,
+# with a warning here. The value is the very next line, whatever it holds. An item that ends
+# the menu (build, add, quit) ends the reading: OSCAR reads no further.
+# Stricter than OSCAR, so that mistakes show: a value missing at the end of the file, or one
+# with a carriage return (DOS line ends), is an error naming the file and line.
 read_menu() {
-    local file=$1 valued=" $2 " max=$3 number=0 item="" line
+    local file=$1 valued=" $2 " ending=" $3 " number=0 item="" line
     [ -r "$file" ] || die "$file: cannot read the answer file"
     while IFS= read -r line || [ -n "$line" ]; do
         number=$((number + 1))
-        line=${line%$'\r'}
-        case "$line" in ''|'#'*) continue ;; esac
         if [ -n "$item" ]; then
+            [[ "$line" != *$'\r'* ]] || die "$file line $number: the value has a carriage return (DOS line ends); OSCAR would keep it in the value"
             printf '%s\t%s\n' "$item" "$line"
+            [[ "$ending" != *" $item "* ]] || return 0
             item=""
             continue
         fi
-        case "$line" in
-            *[!0-9]*) die "$file line $number: '$line' is not a menu item (1-$max)" ;;
-        esac
-        [ "$line" -ge 1 ] && [ "$line" -le "$max" ] || die "$file line $number: no menu item $line (1-$max)"
-        if [[ "$valued" == *" $line "* ]]; then
-            item=$line
+        case "$line" in '#'*|''|0) continue ;; esac
+        if [[ "$line" =~ ^[[:space:]]*\+?0*([0-9]+)([^0-9.eE]|$) ]]; then
+            item=${BASH_REMATCH[1]}
         else
-            printf '%s\t\n' "$line"
+            item=0
         fi
+        if [[ "$valued" == *" $item "* ]]; then
+            continue  # its value is the next line
+        elif [[ "$ending" == *" $item "* ]]; then
+            printf '%s\t\n' "$item"
+            return 0
+        else
+            echo "oscar-mini: WARNING: $file line $number: '$line' is not a menu item; OSCAR ignores it" >&2
+        fi
+        item=""
     done < "$file"
-    [ -z "$item" ] || die "$file: menu item $item needs a value on the next line"
+    [ -z "$item" ] || die "$file: menu item $item needs a value on the next line (OSCAR would read none and go on)"
 }
 
 # valid_ipv4 ADDRESS: true if ADDRESS is a dotted IPv4 address.

@@ -1,0 +1,198 @@
+"""OSCAR's CLI menus, transcribed from OSCAR's own code, and how OSCAR reads an answer file.
+
+``install_cluster --cli`` passes each answer file to one menu (repository oscar-cluster/oscar):
+
+- ``--buildimage`` -> ``scripts/cli/build_oscar_image_cli`` (``menu``, file mode);
+- ``--defineclients`` -> ``scripts/cli/define_oscar_clients_cli`` (``addclients``, file mode);
+- ``--networkclients`` -> ``lib/OSCAR/CLI_MAC.pm`` (``cli_menu``, ``assign_macs_cli``,
+  ``cli_installmode``), with the MAC file read by ``lib/OSCAR/MAC.pm`` (``get_from_file``).
+
+The two Perl scripts read the file as a list of lines: a line starting with ``#``, an empty
+line and the line ``0`` are passed over; any other line is compared *as a number* with the
+item numbers (`` 4``, ``4x`` are 4; ``four`` is 0 and matches nothing, silently); an item that
+takes a value takes the very next line, whatever it is (a comment or a blank line included).
+CLI_MAC reads one line at a time, passing over blank lines, ``0`` and ``#`` lines everywhere,
+and compares items *as strings* (``1 `` is not 1). Where OSCAR would wait forever (networking
+answers that end before 10, a define-clients item 1, an unknown MAC assignment method, an
+install mode it does not have), :func:`replay` says so instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from oscarvt.errors import OscarvtError
+
+
+@dataclass(frozen=True)
+class Item:
+    """One menu item: its number, OSCAR's label, and whether a value follows on the next line."""
+
+    number: int
+    label: str
+    takes_value: bool = False
+
+
+@dataclass(frozen=True)
+class Menu:
+    """One of OSCAR's CLI menus and the install_cluster flag whose file it reads."""
+
+    flag: str
+    title: str
+    source: str
+    items: tuple[Item, ...]
+
+    def item(self, number: int) -> Item:
+        return next(item for item in self.items if item.number == number)
+
+
+BUILD_IMAGE = Menu("buildimage", "Build OSCAR Client Image", "scripts/cli/build_oscar_image_cli", (
+    Item(1, "Image name", True), Item(2, "Package file", True), Item(3, "Distro", True),
+    Item(4, "Package Repositories", True), Item(5, "Disk Partition File", True),
+    Item(6, "IP Assignment Method", True), Item(7, "Post install action", True),
+    Item(8, "Build Image"), Item(9, "Quit")))
+
+DEFINE_CLIENTS = Menu("defineclients", "Define OSCAR Clients", "scripts/cli/define_oscar_clients_cli", (
+    Item(1, "Image Name", True), Item(2, "Domain Name", True), Item(3, "Base Name", True),
+    Item(4, "Number of Hosts", True), Item(5, "Starting Number", True), Item(6, "Padding", True),
+    Item(7, "Starting IP", True), Item(8, "Subnet Mask", True), Item(9, "Default Gateway", True),
+    Item(10, "Add Clients"), Item(11, "Quit")))
+
+SETUP_NETWORKING = Menu("networkclients", "Setup Networking", "lib/OSCAR/CLI_MAC.pm", (
+    Item(1, "Import MACs from file", True), Item(2, "Delete MACs"), Item(3, "Installation Mode", True),
+    Item(4, "Enable Install Mode"), Item(5, "Dynamic DHCP update"), Item(6, "Configure DHCP Server"),
+    Item(7, "Enable UYOK"), Item(8, "Build AutoInstall CD"), Item(9, "Setup Network Boot"),
+    Item(10, "Finish")))
+
+# After item 1's file name, when the file brought MACs that no client has yet (assign_macs_cli).
+MAC_ASSIGNMENT = Menu("networkclients", "MAC Assignment Method", "lib/OSCAR/CLI_MAC.pm", (
+    Item(1, "Automatically assign MACs"), Item(2, "Manually assign MACs"),
+    Item(3, "Return to previous menu")))
+
+# Item 3's choices: "None" and the deployment methods whose OCA component is available
+# (lib/OSCAR/MAC.pm @install_mode_options, lib/OSCAR/OCA/XMIT_Deploy.pm open()).
+INSTALL_MODES = ("None", "Rsync", "Bittorrent", "Flamethrower")
+
+MENUS = {menu.flag: menu for menu in (BUILD_IMAGE, DEFINE_CLIENTS, SETUP_NETWORKING)}
+
+_PERL_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One menu choice as OSCAR reads it: the item, its value, and the line it came from."""
+
+    item: int
+    value: str | None = None
+    line: int = 0
+    extra: tuple[str, ...] = ()  # networking item 1: the assignment method and its answers
+
+
+def write_answers(menu: Menu, answers: list[tuple[int, list[str]]], note: str) -> str:
+    """An answer file for ``menu``: each item's number, then the lines OSCAR reads after it.
+
+    A comment goes before each item, never between an item and its value (the Perl menus
+    take the very next line as the value).
+    """
+    lines = [f"# {menu.title}: {note}"]
+    for number, following in answers:
+        item = menu.item(number)
+        if item.takes_value != bool(following):
+            wants = "a value" if item.takes_value else "no value"
+            raise ValueError(f"{menu.title} item {number} ({item.label}) takes {wants}")
+        lines += [f"# {number}) {item.label}", str(number), *following]
+    return "\n".join(lines) + "\n"
+
+
+def replay(menu: Menu, text: str, where: str) -> list[Answer]:
+    """The choices OSCAR makes from answer file ``text``, read as OSCAR reads it.
+
+    Choices OSCAR ignores are left out. Networking item 1 is read as if its MAC file
+    imports (it exists and brings MACs no client has), so that OSCAR asks for the
+    assignment method. Where OSCAR would never end (see the module's text), OscarvtError
+    names ``where``, the line and the reason.
+    """
+    if menu is SETUP_NETWORKING:
+        return _replay_networking(text, where)
+    return _replay_perl_lines(menu, text, where)
+
+
+def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    numbers = {item.number: item for item in menu.items}
+    last = max(numbers)  # Quit; the one before it builds or adds and ends the reading too
+    answers: list[Answer] = []
+    i = 0
+    while i < len(lines):
+        line, number = lines[i], i + 1
+        i += 1
+        if line.startswith("#") or line in ("", "0"):
+            continue
+        match = _PERL_NUMBER.match(line)
+        value = float(match.group(1)) if match else 0.0
+        item = numbers.get(int(value)) if value.is_integer() else None
+        if item is None:
+            continue
+        if menu is DEFINE_CLIENTS and item.number == 1:
+            raise OscarvtError(f"{where} line {number}: menu item 1 ({item.label}) makes OSCAR's "
+                               f"{menu.source} loop forever in file mode; leave it out (OSCAR takes the first image)")
+        answer_value = None
+        if item.takes_value:
+            answer_value = lines[i] if i < len(lines) else None
+            i += 1
+        answers.append(Answer(item.number, answer_value, number))
+        if item.number in (last, last - 1):
+            break
+    return answers
+
+
+def _replay_networking(text: str, where: str) -> list[Answer]:
+    lines = [(n, line.rstrip("\n")) for n, line in enumerate(text.splitlines(keepends=True), start=1)]
+    wanted = [(n, line) for n, line in lines if line not in ("", "0") and not line.startswith("#")]
+    position = 0
+
+    def next_line(waiting_for: str) -> tuple[int, str]:
+        nonlocal position
+        if position >= len(wanted):
+            raise OscarvtError(f"{where}: the file ends while OSCAR waits for {waiting_for}; "
+                               f"OSCAR's {SETUP_NETWORKING.source} would wait forever")
+        position += 1
+        return wanted[position - 1]
+
+    answers: list[Answer] = []
+    while True:
+        number, line = next_line(f"a menu choice (10, {SETUP_NETWORKING.item(10).label}, ends it)")
+        if line not in {str(item.number) for item in SETUP_NETWORKING.items}:
+            continue  # OSCAR ignores it
+        item = int(line)
+        if item == 1:
+            _, name = next_line("the MAC file's name")
+            method_line, method = next_line("the MAC assignment method (1, 2 or 3)")
+            if method not in ("1", "2", "3"):
+                raise OscarvtError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
+                                   "(1 automatic, 2 manual, 3 back); OSCAR's assign_macs_cli would loop forever")
+            extra = [method]
+            while method == "2":
+                _, pick = next_line("a MAC to assign, or 'quit'")
+                extra.append(pick)
+                if pick == "quit":
+                    break
+                _, client = next_line("the client for that MAC, or 'quit'")
+                extra.append(client)
+                if client == "quit":
+                    break
+            answers.append(Answer(1, name, number, tuple(extra)))
+        elif item == 3:
+            while True:
+                mode_line, mode = next_line(f"an installation mode ({' '.join(INSTALL_MODES)})")
+                if mode in INSTALL_MODES:
+                    break
+            answers.append(Answer(3, mode, mode_line))
+        else:
+            answers.append(Answer(item, None, number))
+            if item == 10:
+                return answers
+
