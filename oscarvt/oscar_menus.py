@@ -81,11 +81,10 @@ _PERL_NUMBER = re.compile(r"\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)")
 
 @dataclass(frozen=True)
 class Answer:
-    """One menu choice as OSCAR reads it: the item, its value, and the line it came from."""
+    """One menu choice as OSCAR reads it: the item and its value."""
 
     item: int
     value: str | None = None
-    line: int = 0
     extra: tuple[str, ...] = ()  # networking item 1: the assignment method and its answers
 
 
@@ -118,10 +117,16 @@ def replay(menu: Menu, text: str, where: str) -> list[Answer]:
     return _replay_perl_lines(menu, text, where)
 
 
-def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
+def _lines(text: str) -> list[str]:
+    """The file's lines as Perl's ``<FILE>`` and ``chomp`` give them: split at newlines only."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
+    return lines
+
+
+def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
+    lines = _lines(text)
     numbers = {item.number: item for item in menu.items}
     last = max(numbers)  # Quit; the one before it builds or adds and ends the reading too
     answers: list[Answer] = []
@@ -143,15 +148,17 @@ def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
         if item.takes_value:
             answer_value = lines[i] if i < len(lines) else None
             i += 1
-        answers.append(Answer(item.number, answer_value, number))
+        answers.append(Answer(item.number, answer_value))
         if item.number in (last, last - 1):
             break
     return answers
 
 
 def _replay_networking(text: str, where: str) -> list[Answer]:
-    lines = [(n, line.rstrip("\n")) for n, line in enumerate(text.splitlines(keepends=True), start=1)]
-    wanted = [(n, line) for n, line in lines if line not in ("", "0") and not line.startswith("#")]
+    wanted = [(n, line) for n, line in enumerate(_lines(text), start=1)
+              if line not in ("", "0") and not line.startswith("#")]
+    items = {str(item.number) for item in SETUP_NETWORKING.items}
+    methods = {str(item.number): item.label for item in MAC_ASSIGNMENT.items}
     position = 0
 
     def next_line(waiting_for: str) -> tuple[int, str]:
@@ -165,15 +172,16 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
     answers: list[Answer] = []
     while True:
         number, line = next_line(f"a menu choice (10, {SETUP_NETWORKING.item(10).label}, ends it)")
-        if line not in {str(item.number) for item in SETUP_NETWORKING.items}:
+        if line not in items:
             continue  # OSCAR ignores it
         item = int(line)
         if item == 1:
             _, name = next_line("the MAC file's name")
             method_line, method = next_line("the MAC assignment method (1, 2 or 3)")
-            if method not in ("1", "2", "3"):
+            if method not in methods:
+                choices = ", ".join(f"{number} {label}" for number, label in methods.items())
                 raise OscarvtError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
-                                   "(1 automatic, 2 manual, 3 back); OSCAR's assign_macs_cli would loop forever")
+                                   f"({choices}); OSCAR's assign_macs_cli would loop forever")
             extra = [method]
             while method == "2":
                 _, pick = next_line("a MAC to assign, or 'quit'")
@@ -184,15 +192,15 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
                 extra.append(client)
                 if client == "quit":
                     break
-            answers.append(Answer(1, name, number, tuple(extra)))
+            answers.append(Answer(1, name, tuple(extra)))
         elif item == 3:
             while True:
-                mode_line, mode = next_line(f"an installation mode ({' '.join(INSTALL_MODES)})")
+                _, mode = next_line(f"an installation mode ({' '.join(INSTALL_MODES)})")
                 if mode in INSTALL_MODES:
                     break
-            answers.append(Answer(3, mode, mode_line))
+            answers.append(Answer(3, mode))
         else:
-            answers.append(Answer(item, None, number))
+            answers.append(Answer(item))
             if item == 10:
                 return answers
 

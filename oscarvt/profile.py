@@ -26,6 +26,7 @@ from typing import Any
 from lxml import etree
 
 from oscarvt.errors import OscarvtError
+from oscarvt.spec import BOOT_METHODS
 
 OWN_DTD = Path(__file__).parent / "schema" / "v3m_profile.dtd"
 V2M_DTD = Path("/etc/libv3m/v3m_profile.dtd")  # where V2M installs its DTD
@@ -38,7 +39,6 @@ BRIDGED_TAP = "BRIDGED_TAP"
 TUN_TAP = "TUN/TAP"
 NO_NIC = ("", "N/A")  # a NIC slot V2M leaves unconnected
 NIC_TYPES = (*NO_NIC, TUN_TAP, NAT, VLAN, BRIDGED_TAP)  # V2M's ProfileXMLNode.cpp, check_nic_type
-BOOT_DEVICES = ("cdrom", "network", "disk")
 
 
 @dataclass(frozen=True)
@@ -176,8 +176,7 @@ def load_profile(path: Path) -> Profile:
         if network is None and nic_type == VLAN:
             network = V2M_VLAN
         nics.append(Nic(nic_type, mac.lower() if nic_type not in NO_NIC else mac, network))
-    image = root.find("image")
-    size = image.get("size") if image is not None else None
+    size = _child(root, "image").get("size")
     return Profile(
         name=_text_of(root, "name"),
         type=_text_of(root, "type"),
@@ -247,19 +246,19 @@ def _check_values(root: etree._Element, where: str) -> None:
         return OscarvtError(f"{where}:{element.sourceline}: {rule}")
 
     for element in root.iter(tag=etree.Element):  # type: ignore[arg-type]
-        if element.tag in ("name", "type", "cpu", "memory", "image", "cdrom", "mac", "virtual_disk"):
+        if element.tag in ("name", "cpu", "memory", "image", "cdrom", "mac", "virtual_disk"):
             text = (element.text or "").strip()
-            if not text and element.tag != "type":
+            if not text:
                 raise fail(element, f"<{element.tag}> is empty")
             if element.tag in ("cpu", "memory") and not (text.isdigit() and int(text) > 0):
                 raise fail(element, f"<{element.tag}> must be a whole number above 0, not {text!r}")
     vm_type = _text_of(root, "type")
     if vm_type not in VM_TYPES:
         raise fail(_child(root, "type"), f"type {vm_type!r} is not one V2M knows ({', '.join(VM_TYPES)})")
-    image = root.find("image")
-    size = image.get("size") if image is not None else None
+    image = _child(root, "image")
+    size = image.get("size")
     if size is not None and not (size.isdigit() and int(size) > 0):
-        raise fail(_child(root, "image"), f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
+        raise fail(image, f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
                           f"{{size}}M'), not {size!r}")
     for number in (1, 2):
         nic = root.find(f"nic{number}")
@@ -286,8 +285,8 @@ def _load_host_file(path: Path) -> dict[str, Any]:
     for key, value in data.items():
         if key in ("kernel", "initrd", "append") and not isinstance(value, str):
             raise OscarvtError(f"{path}: key '{key}' must be text")
-        elif key == "boot" and value not in BOOT_DEVICES:
-            raise OscarvtError(f"{path}: key 'boot' must be one of {', '.join(BOOT_DEVICES)}, not {value!r}")
+        elif key == "boot" and value not in BOOT_METHODS:
+            raise OscarvtError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {value!r}")
         elif key == "networks":
             data[key] = _networks(path, value)
         elif key not in ("kernel", "initrd", "append", "boot"):

@@ -34,8 +34,9 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
             assert profile.image is not None
             if vm["role"] == "headnode" and spec.template.disk is not None:
                 disks.create_overlay(spec.template.disk, profile.image)
-            else:
-                disks.create_blank(profile.image, profile.image_size or SCRATCH_MB)
+            else:  # nodes, and a headnode from a kernel alone: both have their size in MB
+                assert profile.image_size is not None
+                disks.create_blank(profile.image, profile.image_size)
             write_profile(profile, cluster.profile_path(name))
         lan = _lan_text(spec, cluster_id, state["bridge"])
         progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")

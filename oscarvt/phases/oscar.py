@@ -129,7 +129,7 @@ def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until
             if "failure" not in record:
                 last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
                 if last.strip():
-                    found = FAILURE.search(last.strip().splitlines()[-1])
+                    found = FAILURE.search(last)
                     if found:
                         record["failure"] = found.group(1)
             return int(status) if status.lstrip("-").isdigit() else 1
