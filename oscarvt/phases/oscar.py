@@ -26,6 +26,7 @@ from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.phases.access import headnode_name, open_headnode
 from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
 from oscarvt.ssh import Connection
+from oscarvt.waiting import wait_for
 
 WORK = "/var/lib/oscarvt"
 HOOK = f"{WORK}/boot_hook"
@@ -41,6 +42,7 @@ FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot b
 FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
                      r"(?: at \S+ line [0-9]+\.)?\s*$")
 POLL = 1.0
+HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 
 HOOK_SCRIPT = f"""#!/bin/sh
 # oscarvt's boot hook (install_cluster --bootscript): tell the driver OSCAR waits for the
@@ -181,8 +183,18 @@ def print_log_tail(conn: Connection, lines: int = 15) -> None:
 
 
 def release_hook(conn: Connection, ok: bool) -> None:
-    """Let OSCAR go on past its boot hook (``ok``), or make the hook fail."""
+    """Let OSCAR go on past its boot hook (``ok``), or make the hook fail.
+
+    A failed hook ends OSCAR; this waits (up to ``HOOK_FAIL_WAIT`` seconds) until it has
+    exited, so that the logs grabbed next hold its last line ("Failed to confirm ...").
+    """
     conn.check_output(f"echo {0 if ok else 1} > {RELEASE}.tmp && mv {RELEASE}.tmp {RELEASE}")
+    if not ok:
+        try:
+            wait_for(lambda: True if conn.run(f"test -s {STATUS}") == 0 else None,
+                     timeout=HOOK_FAIL_WAIT, what="OSCAR to stop after its boot hook failed", interval=0.5)
+        except OscarvtError as exc:
+            progress(str(exc))
 
 
 def junit_results(report: str) -> list[dict[str, str]]:
