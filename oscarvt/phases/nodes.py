@@ -29,6 +29,7 @@ from oscarvt.ssh import Connection
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 POLL = 2.0
+REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
 
 
 @dataclass
@@ -150,6 +151,12 @@ def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_log
         node.last_activity = time.time()
     for line in lines:
         if any(error in line for error in CONSOLE_ERRORS):
+            # An installer that prints an error also reports it to the monitor a moment later;
+            # that report (raised by take_in_logs) is the verdict when it comes, the console line if not.
+            deadline = time.monotonic() + REPORT_GRACE
+            while time.monotonic() < deadline:
+                take_in_logs()
+                time.sleep(0.5)
             raise OscarvtError(f"{node.name}: {line.strip()} (console {files.console})")
     if qemu.running_pid(files) is not None:
         return
