@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 
 KERNEL_DONE = ("Kernel panic", "VFS: Unable to mount root", "Run /init")
 
@@ -41,7 +41,7 @@ def choose_accel(wanted: str, kernel: Path | None, timeout: float) -> Accel:
     if problem is None:
         return Accel("kvm", "a probe guest booted under KVM")
     if wanted == "kvm":
-        raise OscarvtError(f"the spec asks for KVM, but {problem}")
+        raise InputError(f"the spec asks for KVM, but {problem}")
     return Accel("tcg", problem)
 
 

@@ -9,39 +9,69 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one verb; return the exit status."""
+    """Run one verb; return the exit status (0, or the failure's: see ``oscarvt.errors``)."""
     logging.getLogger("qemu").setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped build cleans up as after Ctrl-C
-    args = _parser().parse_args(argv)
-    name = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+    name = "oscarvt"
     try:
-        return int(args.run(args))
+        args = _parser().parse_args(argv)
+        name = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+        lock = getattr(args, "lock", None)
+        if lock is None:
+            return int(args.run(args))
+        with ClusterDir(args.cluster).locked(create=lock == "create"):
+            return int(args.run(args))
     except OscarvtError as exc:
-        log.verdict(False, f"{name}: {exc}")
-        return 1
+        return _failed(name, exc)
+    except OSError as exc:  # a path or the host that no check caught
+        return _failed(name, from_os_error(exc))
+    except UnicodeError as exc:
+        return _failed(name, InputError(f"not UTF-8 text: {exc}"))
+    except RecursionError:
+        return _failed(name, InputError("input nested too deeply"))
     except KeyboardInterrupt:
-        log.verdict(False, f"{name}: interrupted")
+        log.verdict(name, "interrupted", "infrastructure")
         return 130
+    except Exception as exc:  # oscarvt's own bug: never OSCAR's failure
+        if os.environ.get("OSCARVT_DEBUG"):
+            traceback.print_exc()
+        return _failed(name, InfraError(f"oscarvt's own error: {type(exc).__name__}: {exc} "
+                                        "(OSCARVT_DEBUG=1 shows the traceback)"))
+
+
+def _failed(verb: str, exc: OscarvtError) -> int:
+    log.verdict(verb, " ".join(str(exc).split("\n")), exc.blame, exc.vm)
+    return exc.exit_status
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one ``FAIL:`` line like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
 def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        log.verdict(True, function(args))
+        verb = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+        log.verdict(verb, function(args).removeprefix(f"{verb}: "))
         return 0
     return run
 
@@ -111,9 +141,8 @@ def _status(args: argparse.Namespace) -> int:
     dead = [name for name, vm in status["vms"].items() if vm["state"] == "dead"]
     running = sum(vm["state"] == "running" for vm in status["vms"].values())
     if dead:
-        log.verdict(False, f"status: {', '.join(dead)} died ({running}/{len(status['vms'])} VMs running)")
-        return 1
-    log.verdict(True, f"status: {running}/{len(status['vms'])} VMs running")
+        raise InfraError(f"{', '.join(dead)} died ({running}/{len(status['vms'])} VMs running)")
+    log.verdict("status", f"{running}/{len(status['vms'])} VMs running")
     return 0
 
 
@@ -123,7 +152,7 @@ def _ssh(args: argparse.Namespace) -> int:
     words = args.command[1:] if args.command[:1] == ["--"] else args.command
     command = " ".join(words).strip()
     if not command:
-        raise OscarvtError("give a command after '--', e.g. oscarvt ssh --cluster DIR headnode -- uptime")
+        raise InputError("give a command after '--', e.g. oscarvt ssh --cluster DIR headnode -- uptime")
     cluster = ClusterDir(args.cluster)
     conn, opened = open_vm(cluster, cluster.load(), args.vm)
     def output(data: bytes) -> None:
@@ -131,11 +160,11 @@ def _ssh(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
 
     try:
-        status = conn.run(command, output)
+        status = conn.run(command, output, timeout=None)  # a person's command: theirs to stop
     finally:
         for c in opened:
             c.close()
-    log.verdict(status == 0, f"ssh {args.vm}: '{command}' exited {status}")
+    log.verdict("ssh", f"{args.vm}: '{command}' exited {status}", None if status == 0 else "product")
     return status
 
 
@@ -151,14 +180,14 @@ def _profile_render(args: argparse.Namespace) -> int:
     from oscarvt.backends.render import render
     log.use_stream(sys.stderr)
     print(render(args.file, args.backend), end="", flush=True)
-    log.verdict(True, f"profile render: {args.file} as {args.backend} configuration")
+    log.verdict("profile render", f"{args.file} as {args.backend} configuration")
     return 0
 
 
 def _image_build(args: argparse.Namespace) -> str:
     from oscarvt.image import build_template
     if args.authorized_key is not None and not args.authorized_key.is_file():
-        raise OscarvtError(f"--authorized-key: no such file {args.authorized_key}")
+        raise InputError(f"--authorized-key: no such file {args.authorized_key}")
     template, cached = build_template(args.suite, args.password, args.authorized_key, args.size, args.force)
     for line in (f"template: {template.folder}",
                  f"  disk: {template.disk}", f"  kernel: {template.kernel}", f"  initrd: {template.initrd}",
@@ -178,19 +207,20 @@ def checkout_args(sub: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oscarvt", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="oscarvt", description=__doc__.split("\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name: str, run: Callable[[argparse.Namespace], int], help: str,
-             cluster: bool = True) -> argparse.ArgumentParser:
+             lock: str | None = "existing") -> argparse.ArgumentParser:
+        """A verb on ``--cluster DIR``; ``lock``: hold the folder's lock ("create": make it first)."""
         sub = verbs.add_parser(name, help=help, description=help)
-        if cluster:
-            sub.add_argument("--cluster", type=Path, required=True, metavar="DIR",
-                             help="the cluster's folder (state, profiles, disks, consoles)")
-        sub.set_defaults(run=run)
+        sub.add_argument("--cluster", type=Path, required=True, metavar="DIR",
+                         help="the cluster's folder (state, profiles, disks, consoles)")
+        sub.set_defaults(run=run, lock=lock)
         return sub
 
-    sub = verb("copy-vm-image", _verb(_copy_vm_image), "create a cluster: profiles, template overlay, node disks")
+    sub = verb("copy-vm-image", _verb(_copy_vm_image), "create a cluster: profiles, template overlay, node disks",
+               lock="create")
     sub.add_argument("--spec", type=Path, required=True, metavar="FILE", help="cluster spec (YAML)")
     verb("boot-headnode", _verb(_boot_headnode), "start the headnode and wait for SSH")
     sub = verb("boot-compute-nodes", _verb(_boot_compute_nodes), "start the compute nodes")
@@ -213,17 +243,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--to", nargs="+", required=True, metavar="ADDR", help="recipients")
     sub.add_argument("--smtp", default="localhost:25", metavar="HOST:PORT", help="mail relay (default: localhost:25)")
     sub.add_argument("--sender", metavar="ADDR", help="From: address (default: oscarvt@HOSTNAME)")
-    sub = verb("run", _verb(_run), "every phase in order; grab-logs and destroy always run at the end")
+    sub = verb("run", _verb(_run), "every phase in order; grab-logs and destroy always run at the end",
+               lock="create")
     sub.add_argument("--spec", type=Path, required=True, metavar="FILE", help="cluster spec (YAML)")
     checkout_args(sub)
     sub.add_argument("--inputs", type=Path, metavar="DIR", help="input files for start-oscar")
     sub.add_argument("--boot", choices=["cdrom", "network"], help="node boot method (default: spec)")
     sub.add_argument("--logs", type=Path, metavar="DIR", help="where grab-logs puts the logs (default: DIR/logs)")
     sub.add_argument("--keep", action="store_true", help="leave a failed cluster running for a person to log into")
-    sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)")
+    sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)", lock=None)
     sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
-    sub = verb("status", _status, "show each VM's state and the phases")
+    sub = verb("status", _status, "show each VM's state and the phases", lock=None)
     sub.add_argument("--json", action="store_true", help="print the status as JSON")
     verb("destroy", _verb(_destroy), "stop every VM and remove the disks (safe to repeat)")
 

@@ -8,10 +8,13 @@ Layout of ``--cluster DIR``::
     disks/VM.qcow2      headnode overlay, blank node disks
     consoles/VM.log     each VM's serial console
     run/VM.pid|.qmp     QEMU pidfile and QMP socket
+    lock                the PID of the oscarvt command working on the cluster (flock)
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -22,19 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from oscarvt import events
 from oscarvt.backends.qemu import VmFiles
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError, OscarvtError
 from oscarvt.profile import Profile, load_profile
 from oscarvt.spec import ClusterSpec, spec_from_dict
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+LOCK_FILE = "lock"      # holds the PID of the oscarvt working on the cluster
 
 
 @dataclass(frozen=True)
 class ClusterDir:
-    """A cluster's folder and the state stored in it."""
+    """A cluster's folder and the state stored in it.
+
+    The path is made absolute and canonical at once, so every QEMU command line names the
+    same files however ``--cluster`` was spelled (destroy finds the VMs by these names).
+    """
 
     path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
 
     @property
     def state_file(self) -> Path:
@@ -70,11 +82,52 @@ class ClusterDir:
     def load(self) -> dict[str, Any]:
         """The cluster state; an error if the folder holds no cluster."""
         try:
-            return json.loads(self.state_file.read_text())
+            state = json.loads(self.state_file.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not isinstance(state.get("vms"), dict):
+                raise ValueError("not a cluster state")
+            return state
         except FileNotFoundError:
-            raise OscarvtError(f"{self.path}: no cluster here (run 'oscarvt copy-vm-image' first)") from None
+            raise InputError(f"{self.path}: no cluster here (run 'oscarvt copy-vm-image' first)") from None
         except (OSError, ValueError) as exc:
-            raise OscarvtError(f"{self.state_file}: unreadable cluster state: {exc}") from None
+            raise InputError(f"{self.state_file}: unreadable cluster state: {exc}") from None
+
+    @contextmanager
+    def locked(self, create: bool = False) -> Iterator[None]:
+        """Hold the folder's lock while a command works on the cluster (``create``: make the folder).
+
+        A second driver on the same folder gets one error naming the holder's PID. The
+        kernel drops the lock when its holder exits, even by SIGKILL.
+        """
+        made = create and not self.path.exists()
+        if create:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise InputError(f"{self.path}: not a folder") from None
+        if not self.path.is_dir():
+            yield
+            return
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise InputError(f"{self.path}: another oscarvt (pid {holder}) is working on this cluster; "
+                                 "wait for it to end or stop it") from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError:  # a full disk: the lock holds all the same
+                pass
+            yield
+        finally:
+            os.close(fd)
+            if made and [p.name for p in self.path.iterdir()] == [LOCK_FILE]:  # bad input: leave nothing
+                (self.path / LOCK_FILE).unlink()
+                self.path.rmdir()
 
     def save(self, state: dict[str, Any]) -> None:
         """Write the state atomically."""
@@ -94,21 +147,25 @@ class ClusterDir:
         """Record a phase's start, end and result in the state; yields the state to update.
 
         The state is saved at the start and at the end, whether the phase passes,
-        fails (OscarvtError; its message is recorded) or is interrupted.
+        fails (OscarvtError; its message is recorded) or is interrupted. Each is an event too.
         """
         state = self.load()
         record: dict[str, Any] = {"phase": name, "start": time.time(), "end": None,
                                   "result": "running", "message": ""}
         state.setdefault("phases", []).append(record)
         self.save(state)
+        events.emit("phase", phase=name, result="running")
         try:
             yield state
         except BaseException as exc:
             record.update(result="failed", message=str(exc) or type(exc).__name__)
+            if isinstance(exc, OscarvtError):
+                record["blame"] = exc.blame
             raise
         else:
             record["result"] = "passed"
         finally:
             record["end"] = time.time()
             record["seconds"] = round(record["end"] - record["start"], 2)
+            events.emit("phase", phase=name, result=record["result"])
             self.save(state)

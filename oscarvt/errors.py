@@ -1,8 +1,72 @@
-"""The one exception type the CLI turns into a single error line."""
+"""Failures by who is at fault: bad input, infrastructure, or the product under test.
+
+Every error the driver raises is one of the three classes below. The CLI prints it as
+one line (``FAIL: VERB: BLAME: message``), without a traceback, and exits with the class's
+status; the Buildbot steps read the blame from the verdict event (see ``oscarvt.events``):
+
+=================  ======  ==========================================================  ==========
+class              status  what                                                        Buildbot
+=================  ======  ==========================================================  ==========
+``ProductError``   1       OSCAR's step failed, a node's installer reported an error,  FAILURE
+                           a node never reported, a cluster test failed
+``InputError``     2       spec, profile, flag, input file, settings, cluster folder   EXCEPTION
+``InfraError``     3       host, QEMU, disk, memory, SSH transport, the harness's own  RETRY, then
+                           timeouts, a guest paused by an I/O error                    EXCEPTION
+=================  ======  ==========================================================  ==========
+
+Timeouts on the system under test's own progress (``timeouts.oscar``, ``timeouts.node``,
+``timeouts.install``) are the product's; timeouts on the driver's own operations (an SSH
+command, a copy, QMP, an external program) are infrastructure.
+"""
+
+from __future__ import annotations
+
+import errno
 
 
 class OscarvtError(Exception):
-    """A problem the user can fix (bad input, missing file, failed VM).
+    """Base of the three kinds below; not raised itself."""
 
-    The CLI prints it as one line, without a traceback, and exits 1.
-    """
+    blame = "infrastructure"
+    exit_status = 3
+
+    def __init__(self, message: str, vm: str | None = None) -> None:
+        super().__init__(message)
+        self.vm = vm  # the VM the failure is about, if one (its console is the one to read)
+
+
+class ProductError(OscarvtError):
+    """The system under test failed: the failures its developers must see."""
+
+    blame = "product"
+    exit_status = 1
+
+
+class InputError(OscarvtError):
+    """Bad input a person can fix: a spec, profile, flag, input file, settings or cluster folder."""
+
+    blame = "bad input"
+    exit_status = 2
+
+
+class InfraError(OscarvtError):
+    """Trouble of the host or the harness, not of the product: retried in Buildbot."""
+
+    blame = "infrastructure"
+    exit_status = 3
+
+
+BLAMES: dict[str, type[OscarvtError]] = {cls.blame: cls for cls in (ProductError, InputError, InfraError)}
+
+
+def from_os_error(exc: OSError) -> OscarvtError:
+    """An OSError that escaped the driver, blamed: a path a person gave is bad input, the rest the host's."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{exc.strerror or exc}"
+    if exc.errno in _INPUT_ERRNOS:
+        return InputError(text)
+    return InfraError(text)
+
+
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EROFS,
+                 errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTEMPTY}

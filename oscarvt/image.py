@@ -23,7 +23,7 @@ from typing import Any
 import paramiko
 
 from oscarvt.cache import cached_build, recipe_key
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError
 from oscarvt.log import progress
 from oscarvt.tools import run_tool
 
@@ -122,7 +122,7 @@ def _build(out: Path, suite: str, password: str | None, public_key: str | None, 
     for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
         found = sorted((root / "boot").glob(pattern))
         if not found:
-            raise OscarvtError(f"the built root has no /boot/{pattern}")
+            raise InfraError(f"the built root has no /boot/{pattern}")
         shutil.copy(found[-1], out / name)
     raw = out / "disk.raw"
     progress(f"writing an ext4 file system of {size} (sparse) and converting it to qcow2")
@@ -166,7 +166,7 @@ def _check_free_space(folder: Path) -> None:
     stat = os.statvfs(folder)
     free = stat.f_bavail * stat.f_frsize
     if free < FREE_SPACE_NEEDED:
-        raise OscarvtError(f"{folder} has {free / 1024**3:.1f} GiB free, "
+        raise InfraError(f"{folder} has {free / 1024**3:.1f} GiB free, "
                            f"needs {FREE_SPACE_NEEDED / 1024**3:.0f} GiB")
 
 

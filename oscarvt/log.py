@@ -1,10 +1,12 @@
-"""Progress lines and the one-line verdict every command ends with."""
+"""Progress lines and the one-line verdict every command ends with (each also an event)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import TextIO
+
+from oscarvt import events
 
 _stream: TextIO = sys.stdout
 _started = time.monotonic()
@@ -18,9 +20,19 @@ def use_stream(stream: TextIO) -> None:
 
 def progress(message: str) -> None:
     """Print one progress line, stamped with the seconds since the command started."""
-    print(f"[{time.monotonic() - _started:7.1f}s] {message}", file=_stream, flush=True)
+    _print(f"[{time.monotonic() - _started:7.1f}s] {message}")
+    events.emit("progress", text=message)
 
 
-def verdict(ok: bool, message: str) -> None:
-    """Print the command's final line: ``PASS: ...`` or ``FAIL: ...``."""
-    print(f"{'PASS' if ok else 'FAIL'}: {message}", file=_stream, flush=True)
+def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> None:
+    """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame."""
+    text = f"PASS: {verb}: {message}" if blame is None else f"FAIL: {verb}: {blame}: {message}"
+    _print(text)
+    events.emit("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
+
+
+def _print(line: str) -> None:
+    try:
+        print(line, file=_stream, flush=True)
+    except OSError:  # a closed or full output must not hide the verdict event
+        pass

@@ -19,7 +19,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError
 from oscarvt.tools import run_tool
 
 
@@ -30,7 +30,7 @@ def new_cluster_id() -> int:
         cluster_id = random.randint(1, 0xFFFE)
         if mcast_port(cluster_id) not in busy:
             return cluster_id
-    raise OscarvtError("no free UDP port for a cluster LAN")
+    raise InfraError("no free UDP port for a cluster LAN")
 
 
 def mcast_group(cluster_id: int) -> str:
@@ -109,7 +109,10 @@ def remove_link(name: str) -> None:
 
 def link_exists(name: str) -> bool:
     """True if this network namespace has an interface ``name`` (asked of ip, not /sys)."""
-    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True).returncode == 0
+    try:
+        return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True, timeout=30).returncode == 0
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"ip link show dev {name}: no answer within 30s") from None
 
 
 def _ip(*args: str) -> None:

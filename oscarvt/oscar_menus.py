@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
         if item is None:
             continue
         if menu is DEFINE_CLIENTS and item.number == 1:
-            raise OscarvtError(f"{where} line {number}: menu item 1 ({item.label}) makes OSCAR's "
+            raise InputError(f"{where} line {number}: menu item 1 ({item.label}) makes OSCAR's "
                                f"{menu.source} loop forever in file mode; leave it out (OSCAR takes the first image)")
         answer_value = None
         if item.takes_value:
@@ -164,7 +164,7 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
     def next_line(waiting_for: str) -> tuple[int, str]:
         nonlocal position
         if position >= len(wanted):
-            raise OscarvtError(f"{where}: the file ends while OSCAR waits for {waiting_for}; "
+            raise InputError(f"{where}: the file ends while OSCAR waits for {waiting_for}; "
                                f"OSCAR's {SETUP_NETWORKING.source} would wait forever")
         position += 1
         return wanted[position - 1]
@@ -180,7 +180,7 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
             method_line, method = next_line("the MAC assignment method (1, 2 or 3)")
             if method not in methods:
                 choices = ", ".join(f"{number} {label}" for number, label in methods.items())
-                raise OscarvtError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
+                raise InputError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
                                    f"({choices}); OSCAR's assign_macs_cli would loop forever")
             extra = [method]
             while method == "2":

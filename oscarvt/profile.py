@@ -25,7 +25,7 @@ from typing import Any
 
 from lxml import etree
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 from oscarvt.spec import BOOT_METHODS
 
 OWN_DTD = Path(__file__).parent / "schema" / "v3m_profile.dtd"
@@ -112,7 +112,7 @@ def host_file(path: Path) -> Path:
 def to_xml(profile: Profile) -> bytes:
     """The V2M profile, with V2M's DOCTYPE and elements in the DTD's order."""
     if profile.image is None:
-        raise OscarvtError(f"profile {profile.name}: V2M requires an image")
+        raise InputError(f"profile {profile.name}: V2M requires an image")
     root = etree.Element("profile")
     _text(root, "name", profile.name)
     _text(root, "type", profile.type)
@@ -216,34 +216,34 @@ def _parse(path: Path) -> etree._ElementTree:
     try:
         return etree.parse(str(path), parser)
     except OSError:
-        raise OscarvtError(f"{path}: cannot read profile") from None
+        raise InputError(f"{path}: cannot read profile") from None
     except etree.XMLSyntaxError as exc:
-        raise OscarvtError(f"{path}:{exc.lineno}: not well-formed XML: {exc.msg}") from None
+        raise InputError(f"{path}:{exc.lineno}: not well-formed XML: {exc.msg}") from None
 
 
 def _check_tree(tree: etree._ElementTree, where: str) -> None:
     """V2M's rules, in the order V2M meets them: DOCTYPE, DTD, then the values it reads."""
     info: Any = tree.docinfo  # lxml-stubs lack doctype, system_url, internalDTD
     if not info.doctype:
-        raise OscarvtError(f"{where}:1: no DOCTYPE: V2M validates every profile against its DTD "
+        raise InputError(f"{where}:1: no DOCTYPE: V2M validates every profile against its DTD "
                            f"and refuses one without (add {DOCTYPE})")
     if info.root_name != "profile" or not (info.system_url or "").endswith("v3m_profile.dtd"):
-        raise OscarvtError(f"{where}:1: the DOCTYPE must name V2M's DTD, as in {DOCTYPE}")
+        raise InputError(f"{where}:1: the DOCTYPE must name V2M's DTD, as in {DOCTYPE}")
     internal = info.internalDTD
     if internal is not None and (list(internal.iterelements()) or list(internal.iterentities())):
-        raise OscarvtError(f"{where}:1: the DOCTYPE has an internal subset; V2M's DTD alone defines a profile")
+        raise InputError(f"{where}:1: the DOCTYPE has an internal subset; V2M's DTD alone defines a profile")
     dtd_file = dtd_path()
     dtd: Any = _dtd(dtd_file)
     if not dtd.validate(tree):
         error = dtd.error_log.filter_from_errors()[0]
-        raise OscarvtError(f"{where}:{error.line}: breaks V2M's DTD ({dtd_file}): {error.message}")
+        raise InputError(f"{where}:{error.line}: breaks V2M's DTD ({dtd_file}): {error.message}")
     _check_values(tree.getroot(), where)
 
 
 def _check_values(root: etree._Element, where: str) -> None:
-    def fail(element: etree._Element, rule: str) -> OscarvtError:
+    def fail(element: etree._Element, rule: str) -> InputError:
         """The rule ``element`` breaks, with its line."""
-        return OscarvtError(f"{where}:{element.sourceline}: {rule}")
+        return InputError(f"{where}:{element.sourceline}: {rule}")
 
     for element in root.iter(tag=etree.Element):  # type: ignore[arg-type]
         if element.tag in ("name", "cpu", "memory", "image", "cdrom", "mac", "virtual_disk"):
@@ -279,34 +279,34 @@ def _load_host_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise OscarvtError(f"{path}: not a readable JSON file: {exc}") from None
+        raise InputError(f"{path}: not a readable JSON file: {exc}") from None
     if not isinstance(data, dict):
-        raise OscarvtError(f"{path}: must be a JSON object")
+        raise InputError(f"{path}: must be a JSON object")
     for key, value in data.items():
         if key in ("kernel", "initrd", "append") and not isinstance(value, str):
-            raise OscarvtError(f"{path}: key '{key}' must be text")
+            raise InputError(f"{path}: key '{key}' must be text")
         elif key == "boot" and value not in BOOT_METHODS:
-            raise OscarvtError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {value!r}")
+            raise InputError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {value!r}")
         elif key == "networks":
             data[key] = _networks(path, value)
         elif key not in ("kernel", "initrd", "append", "boot"):
-            raise OscarvtError(f"{path}: unknown key '{key}'")
+            raise InputError(f"{path}: unknown key '{key}'")
     return data
 
 
 def _networks(path: Path, value: Any) -> dict[str, Network]:
     if not isinstance(value, dict) or not set(value) <= {"nic1", "nic2"}:
-        raise OscarvtError(f"{path}: key 'networks' must map nic1/nic2 to a network")
+        raise InputError(f"{path}: key 'networks' must map nic1/nic2 to a network")
     networks = {}
     for slot, raw in value.items():
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
-            raise OscarvtError(f"{path}: key 'networks.{slot}' needs a 'name'")
+            raise InputError(f"{path}: key 'networks.{slot}' needs a 'name'")
         unknown = set(raw) - {"name", "mcast", "bridge", "tap"}
         if unknown or not all(isinstance(v, str) for v in raw.values()):
-            raise OscarvtError(f"{path}: key 'networks.{slot}' takes text values name, mcast, bridge, tap")
+            raise InputError(f"{path}: key 'networks.{slot}' takes text values name, mcast, bridge, tap")
         mcast = raw.get("mcast")
         if mcast is not None and not _is_mcast(mcast):
-            raise OscarvtError(f"{path}: key 'networks.{slot}.mcast' must be GROUP:PORT with a "
+            raise InputError(f"{path}: key 'networks.{slot}.mcast' must be GROUP:PORT with a "
                                f"multicast GROUP (224-239.x.x.x), not {mcast!r}")
         networks[slot] = Network(**raw)
     return networks

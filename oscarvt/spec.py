@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 from oscarvt.oscar_menus import INSTALL_MODES
 
 BOOT_METHODS = ("cdrom", "network", "disk")
@@ -121,15 +121,15 @@ def load_spec(path: Path) -> ClusterSpec:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise OscarvtError(f"{path}: cannot read cluster spec: {exc.strerror}") from exc
+        raise InputError(f"{path}: cannot read cluster spec: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise OscarvtError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise InputError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     try:
         return spec_from_dict(data, path.parent)
-    except OscarvtError as exc:
-        raise OscarvtError(f"{path}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
 
 
 def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSpec:
@@ -140,7 +140,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
     """
     top = _mapping(data, "spec")
     if "template" not in top:
-        raise OscarvtError("key 'template' is required (a qcow2 path or {disk, kernel, initrd})")
+        raise InputError("key 'template' is required (a qcow2 path or {disk, kernel, initrd})")
     raw_template = top["template"]
     if isinstance(raw_template, str):
         raw_template = {"disk": raw_template}
@@ -155,7 +155,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
     }
     unknown = set(top) - {f.name for f in fields(ClusterSpec)}
     if unknown:
-        raise OscarvtError(f"unknown key '{sorted(unknown)[0]}'")
+        raise InputError(f"unknown key '{sorted(unknown)[0]}'")
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
@@ -167,15 +167,15 @@ def _section(cls: type, raw: Any, name: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
         if f"{name}.{key}" in REMOVED_KEYS:
-            raise OscarvtError(f"key '{name}.{key}' is no longer read: {REMOVED_KEYS[f'{name}.{key}']}")
+            raise InputError(f"key '{name}.{key}' is no longer read: {REMOVED_KEYS[f'{name}.{key}']}")
         if key not in known:
-            raise OscarvtError(f"unknown key '{name}.{key}'")
+            raise InputError(f"unknown key '{name}.{key}'")
         wanted = known[key].type
         if "int" in str(wanted) and (not isinstance(value, int) or isinstance(value, bool)):
-            raise OscarvtError(f"key '{name}.{key}' must be a whole number, not {value!r}")
+            raise InputError(f"key '{name}.{key}' must be a whole number, not {value!r}")
         if "Path" in str(wanted) or "str" in str(wanted):
             if value is not None and not isinstance(value, (str, int)):
-                raise OscarvtError(f"key '{name}.{key}' must be text, not {value!r}")
+                raise InputError(f"key '{name}.{key}' must be text, not {value!r}")
             if value is not None:
                 value = Path(str(value)) if "Path" in str(wanted) else str(value)
         values[key] = value
@@ -185,9 +185,9 @@ def _section(cls: type, raw: Any, name: str) -> Any:
 def _check(spec: ClusterSpec) -> ClusterSpec:
     t = spec.template
     if t.disk is None and t.kernel is None:
-        raise OscarvtError("key 'template' needs 'disk' or 'kernel'")
+        raise InputError("key 'template' needs 'disk' or 'kernel'")
     if t.initrd is not None and t.kernel is None:
-        raise OscarvtError("key 'template.initrd' needs 'template.kernel'")
+        raise InputError("key 'template.initrd' needs 'template.kernel'")
     for key, value, low in [
         ("headnode.memory", spec.headnode.memory, 64), ("headnode.cpus", spec.headnode.cpus, 1),
         ("nodes.memory", spec.nodes.memory, 64), ("nodes.cpus", spec.nodes.cpus, 1),
@@ -197,36 +197,36 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         ("timeouts.node", spec.timeouts.node, 1),
     ]:
         if value < low:
-            raise OscarvtError(f"key '{key}' must be at least {low}, not {value}")
+            raise InputError(f"key '{key}' must be at least {low}, not {value}")
     if spec.nodes.count > 250:
-        raise OscarvtError(f"key 'nodes.count' must be at most 250, not {spec.nodes.count}")
+        raise InputError(f"key 'nodes.count' must be at most 250, not {spec.nodes.count}")
     if not SIZE.fullmatch(spec.nodes.disk):
-        raise OscarvtError(f"key 'nodes.disk' must be a size like 4G or 512M, not {spec.nodes.disk!r}")
+        raise InputError(f"key 'nodes.disk' must be a size like 4G or 512M, not {spec.nodes.disk!r}")
     if size_mb(spec.nodes.disk) is None:
-        raise OscarvtError(f"key 'nodes.disk' must be a whole number of MB (V2M sizes disks in MB), "
+        raise InputError(f"key 'nodes.disk' must be a whole number of MB (V2M sizes disks in MB), "
                            f"not {spec.nodes.disk!r}")
     for key, name in [("headnode.name", spec.headnode.name), ("nodes.name", spec.nodes.name)]:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
-            raise OscarvtError(f"key '{key}' must be a host name (a-z, 0-9, -), not {name!r}")
+            raise InputError(f"key '{key}' must be a host name (a-z, 0-9, -), not {name!r}")
     _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
     _choice(spec.network.private, ("mcast", "bridge"), "network.private")
     try:
         subnet = ipaddress.ip_network(spec.network.subnet)
     except ValueError:
-        raise OscarvtError(f"key 'network.subnet' is not an IPv4 network: {spec.network.subnet!r}") from None
+        raise InputError(f"key 'network.subnet' is not an IPv4 network: {spec.network.subnet!r}") from None
     if subnet.version != 4 or subnet.overlaps(NAT_SUBNET):
-        raise OscarvtError(f"key 'network.subnet' must be IPv4 and not overlap {NAT_SUBNET} (NAT)")
+        raise InputError(f"key 'network.subnet' must be IPv4 and not overlap {NAT_SUBNET} (NAT)")
     if subnet.num_addresses < spec.nodes.count + 3:
-        raise OscarvtError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
+        raise InputError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
     if spec.network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", spec.network.bridge):
-        raise OscarvtError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
+        raise InputError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
     if not spec.oscar.dir.startswith("/"):
-        raise OscarvtError(f"key 'oscar.dir' must be an absolute path on the headnode, not {spec.oscar.dir!r}")
+        raise InputError(f"key 'oscar.dir' must be an absolute path on the headnode, not {spec.oscar.dir!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
-        raise OscarvtError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {spec.oscar.domain!r}")
+        raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {spec.oscar.domain!r}")
     _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
     if spec.ssh.password is None and spec.ssh.key is None:
-        raise OscarvtError("key 'ssh' needs 'password' or 'key'")
+        raise InputError("key 'ssh' needs 'password' or 'key'")
     return spec
 
 
@@ -245,7 +245,7 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
             return None
         path = (base / value.expanduser()).resolve()
         if check_files and not path.is_file():
-            raise OscarvtError(f"key '{key}': no such file {path}")
+            raise InputError(f"key '{key}': no such file {path}")
         return path
 
     t = spec.template
@@ -257,13 +257,13 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
 
 def _mapping(raw: Any, name: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise OscarvtError(f"key '{name}' must be a mapping, not {type(raw).__name__}")
+        raise InputError(f"key '{name}' must be a mapping, not {type(raw).__name__}")
     return dict(raw)
 
 
 def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
-        raise OscarvtError(f"key '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+        raise InputError(f"key '{key}' must be one of {', '.join(allowed)}, not {value!r}")
 
 
 def _plain(value: Any) -> Any:

@@ -13,16 +13,22 @@ import logging
 import shlex
 import socket
 import tarfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import paramiko
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.waiting import wait_for
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while sshd starts
+
+COMMAND_TIMEOUT = 300.0  # seconds a command may take unless its caller says otherwise
+OPEN_TIMEOUT = 30.0      # seconds to open a channel
+IDLE_TIMEOUT = 120.0     # seconds a copy may go without moving a byte
+KEEPALIVE = 15           # seconds between SSH keepalives
 
 
 @dataclass(frozen=True)
@@ -40,28 +46,38 @@ class Connection:
         self.label = label
 
     def run(self, command: str, output: Callable[[bytes], None] | None = None,
-            timeout: float | None = None) -> int:
-        """Run ``command``; stream its stdout and stderr (merged) to ``output``; return its status."""
+            timeout: float | None = COMMAND_TIMEOUT) -> int:
+        """Run ``command``; stream its stdout and stderr (merged) to ``output``; return its status.
+
+        It may take ``timeout`` seconds in all (None: no limit, for a person at the ``ssh`` verb);
+        past that the channel is closed and an InfraError raised.
+        """
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise OscarvtError(f"SSH connection to {self.label} is closed")
+            raise InfraError(f"SSH connection to {self.label} is closed")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = None
         try:
-            channel = transport.open_session(timeout=30)
+            channel = transport.open_session(timeout=OPEN_TIMEOUT)
             channel.set_combine_stderr(True)
-            channel.settimeout(timeout)
             channel.exec_command(command)
             while True:
+                channel.settimeout(None if deadline is None else max(0.01, deadline - time.monotonic()))
                 data = channel.recv(65536)
                 if not data:
                     break
                 if output is not None:
                     output(data)
+            left = None if deadline is None else max(0.01, deadline - time.monotonic())
+            if not channel.status_event.wait(left):
+                raise socket.timeout
             return channel.recv_exit_status()
         except socket.timeout:
-            channel.close()
-            raise OscarvtError(f"{self.label}: command timed out after {timeout}s: {command}") from None
+            if channel is not None:
+                channel.close()
+            raise InfraError(f"{self.label}: command timed out after {timeout}s: {command}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise OscarvtError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
 
     def check_output(self, command: str, timeout: float | None = 120) -> str:
         """Run ``command`` and return its output; an error if it exits non-zero."""
@@ -74,7 +90,7 @@ class Connection:
         data = b"".join(chunks)
         if status != 0:
             last = data.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            raise OscarvtError(f"{self.label}: '{command}' exited {status}: {last[0]}")
+            raise InfraError(f"{self.label}: '{command}' exited {status}: {last[0]}")
         return data
 
     def write_file(self, remote: str, data: bytes, mode: int = 0o644) -> None:
@@ -85,7 +101,7 @@ class Connection:
     def put(self, local: Path, remote_dir: str) -> None:
         """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""
         if not local.exists():
-            raise OscarvtError(f"{local}: no such file or folder to copy")
+            raise InputError(f"{local}: no such file or folder to copy")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(str(local), arcname=local.name)
@@ -97,13 +113,17 @@ class Connection:
         path = PurePosixPath(remote)
         channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} {shlex.quote(path.name)}")
         local_dir.mkdir(parents=True, exist_ok=True)
-        with channel.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4; Debian 12 has 3.11.2
-                tar.extraction_filter = tarfile.data_filter
-            tar.extractall(local_dir)
-        status = channel.recv_exit_status()
+        try:
+            with channel.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4; Debian 12 has 3.11.2
+                    tar.extraction_filter = tarfile.data_filter
+                tar.extractall(local_dir)
+        except (socket.timeout, paramiko.SSHException, EOFError) as exc:
+            channel.close()
+            raise InfraError(f"{self.label}: copy of {remote} failed: {exc or 'timed out'}") from None
+        status = self._exit_status(channel, f"copy of {remote}")
         if status != 0:
-            raise OscarvtError(f"{self.label}: cannot copy {remote} (tar exited {status})")
+            raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
         return local_dir / path.name
 
     def close(self) -> None:
@@ -116,21 +136,37 @@ class Connection:
         self.close()
 
     def _session(self, command: str) -> paramiko.Channel:
+        """A channel running ``command``, each read or write on it bounded by ``IDLE_TIMEOUT``."""
         transport = self.client.get_transport()
-        assert transport is not None
-        channel = transport.open_session(timeout=30)
-        channel.exec_command(command)
+        if transport is None or not transport.is_active():
+            raise InfraError(f"SSH connection to {self.label} is closed")
+        try:
+            channel = transport.open_session(timeout=OPEN_TIMEOUT)
+            channel.settimeout(IDLE_TIMEOUT)
+            channel.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
         return channel
+
+    def _exit_status(self, channel: paramiko.Channel, what: str) -> int:
+        if not channel.status_event.wait(IDLE_TIMEOUT):
+            channel.close()
+            raise InfraError(f"{self.label}: {what}: no exit status within {IDLE_TIMEOUT:.0f}s")
+        return channel.recv_exit_status()
 
     def _stream_in(self, command: str, data: bytes) -> None:
         channel = self._session(command)
-        channel.set_combine_stderr(True)
-        channel.sendall(data)
-        channel.shutdown_write()
-        output = channel.makefile("rb").read().decode(errors="replace")
-        status = channel.recv_exit_status()
+        try:
+            channel.set_combine_stderr(True)
+            channel.sendall(data)
+            channel.shutdown_write()
+            output = channel.makefile("rb").read().decode(errors="replace")
+        except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
+            channel.close()
+            raise InfraError(f"{self.label}: copy failed ({command}): {exc or 'timed out'}") from None
+        status = self._exit_status(channel, command)
         if status != 0:
-            raise OscarvtError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
+            raise InfraError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
 
 
 def connect(host: str, port: int, creds: Credentials, label: str,
@@ -140,11 +176,11 @@ def connect(host: str, port: int, creds: Credentials, label: str,
     if via is not None:
         transport = via.client.get_transport()
         if transport is None:
-            raise OscarvtError(f"cannot reach {label}: connection to {via.label} is closed")
+            raise InfraError(f"cannot reach {label}: connection to {via.label} is closed")
         try:
             sock = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
         except (paramiko.SSHException, OSError) as exc:
-            raise OscarvtError(f"cannot reach {label} at {host}:{port} through {via.label}: {exc}") from None
+            raise InfraError(f"cannot reach {label} at {host}:{port} through {via.label}: {exc}") from None
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh VMs: new host keys each build
     try:
@@ -154,10 +190,13 @@ def connect(host: str, port: int, creds: Credentials, label: str,
                        look_for_keys=False, allow_agent=False)
     except paramiko.AuthenticationException:
         client.close()
-        raise OscarvtError(f"{label}: SSH login as {creds.user} refused (check ssh.password/ssh.key)") from None
+        raise InputError(f"{label}: SSH login as {creds.user} refused (check ssh.password/ssh.key)") from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         client.close()
-        raise OscarvtError(f"{label}: SSH failed: {exc or type(exc).__name__}") from None
+        raise InfraError(f"{label}: SSH failed: {exc or type(exc).__name__}") from None
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(KEEPALIVE)  # a dead guest or forward shows as a closed connection
     return Connection(client, label)
 
 
@@ -171,9 +210,9 @@ def wait_for_ssh(host: str, port: int, creds: Credentials, label: str, timeout: 
     def attempt() -> Connection | None:
         try:
             return connect(host, port, creds, label, via=via, timeout=5)
-        except OscarvtError as exc:
-            if "login" in str(exc) and "refused" in str(exc):
-                raise
+        except InputError:
+            raise
+        except OscarvtError:
             return None
 
     return wait_for(attempt, timeout=timeout, what=f"SSH on {label}", interval=1, give_up=give_up)

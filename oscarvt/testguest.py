@@ -27,7 +27,7 @@ from pathlib import Path
 import paramiko
 
 from oscarvt.cache import cached_build, recipe_key
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError
 from oscarvt.tools import run_tool
 
 PASSWORD = "oscarvt-test"
@@ -136,7 +136,7 @@ def kernel_package() -> str:
         word = line.split(":")[-1].strip()
         if line.strip().startswith("Depends:") and word.startswith("linux-image-"):
             return word
-    raise OscarvtError("apt-cache knows no linux-image-cloud-amd64; run 'apt-get update'")
+    raise InfraError("apt-cache knows no linux-image-cloud-amd64; run 'apt-get update'")
 
 
 def build_test_guest(force: bool = False) -> TestGuest:
@@ -163,7 +163,7 @@ def _build(out: Path, package: str) -> None:
         cpio = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0"], cwd=root,
                               input=files.encode(), capture_output=True)
         if cpio.returncode != 0:
-            raise OscarvtError(f"test guest build: cpio failed: {cpio.stderr.decode().strip()}")
+            raise InfraError(f"test guest build: cpio failed: {cpio.stderr.decode().strip()}")
         (out / "initrd.gz").write_bytes(gzip.compress(cpio.stdout, compresslevel=6))
     (out / "guest.json").write_text(json.dumps({"kernel_package": package}) + "\n")
 
@@ -211,7 +211,7 @@ def _module_load_order(modules: Path, wanted: list[str]) -> dict[str, Path]:
         if name in order:
             return
         if name not in files:
-            raise OscarvtError(f"test guest build: kernel has no module {name}")
+            raise InfraError(f"test guest build: kernel has no module {name}")
         found = re.search(rb"depends=([\w,-]*)", files[name].read_bytes())
         for dep in filter(None, (found.group(1).decode() if found else "").split(",")):
             visit(dep)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError
 
 # Debian packages that provide each program, named in "not installed" errors.
 PACKAGES = {"qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mke2fs": "e2fsprogs",
             "xorriso": "xorriso", "cpio": "cpio", "openssl": "openssl", "dpkg-deb": "dpkg"}
+TOOL_TIMEOUT = 1800.0  # seconds any program may run (mmdebstrap on a slow mirror takes minutes)
 
 
 def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | None = None,
-             cwd: Path | None = None, timeout: float | None = None) -> str:
+             cwd: Path | None = None, timeout: float = TOOL_TIMEOUT) -> str:
     """Run ``argv`` and return its standard output.
 
     A missing program, a non-zero exit or running past ``timeout`` seconds is one
@@ -24,10 +25,10 @@ def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | None = Non
         result = subprocess.run(argv, input=stdin, capture_output=True, cwd=cwd, text=True, timeout=timeout)
     except FileNotFoundError:
         package = PACKAGES.get(argv[0])
-        raise OscarvtError(f"{what}: {argv[0]} is not installed"
+        raise InfraError(f"{what}: {argv[0]} is not installed"
                            + (f" (Debian package {package})" if package else "")) from None
     except subprocess.TimeoutExpired:
-        raise OscarvtError(f"{what} failed: still running after {timeout:.0f}s"
+        raise InfraError(f"{what} failed: still running after {timeout:.0f}s"
                            + (f" ({hint})" if hint else "")) from None
     if result.returncode == 0:
         return result.stdout
@@ -38,4 +39,4 @@ def run_tool(argv: list[str], what: str, hint: str = "", stdin: str | None = Non
     detail = errors[0] if errors else lines[-1] if lines else f"exit status {result.returncode}"
     if "No space left on device" in output:
         detail = "no space left on the device"
-    raise OscarvtError(f"{what} failed: {detail}" + (f" ({hint})" if hint else ""))
+    raise InfraError(f"{what} failed: {detail}" + (f" ({hint})" if hint else ""))

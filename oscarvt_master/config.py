@@ -6,26 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from buildbot import config as bbconfig
-from buildbot.plugins import changes, reporters, schedulers, secrets, util, worker
-from buildbot.reporters.generators.build import BuildStatusGenerator
-from buildbot.reporters.message import MessageFormatter
+from buildbot.plugins import changes, schedulers, secrets, util, worker
 
 from oscarvt_master.factory import BUILDER_DEFAULT, build_factory
 from oscarvt_master.logserver import LogServer
+from oscarvt_master.reporters import mail_reporters
 from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
-
-MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
-MAIL_SUBJECT = "oscarvt {{ result_names[results] }}: {{ buildername }} build {{ build['number'] }}"
-MAIL_TEMPLATE = """\
-{{ summary }}
-
-Build: {{ build_url }}
-Builder: {{ buildername }}   Worker: {{ workername }}
-{% for step in build['steps'] if step['results'] not in (None, 0, 3) -%}
-Step {{ step['name'] }}: {{ step['state_string'] }}
-{% endfor %}
-The OSCAR log, the failing node's console and the phase summary are attached.
-"""
 
 
 def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
@@ -126,14 +112,5 @@ def log_server(settings: Settings, basedir: Path) -> list[Any]:
 
 
 def mail(settings: Settings) -> list[Any]:
-    """A MailNotifier for the results the settings name, with the OSCAR log and console attached."""
-    if settings.mail is None:
-        return []
-    host, port = settings.mail.relay.rsplit(":", 1)
-    formatter = MessageFormatter(template=MAIL_TEMPLATE, template_type="plain", want_logs_content=MAIL_LOGS,
-                                 subject=MAIL_SUBJECT)
-    mode: str | tuple[str, ...] = "all" if "all" in settings.mail.mode else tuple(settings.mail.mode)
-    generator = BuildStatusGenerator(mode=mode, message_formatter=formatter)
-    return [reporters.MailNotifier(fromaddr=settings.mail.sender, relayhost=host, smtpPort=int(port),
-                                   sendToInterestedUsers=False, extraRecipients=settings.mail.to,
-                                   generators=[generator])]
+    """Mail by blame (see ``oscarvt_master.reporters``): developers and admins."""
+    return mail_reporters(settings.mail) if settings.mail is not None else []

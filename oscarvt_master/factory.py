@@ -9,6 +9,7 @@ step logs, and the cluster destroyed, whatever happened before.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ import yaml
 from buildbot.plugins import steps, util
 from buildbot.process.factory import BuildFactory
 
+from oscarvt.limits import MARGIN, phase_limit
+from oscarvt.spec import spec_from_dict
 from oscarvt_master.settings import Builder, Repository, Settings
 from oscarvt_steps.steps import (
     LOGS,
@@ -27,6 +30,7 @@ from oscarvt_steps.steps import (
     Destroy,
     FinishOscar,
     GrabLogs,
+    OscarvtPhase,
     StartOscar,
     WaitForNodes,
 )
@@ -56,6 +60,15 @@ def cluster_spec(builder: Builder, nodes: int, boot: str) -> str:
     return yaml.safe_dump(spec, sort_keys=False)
 
 
+def step_limits(builder: Builder, phase: str) -> dict[str, util.Transform]:
+    """The step's ``timeout`` and ``maxTime``: the phase's limit for the build's spec, plus a margin."""
+    def seconds(nodes: int) -> int:
+        spec = spec_from_dict(yaml.safe_load(cluster_spec(builder, nodes, builder.boot)), Path("/"), check_files=False)
+        return int(phase_limit(spec, phase) + MARGIN)
+    limit = util.Transform(seconds, build_nodes(builder))
+    return {"timeout": limit, "maxTime": limit}
+
+
 def keep_cluster(step: Any) -> bool:
     """True when the build failed and the force form asked to keep the cluster."""
     from buildbot.process.results import SUCCESS
@@ -79,24 +92,28 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
     else:
         factory.addStep(steps.SVN(repourl=repository.url, workdir=SOURCE, mode="full", method="clobber",
                                   name="checkout"))
-    run: dict[str, Any] = {"oscarvt": settings.oscarvt, "workdir": "."}
+    run: dict[str, Any] = {"oscarvt": settings.oscarvt, "workdir": ".", "retries": settings.retries}
+
+    def phase(step: type[OscarvtPhase], **kwargs: Any) -> OscarvtPhase:
+        return step(**run, **step_limits(builder, step.phase), **kwargs)
+
     factory.addSteps([
-        Destroy(name="destroy-stale", hideStepIf=lambda results, step: results == 0, **run),
+        phase(Destroy, name="destroy-stale", hideStepIf=lambda results, step: results == 0),
         steps.RemoveDirectory(dir="cluster", name="clean"),
         steps.RemoveDirectory(dir=LOGS, name="clean-logs"),
         steps.StringDownload(util.Transform(cluster_spec, builder, build_nodes(builder), build_boot(builder)),
                              workerdest="spec.yaml", workdir=".", name="spec"),
-        CopyVmImage(extra_args=["--spec", "spec.yaml"], **run),
-        BootHeadnode(**run),
-        CheckoutOscar(extra_args=["--source", SOURCE], **run),
-        StartOscar(**run),
-        BootComputeNodes(extra_args=["--boot", build_boot(builder)], **run),
-        WaitForNodes(nodes=build_nodes(builder), **run),
-        FinishOscar(**run),
-        GrabLogs(**run),
+        phase(CopyVmImage, extra_args=["--spec", "spec.yaml"]),
+        phase(BootHeadnode),
+        phase(CheckoutOscar, extra_args=["--source", SOURCE]),
+        phase(StartOscar),
+        phase(BootComputeNodes, extra_args=["--boot", build_boot(builder)]),
+        phase(WaitForNodes, nodes=build_nodes(builder)),
+        phase(FinishOscar),
+        phase(GrabLogs),
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
                               url=logs_link(settings), urlText="logs", name="upload-logs"),
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
-        Destroy(doStepIf=lambda step: not keep_cluster(step), **run),
+        phase(Destroy, doStepIf=lambda step: not keep_cluster(step)),
     ])
     return factory

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError, OscarvtError
 from oscarvt.spec import spec_from_dict
 
 BOOTS = ("cdrom", "network")
@@ -23,7 +23,7 @@ MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class SettingsError(OscarvtError):
+class SettingsError(InputError):
     """A settings file that cannot be used; the message names the file and the key."""
 
 
@@ -58,7 +58,8 @@ class Builder:
 class Mail:
     relay: str = "localhost:25"
     sender: str = "oscarvt@localhost.localdomain"
-    to: list[str] = field(default_factory=list)
+    to: list[str] = field(default_factory=list)      # the developers: the product's failures
+    admins: list[str] = field(default_factory=list)  # infrastructure and input trouble
     mode: list[str] = field(default_factory=lambda: ["failing", "warnings", "exception"])
 
 
@@ -79,6 +80,7 @@ class Settings:
     mail: Mail | None = None
     logs_port: int = 8011        # the master serves public_html/logs here (0: it does not)
     logs_url: str | None = None  # where public_html/logs is served (default: the master, logs_port)
+    retries: int = 1             # runs again of a build that failed for infrastructure trouble
 
 
 def load_settings(path: Path) -> Settings:
@@ -99,7 +101,7 @@ def load_settings(path: Path) -> Settings:
 def settings_from_dict(data: Any) -> Settings:
     top = _mapping(data, "settings")
     known = {"title", "url", "repositories", "builders", "workers", "www_port", "worker_port", "db_url",
-             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url"}
+             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url", "retries"}
     _no_unknown(top, known, "")
     for key in ("title", "url", "repositories", "builders", "workers"):
         if key not in top:
@@ -129,7 +131,15 @@ def settings_from_dict(data: Any) -> Settings:
         admins=[_name(a, f"admins[{i}]") for i, a in enumerate(_list(top.get("admins", []), "admins"))],
         mail=_mail(top["mail"]) if top.get("mail") is not None else None,
         logs_port=0 if top.get("logs_port", 8011) == 0 else _port(top.get("logs_port", 8011), "logs_port"),
-        logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") else None)
+        logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") else None,
+        retries=_retries(top.get("retries", 1)))
+
+
+def _retries(raw: Any) -> int:
+    retries = _int(raw, "retries")
+    if not 0 <= retries <= 10:
+        raise SettingsError(f"key 'retries' must be 0 to 10, not {retries}")
+    return retries
 
 
 def _repository(raw: Any, key: str) -> Repository:
@@ -185,10 +195,10 @@ def _builder(raw: Any, key: str, repositories: list[Repository], workers: list[W
 
 def _mail(raw: Any) -> Mail:
     values = _mapping(raw, "mail")
-    _no_unknown(values, {"relay", "from", "to", "mode"}, "mail.")
+    _no_unknown(values, {"relay", "from", "to", "admins", "mode"}, "mail.")
     relay = _text(values.get("relay", "localhost:25"), "mail.relay")
-    if not re.fullmatch(r"[^:\s]+:\d+", relay):
-        raise SettingsError(f"key 'mail.relay' must be HOST:PORT, not {relay!r}")
+    if not re.fullmatch(r"[^:\s]+:\d+", relay) or not 1 <= int(relay.rsplit(":", 1)[1]) <= 65535:
+        raise SettingsError(f"key 'mail.relay' must be HOST:PORT with a port from 1 to 65535, not {relay!r}")
     to = [_address(a, f"mail.to[{i}]") for i, a in enumerate(_list(values.get("to"), "mail.to"))]
     if not to:
         raise SettingsError("key 'mail.to' needs at least one address")
@@ -196,7 +206,8 @@ def _mail(raw: Any) -> Mail:
     bad = [m for m in mode if m not in MAIL_MODES]
     if bad:
         raise SettingsError(f"key 'mail.mode': {bad[0]!r} is not one of {', '.join(MAIL_MODES)}")
-    return Mail(relay, _address(values.get("from", "oscarvt@localhost.localdomain"), "mail.from"), to, mode)
+    admins = [_address(a, f"mail.admins[{i}]") for i, a in enumerate(_list(values.get("admins", []), "mail.admins"))]
+    return Mail(relay, _address(values.get("from", "oscarvt@localhost.localdomain"), "mail.from"), to, admins, mode)
 
 
 def _db_url(value: Any) -> str:
@@ -228,6 +239,8 @@ def _list(raw: Any, key: str) -> list[Any]:
 def _text(raw: Any, key: str) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise SettingsError(f"key '{key}' must be text, not {raw!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):  # a newline would reach mail headers and logs
+        raise SettingsError(f"key '{key}' must be one line without control characters, not {raw!r}")
     return raw
 
 

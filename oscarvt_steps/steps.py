@@ -1,78 +1,94 @@
 """One Buildbot step per oscarvt driver phase.
 
 Each step runs ``oscarvt PHASE --cluster cluster ...`` on the worker, in the build directory,
-reads its progress lines as they come to keep the step's summary current ("2/4 nodes
-installed", "failed: oscarnode2: Kernel panic ..."), and records the phase's verdict as the
-build property ``phase_<phase>`` (``{"result": "passed"|"failed", "message": ...}``). A stopped
-build sends the running oscarvt a SIGTERM (SIGKILL 60 s later), which cleans up as after Ctrl-C; the log steps and
-``Destroy`` are ``alwaysRun``.
+and reads the driver's events (``oscarvt.events``: JSON lines in a file named by
+``OSCARVT_EVENTS``, shown as the step's ``events`` log) as they come, to keep the step's
+summary current ("2/4 nodes installed", "failed: oscarnode2: Kernel panic ..."). The
+verdict event's blame sets the result (see ``oscarvt.errors``): a product failure is
+FAILURE; bad input is EXCEPTION; infrastructure trouble is RETRY (Buildbot runs the build
+again on the same builder) while the build request has had fewer than ``retries`` retries,
+then EXCEPTION. A step that ends without a verdict (killed, crashed) is infrastructure.
+
+The phase's verdict is the build property ``phase_<phase>`` (``{"result": "passed"|"failed",
+"blame": ..., "message": ..., "vm": ...}``) and a failure's blame is ``blame``. A stopped
+build sends the running oscarvt a SIGTERM (SIGKILL 60 s later), which cleans up as after
+Ctrl-C; the log steps and ``Destroy`` are ``alwaysRun``. Each step's ``timeout`` and
+``maxTime`` are the phase's limit (``oscarvt.limits``) plus a margin.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Generator
 
 from buildbot.process import buildstep, logobserver
-from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS
+
+from oscarvt import events
 
 CLUSTER = "cluster"  # the cluster folder, relative to the build directory
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
-_STAMP = re.compile(r"^\[\s*[0-9.]+s\] ")
-_POINTER = re.compile(r" \((see|logs:) [^)]*\)$")
-_NODE_STATE = re.compile(r"^(\S+): (installed|booted from its disk)$")
+EVENTS = ".events"   # the steps' event files, relative to the build directory
+RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 
 
 class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
-    """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its progress."""
+    """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its events."""
 
     phase = ""
     renderables = ["extra_args"]
 
-    def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", **kwargs: Any) -> None:
+    def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("name", self.phase)
         kwargs.setdefault("sigtermTime", 60)  # a stop: SIGTERM, oscarvt cleans up, SIGKILL after 60 s
         kwargs.setdefault("haltOnFailure", True)  # a failed phase ends the build (but for alwaysRun steps)
+        events_file = f"{EVENTS}/{kwargs['name']}.jsonl"
+        kwargs["env"] = {**kwargs.get("env", {}), events.ENV: events_file}
+        kwargs["logfiles"] = {**kwargs.get("logfiles", {}), "events": events_file}
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         super().__init__(**kwargs)
         self.extra_args = list(extra_args or [])
         self.oscarvt = oscarvt
-        self.verdict: str | None = None
+        self.retries = retries
+        self.verdict: dict[str, Any] | None = None
         self.last_line = ""
-        self.addLogObserver("stdio", logobserver.LineConsumerLogObserver(self._read_lines))
+        self.addLogObserver("events", logobserver.LineConsumerLogObserver(self._read_events))
 
-    def _read_lines(self) -> Generator[None, tuple[str, str], None]:
+    def _read_events(self) -> Generator[None, tuple[str, str], None]:
         while True:
-            stream, line = yield
-            if stream not in ("o", "e"):
+            _, line = yield
+            event = events.parse(line)
+            if event is None:
                 continue
-            text = _STAMP.sub("", line.rstrip())
-            if text.startswith(("PASS: ", "FAIL: ")):
-                self.verdict = text
-            else:
-                self.on_line(text)
+            if event["event"] == "verdict":
+                self.verdict = event
+            elif event["event"] == "progress":
+                self.last_line = str(event.get("text", ""))
+            self.on_event(event)
             self.updateSummary()
 
-    def on_line(self, text: str) -> None:
-        """Take in one progress line (subclasses pick out what matters)."""
-        self.last_line = text
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Take in one event (subclasses pick out what matters to them)."""
+
+    @property
+    def blame(self) -> str | None:
+        """Who is at fault if the phase failed: the verdict's, or infrastructure without one."""
+        if self.verdict is not None:
+            return self.verdict.get("blame")
+        return "infrastructure"
 
     def message(self) -> str:
-        """The verdict's message, without ``PASS: verb:``."""
+        """The verdict's message (what follows ``PASS: verb:`` or ``FAIL: verb: blame:``)."""
         if self.verdict is None:
-            return ""
-        return self.verdict.split(": ", 2)[-1] if self.verdict.count(": ") >= 2 else self.verdict[6:]
-
-    def short_message(self) -> str:
-        """The message without its pointer to the logs (the build page has them)."""
-        return _POINTER.sub("", self.message())
+            return "oscarvt ended without a verdict (killed?)"
+        return str(self.verdict.get("message", ""))
 
     def running_summary(self) -> str:
         return self.last_line[:80]
 
     def passed_summary(self) -> str:
-        return self.short_message()[:80] or "passed"
+        return self.message()[:80] or "passed"
 
     def getCurrentSummary(self) -> dict[str, str]:
         return {"step": self.running_summary() or f"{self.phase} ..."}
@@ -80,18 +96,43 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     def getResultSummary(self) -> dict[str, str]:
         if self.results == SUCCESS:
             return {"step": self.passed_summary()}
-        summary = f"failed: {self.short_message() or 'see stdio'}"[:120]
-        return {"step": summary, "build": f"{self.phase} {summary}"[:120]}
+        if self.results == CANCELLED:
+            return {"step": "cancelled"}
+        blame = self.blame or "infrastructure"
+        summary = f"failed: {self.message() or 'see stdio'}"[:120]
+        retry = " (the build is retried)" if self.results == RETRY else ""
+        return {"step": summary, "build": f"{blame}: {self.phase} {summary}{retry}"[:160]}
 
     async def run(self) -> int:
         command = [self.oscarvt, self.phase, "--cluster", CLUSTER, *self.extra_args]
         cmd = await self.makeRemoteShellCommand(command=command)
         await self.runCommand(cmd)
-        result = FAILURE if cmd.didFail() else SUCCESS
+        if self.stopped:
+            return CANCELLED
+        ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True
+        result = SUCCESS if ok else await self.failure_result()
         self.setProperty(f"phase_{self.phase.replace('-', '_')}",
-                         {"result": "passed" if result == SUCCESS else "failed", "message": self.message()},
+                         {"result": "passed" if ok else "failed", "blame": None if ok else self.blame,
+                          "message": self.message(), "vm": None if ok else (self.verdict or {}).get("vm")},
                          "oscarvt")
+        if not ok:
+            self.setProperty("blame", self.blame, "oscarvt")
         return result
+
+    async def failure_result(self) -> int:
+        """FAILURE for the product, EXCEPTION for bad input, RETRY for infrastructure while retries last."""
+        blame = self.blame or "infrastructure"
+        if blame in RESULTS:
+            return RESULTS[blame]
+        return RETRY if await self.retries_so_far() < self.retries else EXCEPTION
+
+    async def retries_so_far(self) -> int:
+        """How many times Buildbot already ran this build's request again (earlier builds of it)."""
+        counts = []
+        for request in self.build.requests:
+            builds = await self.master.data.get(("buildrequests", request.id, "builds"))
+            counts.append(sum(1 for b in builds if b["buildid"] != self.build.buildid))
+        return max(counts, default=0)
 
 
 class CopyVmImage(OscarvtPhase):
@@ -105,10 +146,9 @@ class BootHeadnode(OscarvtPhase):
 
     phase = "boot-headnode"
 
-    def on_line(self, text: str) -> None:
-        super().on_line(text)
-        if text.startswith("accelerator: "):
-            self.setProperty("accelerator", text.split()[1], "oscarvt")
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "accel":
+            self.setProperty("accelerator", str(event.get("name", "")).upper(), "oscarvt")
 
 
 class CheckoutOscar(OscarvtPhase):
@@ -126,11 +166,9 @@ class StartOscar(OscarvtPhase):
         super().__init__(**kwargs)
         self.oscar_step = ""
 
-    def on_line(self, text: str) -> None:
-        super().on_line(text)
-        found = re.search(r"(Step \d+ - .*)$", text) if text.startswith("oscar| ") else None
-        if found and "Skipping" not in text:
-            self.oscar_step = found.group(1)
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "oscar_step":
+            self.oscar_step = str(event.get("step", ""))
 
     def running_summary(self) -> str:
         return f"OSCAR {self.oscar_step}" if self.oscar_step else "starting OSCAR"
@@ -157,11 +195,9 @@ class WaitForNodes(OscarvtPhase):
         self.installed: set[str] = set()
         self.booted: set[str] = set()
 
-    def on_line(self, text: str) -> None:
-        super().on_line(text)
-        found = _NODE_STATE.match(text)
-        if found:
-            (self.installed if found.group(2) == "installed" else self.booted).add(found.group(1))
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "node" and event.get("state") in ("installed", "booted"):
+            (self.installed if event["state"] == "installed" else self.booted).add(str(event.get("vm")))
             self.setProperty("nodes_installed", len(self.installed), "oscarvt")
 
     def running_summary(self) -> str:
@@ -181,11 +217,10 @@ class FinishOscar(OscarvtPhase):
         super().__init__(**kwargs)
         self.tests = {"PASSED": 0, "FAILED": 0, "SKIPPED": 0}
 
-    def on_line(self, text: str) -> None:
-        super().on_line(text)
-        found = re.match(r"test (PASSED|FAILED|SKIPPED): ", text)
-        if found:
-            self.tests[found.group(1)] += 1
+    def on_event(self, event: dict[str, Any]) -> None:
+        result = str(event.get("result", "")).upper()
+        if event["event"] == "test" and result in self.tests:
+            self.tests[result] += 1
 
     def passed_summary(self) -> str:
         return f"OSCAR finished; tests {self.tests['PASSED']}/{sum(self.tests.values())} passed"
@@ -252,11 +287,9 @@ class AttachLogs(buildstep.BuildStep):
         return SUCCESS
 
     def failing_node(self, vms: list[str]) -> str | None:
-        """The VM that a failed phase's message names first (from the ``phase_*`` properties)."""
-        messages = [value["message"] for name, (value, _) in self.build.getProperties().asDict().items()
-                    if name.startswith("phase_") and isinstance(value, dict) and value.get("result") == "failed"]
-        for message in messages:
-            named = [vm for vm in vms if re.search(rf"\b{re.escape(vm)}\b", message)]
-            if named:
-                return min(named, key=message.index)
+        """The VM a failed phase's verdict is about (its ``phase_*`` property's ``vm``), if one."""
+        for name, (value, _) in self.build.getProperties().asDict().items():
+            if name.startswith("phase_") and isinstance(value, dict) and value.get("result") == "failed":
+                if value.get("vm") in vms:
+                    return str(value["vm"])
         return None

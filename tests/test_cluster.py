@@ -98,7 +98,7 @@ def test_command_status_and_output_stream_back(booted):
     result = oscarvt("ssh", "--cluster", booted.cluster.path, "oscarnode1", "--", "echo out; echo err >&2; exit 3")
     assert result.returncode == 3
     assert result.stdout == "out\nerr\n"
-    assert result.stderr.strip() == "FAIL: ssh oscarnode1: 'echo out; echo err >&2; exit 3' exited 3"
+    assert result.stderr.strip() == "FAIL: ssh: product: oscarnode1: 'echo out; echo err >&2; exit 3' exited 3"
 
 
 def test_put_and_get_files_and_folders(booted, tmp_path):
@@ -135,8 +135,8 @@ def test_killed_node_shows_in_status(booted):
     pid = int(booted.cluster.files("oscarnode2").pidfile.read_text())
     os.kill(pid, signal.SIGKILL)
     result = oscarvt("status", "--cluster", booted.cluster.path)
-    assert result.returncode == 1
-    assert result.last_line == "FAIL: status: oscarnode2 died (2/3 VMs running)"
+    assert result.returncode == 3
+    assert result.last_line == "FAIL: status: infrastructure: oscarnode2 died (2/3 VMs running)"
     assert any(line.split()[:3] == ["oscarnode2", "node", "dead"] for line in result.stdout.splitlines())
 
 
@@ -168,8 +168,8 @@ def test_boot_headnode_gives_up_at_once_when_its_qemu_dies(clusters, guest, tmp_
     os.kill(int(pidfile.read_text()), signal.SIGKILL)
     output, _ = boot.communicate(timeout=60)
     assert time.monotonic() - killed < 10
-    assert boot.returncode == 1
+    assert boot.returncode == 3
     assert output.strip().splitlines()[-1] == (
-        "FAIL: boot-headnode: gave up waiting for SSH on headnode: headnode's QEMU process is gone "
+        "FAIL: boot-headnode: infrastructure: gave up waiting for SSH on headnode: headnode's QEMU process is gone "
         f"(see {cluster.files('headnode').console})")
     assert cluster.load()["phases"][-1]["result"] == "failed"

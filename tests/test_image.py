@@ -78,8 +78,8 @@ def test_unreachable_registry_fails_cleanly_and_leaves_nothing(tmp_path, monkeyp
     # The test namespace has no network: mmdebstrap cannot reach the registry.
     monkeypatch.setenv("OSCARVT_CACHE", str(tmp_path / "cache"))
     result = oscarvt("image", "build", timeout=300)
-    assert result.returncode == 1
-    assert result.last_line.startswith("FAIL: image build: mmdebstrap failed: ")
+    assert result.returncode == 3
+    assert result.last_line.startswith("FAIL: image build: infrastructure: mmdebstrap failed: ")
     assert result.last_line.endswith("(is the Debian package registry reachable?)")
     assert "Traceback" not in result.output
     assert list((tmp_path / "cache" / "templates").iterdir()) == []

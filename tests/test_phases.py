@@ -202,7 +202,9 @@ def test_send_logs_mails_the_verdict_failing_node_and_logs(tmp_path, smtp_sink):
 def test_send_logs_errors_are_one_line(tmp_path):
     cluster = failed_cluster(tmp_path)
     result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", "nohost")
-    assert (result.returncode, result.output) == (1, "FAIL: send-logs: --smtp must be HOST:PORT, not 'nohost'\n")
+    assert (result.returncode, result.output) == (
+        2, "FAIL: send-logs: bad input: --smtp must be HOST:PORT, not 'nohost'\n")
     result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", "127.0.0.1:9")
-    assert result.returncode == 1
-    assert result.output.splitlines()[-1].startswith("FAIL: send-logs: cannot send mail through 127.0.0.1:9: ")
+    assert result.returncode == 3
+    assert result.output.splitlines()[-1].startswith(
+        "FAIL: send-logs: infrastructure: cannot send mail through 127.0.0.1:9: ")

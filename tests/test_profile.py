@@ -134,9 +134,9 @@ def test_broken_profile_is_one_line_naming_the_rule(tmp_path, edit, message):
     path = tmp_path / "broken.xml"
     path.write_bytes(edit(to_xml(ours(tmp_path))))
     result = oscarvt("profile", "validate", path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert len(result.output.strip().splitlines()) == 1
-    assert result.output.startswith(f"FAIL: profile validate: {path}:")
+    assert result.output.startswith(f"FAIL: profile validate: bad input: {path}:")
     assert message in result.output
 
 
@@ -151,8 +151,8 @@ def test_broken_file_beside_a_profile_is_one_line(tmp_path, beside, message):
     write_profile(ours(tmp_path), path)
     host_file(path).write_text(beside)
     result = oscarvt("profile", "validate", path)
-    assert (result.returncode, len(result.output.strip().splitlines())) == (1, 1)
-    assert result.output.startswith(f"FAIL: profile validate: {host_file(path)}: {message}")
+    assert (result.returncode, len(result.output.strip().splitlines())) == (2, 1)
+    assert result.output.startswith(f"FAIL: profile validate: bad input: {host_file(path)}: {message}")
 
 
 def test_render_qemu_maps_nics_and_boot(tmp_path):

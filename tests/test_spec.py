@@ -51,16 +51,16 @@ def test_bad_spec_is_one_error_naming_file_and_key(guest, tmp_path, change, mess
 def test_cli_bad_spec_prints_one_line_and_leaves_nothing(guest, tmp_path):
     spec = write_spec(tmp_path / "spec.yaml", spec_data(guest, nodes={"cuont": 2}))
     result = oscarvt("copy-vm-image", "--cluster", tmp_path / "c", "--spec", spec)
-    assert result.returncode == 1
-    assert result.output.strip() == f"FAIL: copy-vm-image: {spec}: unknown key 'nodes.cuont'"
+    assert result.returncode == 2
+    assert result.output.strip() == f"FAIL: copy-vm-image: bad input: {spec}: unknown key 'nodes.cuont'"
     assert not (tmp_path / "c").exists()
 
 
 def test_cli_missing_template_is_one_line(guest, tmp_path):
     spec = write_spec(tmp_path / "spec.yaml", spec_data(guest, template="missing.qcow2"))
     result = oscarvt("copy-vm-image", "--cluster", tmp_path / "c", "--spec", spec)
-    assert result.returncode == 1
-    assert result.output.strip() == (f"FAIL: copy-vm-image: {spec}: key 'template.disk': "
+    assert result.returncode == 2
+    assert result.output.strip() == (f"FAIL: copy-vm-image: bad input: {spec}: key 'template.disk': "
                                      f"no such file {tmp_path / 'missing.qcow2'}")
 
 
@@ -68,15 +68,15 @@ def test_cli_spec_that_is_not_yaml(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("template: [unclosed\n")
     result = oscarvt("copy-vm-image", "--cluster", tmp_path / "c", "--spec", spec)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Traceback" not in result.output
-    assert result.output.startswith(f"FAIL: copy-vm-image: {spec}: line ")
+    assert result.output.startswith(f"FAIL: copy-vm-image: bad input: {spec}: line ")
 
 
 def test_cli_verb_on_a_folder_without_cluster(tmp_path: Path):
     result = oscarvt("boot-headnode", "--cluster", tmp_path)
-    assert result.returncode == 1
-    assert result.output.strip() == (f"FAIL: boot-headnode: {tmp_path}: no cluster here "
+    assert result.returncode == 2
+    assert result.output.strip() == (f"FAIL: boot-headnode: bad input: {tmp_path}: no cluster here "
                                      "(run 'oscarvt copy-vm-image' first)")
 
 

@@ -1,17 +1,19 @@
-"""The Buildbot steps with Buildbot's own step test helpers: each step's command, summaries,
-properties and failure handling, against the output oscarvt really prints."""
+"""The Buildbot steps with Buildbot's own step test helpers: each step's command, events log,
+summaries, properties, and the result its verdict's blame gives (FAILURE, EXCEPTION, RETRY)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
-from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.trial import unittest
 
+from oscarvt import events
 from oscarvt_steps import steps
 
 CLUSTER = ["--cluster", "cluster"]
@@ -21,53 +23,115 @@ def oscarvt(*args: str) -> list[str]:
     return ["oscarvt", args[0], *CLUSTER, *args[1:]]
 
 
+def event(kind: str, **fields) -> str:
+    """One line of an events file, as ``oscarvt.events.emit`` writes it."""
+    assert kind in events.KINDS
+    return json.dumps({"event": kind, "time": 1.0, **fields}) + "\n"
+
+
+def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> str:
+    return event("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
+
+
+def shell(step_name: str, *args: str, workdir: str = "wkdir") -> ExpectShell:
+    """The command a step runs, with its events file named in the environment and followed as a log."""
+    name = f"{steps.EVENTS}/{step_name}.jsonl"
+    return ExpectShell(workdir=workdir, command=oscarvt(*args), sigterm_time=60, env={events.ENV: name},
+                       logfiles={"events": name})
+
+
 class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     def setUp(self):
         self.setup_test_reactor()
         return self.setup_test_build_step()
 
+    def retried(self, count: int) -> None:
+        """Pretend the build's request already ran ``count`` times before (Buildbot's data API does it for real
+        in test_buildbot)."""
+        async def so_far() -> int:
+            return count
+        self.get_nth_step(0).retries_so_far = so_far
+
 
 class TestPhases(StepTest):
     async def test_boot_headnode_records_the_accelerator_and_its_verdict(self):
         self.setup_step(steps.BootHeadnode())
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("boot-headnode"), sigterm_time=60)
-                             .stdout("[    4.1s] accelerator: TCG (a probe guest did not boot under KVM within 8s)\n"
-                                     "PASS: boot-headnode: headnode up, SSH on 127.0.0.1:40001\n")
+        self.expect_commands(shell("boot-headnode", "boot-headnode")
+                             .log("events", stdout=event("accel", name="tcg", reason="no /dev/kvm")
+                                  + verdict("boot-headnode", "headnode up, SSH on 127.0.0.1:40001"))
+                             .stdout("PASS: boot-headnode: headnode up, SSH on 127.0.0.1:40001\n")
                              .exit(0))
         self.expect_outcome(result=SUCCESS, state_string="headnode up, SSH on 127.0.0.1:40001")
         self.expect_property("accelerator", "TCG")
-        self.expect_property("phase_boot_headnode",
-                             {"result": "passed", "message": "headnode up, SSH on 127.0.0.1:40001"})
+        self.expect_property("phase_boot_headnode", {"result": "passed", "blame": None, "vm": None,
+                                                     "message": "headnode up, SSH on 127.0.0.1:40001"})
         await self.run_step()
 
-    async def test_start_oscar_failure_names_oscars_step(self):
+    async def test_a_product_failure_is_failure_naming_oscars_step(self):
         self.setup_step(steps.StartOscar())
-        failure = ("FAIL: start-oscar: OSCAR failed: Failed on Step 4 - Build OSCAR Client Image "
-                   "(see /var/log/oscar/oscarinstall.log on the headnode, or grab-logs)\n")
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("start-oscar"), sigterm_time=60)
-                             .stdout("[   20.0s] oscar| 2026-11-24 00:32:48 Step 4 - Build OSCAR Client Image\n"
-                                     "[   21.0s] oscar| ERROR: Failed on Step 4 - Build OSCAR Client Image\n" + failure)
+        message = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
+        self.expect_commands(shell("start-oscar", "start-oscar")
+                             .log("events", stdout=event("oscar_step", step="Step 4 - Build OSCAR Client Image")
+                                  + verdict("start-oscar", message, "product"))
                              .exit(1))
-        self.expect_outcome(result=FAILURE,
-                            state_string="failed: OSCAR failed: Failed on Step 4 - Build OSCAR Client Image")
-        self.expect_property("phase_start_oscar", {"result": "failed", "message": failure[19:].strip()})
+        self.expect_outcome(result=FAILURE, state_string=f"failed: {message}")
+        self.expect_property("phase_start_oscar", {"result": "failed", "blame": "product", "message": message,
+                                                   "vm": None})
+        self.expect_property("blame", "product")
+        await self.run_step()
+
+    async def test_infrastructure_trouble_is_retried_while_retries_last(self):
+        self.setup_step(steps.BootHeadnode(retries=1))
+        self.retried(0)
+        self.expect_commands(shell("boot-headnode", "boot-headnode")
+                             .log("events", stdout=verdict("boot-headnode", "QEMU did not start: x", "infrastructure"))
+                             .exit(3))
+        self.expect_outcome(result=RETRY, state_string="failed: QEMU did not start: x")
+        self.expect_property("blame", "infrastructure")
+        await self.run_step()
+
+    async def test_infrastructure_trouble_after_the_retries_is_an_exception(self):
+        self.setup_step(steps.BootHeadnode(retries=1))
+        self.retried(1)
+        self.expect_commands(shell("boot-headnode", "boot-headnode")
+                             .log("events", stdout=verdict("boot-headnode", "QEMU did not start: x", "infrastructure"))
+                             .exit(3))
+        self.expect_outcome(result=EXCEPTION, state_string="failed: QEMU did not start: x")
+        await self.run_step()
+
+    async def test_bad_input_is_an_exception_without_retry(self):
+        self.setup_step(steps.CopyVmImage(retries=5))
+        self.retried(0)
+        self.expect_commands(shell("copy-vm-image", "copy-vm-image")
+                             .log("events", stdout=verdict("copy-vm-image", "spec.yaml: unknown key 'x'", "bad input"))
+                             .exit(2))
+        self.expect_outcome(result=EXCEPTION, state_string="failed: spec.yaml: unknown key 'x'")
+        self.expect_property("blame", "bad input")
+        await self.run_step()
+
+    async def test_a_driver_killed_without_a_verdict_is_infrastructure(self):
+        self.setup_step(steps.WaitForNodes(retries=0))
+        self.retried(0)
+        self.expect_commands(shell("wait-for-nodes", "wait-for-nodes")
+                             .log("events", stdout=event("progress", text="oscarnode1: imaging 40%") + '{"event": "no')
+                             .exit(-9))
+        self.expect_outcome(result=EXCEPTION, state_string="failed: oscarvt ended without a verdict (killed?)")
+        self.expect_property("blame", "infrastructure")
         await self.run_step()
 
     async def test_start_oscar_summary_follows_oscars_steps_while_it_runs(self):
         self.setup_step(steps.StartOscar())
         step = self.get_nth_step(0)
-        step.on_line("oscar| 2026-11-24 00:32:48 Step 4 - Build OSCAR Client Image")
-        step.on_line("oscar| --> Skipping Step 5 - Define OSCAR Clients")
+        step.on_event(events.parse(event("oscar_step", step="Step 4 - Build OSCAR Client Image")))
         self.assertEqual(step.getCurrentSummary(), {"step": "OSCAR Step 4 - Build OSCAR Client Image"})
 
     async def test_wait_for_nodes_counts_nodes_and_takes_extra_args(self):
         self.setup_step(steps.WaitForNodes(nodes=2, extra_args=["--timeout", "900"]))
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("wait-for-nodes", "--timeout", "900"),
-                                         sigterm_time=60)
-                             .stdout("[ 10.0s] oscarnode1: imaging 40%\n[ 30.0s] oscarnode1: installed\n"
-                                     "[ 31.0s] oscarnode2: installed\n[ 40.0s] oscarnode1: booted from its disk\n"
-                                     "[ 41.0s] oscarnode2: booted from its disk\n"
-                                     "PASS: wait-for-nodes: 2 nodes imaged and booted from their disks\n")
+        node_events = "".join(event("node", vm=vm, state=state, status=status) for vm, state, status in [
+            ("oscarnode1", "imaging", 40), ("oscarnode1", "installed", 100), ("oscarnode2", "installed", 100),
+            ("oscarnode1", "booted", 102), ("oscarnode2", "booted", 102)])
+        self.expect_commands(shell("wait-for-nodes", "wait-for-nodes", "--timeout", "900")
+                             .log("events", stdout=node_events + verdict("wait-for-nodes", "2 nodes imaged"))
                              .exit(0))
         self.expect_outcome(result=SUCCESS, state_string="2 nodes installed and booted")
         self.expect_property("nodes_installed", 2)
@@ -75,32 +139,37 @@ class TestPhases(StepTest):
 
     async def test_wait_for_nodes_failure_names_the_node(self):
         self.setup_step(steps.WaitForNodes(nodes=4))
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("wait-for-nodes"), sigterm_time=60)
-                             .stdout("[ 30.0s] oscarnode1: installed\n[ 31.0s] oscarnode2: installed\n"
-                                     "FAIL: wait-for-nodes: oscarnode2: Kernel panic - not syncing: VFS\n")
+        node_events = "".join(event("node", vm=vm, state="installed", status=100)
+                              for vm in ("oscarnode1", "oscarnode2"))
+        self.expect_commands(shell("wait-for-nodes", "wait-for-nodes")
+                             .log("events", stdout=node_events + verdict(
+                                 "wait-for-nodes", "oscarnode2: Kernel panic - not syncing: VFS", "product",
+                                 "oscarnode2"))
                              .exit(1))
-        self.expect_outcome(result=FAILURE,
-                            state_string="failed: oscarnode2: Kernel panic - not syncing: VFS")
+        self.expect_outcome(result=FAILURE, state_string="failed: oscarnode2: Kernel panic - not syncing: VFS")
+        self.expect_property("phase_wait_for_nodes", {"result": "failed", "blame": "product", "vm": "oscarnode2",
+                                                      "message": "oscarnode2: Kernel panic - not syncing: VFS"})
         await self.run_step()
         self.assertEqual(self.get_nth_step(0).getCurrentSummary(), {"step": "2/4 nodes installed, 0 booted"})
 
     async def test_finish_oscar_counts_the_cluster_tests(self):
         self.setup_step(steps.FinishOscar())
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("finish-oscar"), sigterm_time=60)
-                             .stdout("[ 5.0s] test PASSED: oscarnode1 ssh\n[ 5.1s] test FAILED: oscarnode2 ssh: x\n"
-                                     "FAIL: finish-oscar: OSCAR failed: Failed on Step 8 - Test Cluster Setup\n")
+        tests = (event("test", **{"class": "oscarnode1", "name": "ssh", "result": "passed", "message": ""})
+                 + event("test", **{"class": "oscarnode2", "name": "ssh", "result": "failed", "message": "x"}))
+        message = "OSCAR failed: Failed on Step 8 - Test Cluster Setup"
+        self.expect_commands(shell("finish-oscar", "finish-oscar")
+                             .log("events", stdout=tests + verdict("finish-oscar", message, "product"))
                              .exit(1))
-        self.expect_outcome(result=FAILURE,
-                            state_string="failed: OSCAR failed: Failed on Step 8 - Test Cluster Setup")
+        self.expect_outcome(result=FAILURE, state_string=f"failed: {message}")
         self.expect_property("cluster_tests", {"PASSED": 1, "FAILED": 1, "SKIPPED": 0})
         await self.run_step()
 
     async def test_grab_logs_and_destroy_always_run(self):
         self.assertTrue(steps.GrabLogs().alwaysRun and steps.Destroy().alwaysRun)
         self.setup_step(steps.GrabLogs())
-        self.expect_commands(ExpectShell(workdir="wkdir", command=oscarvt("grab-logs", "--dest", "logs"),
-                                         sigterm_time=60)
-                             .stdout("PASS: grab-logs: 21 files in /b/logs and logs.tar.gz\n").exit(0))
+        self.expect_commands(shell("grab-logs", "grab-logs", "--dest", "logs")
+                             .log("events", stdout=verdict("grab-logs", "21 files in /b/logs and logs.tar.gz"))
+                             .exit(0))
         self.expect_outcome(result=SUCCESS, state_string="21 files in /b/logs and logs.tar.gz")
         await self.run_step()
 
@@ -116,7 +185,8 @@ class TestAttachLogs(StepTest):
         (root / "consoles/oscarnode1.log").write_text("oscar-node: oscarnode1 up\n")
         self.setup_step(steps.AttachLogs(masterdest=str(root)))
         self.build.setProperty("phase_wait_for_nodes",
-                               {"result": "failed", "message": "oscarnode2: Kernel panic"}, "oscarvt")
+                               {"result": "failed", "blame": "product", "vm": "oscarnode2",
+                                "message": "oscarnode1 and oscarnode2: Kernel panic"}, "oscarvt")
         self.expect_outcome(result=SUCCESS, state_string="4 logs attached, oscarnode2 failed")
         self.expect_log_file("oscarinstall.log", "Step 1 - Select Packages\n")
         self.expect_log_file("console oscarnode2", "Kernel panic\n")
@@ -125,37 +195,31 @@ class TestAttachLogs(StepTest):
 
 
 class TestSimplePhases(StepTest):
-    """The phases whose summary is oscarvt's own verdict: command, summary, property, failure."""
+    """The phases whose summary is oscarvt's own verdict: command, summary, property."""
 
-    async def check(self, step, args, stdout, rc, result, state):
+    async def check(self, step, args, message, ok):
         self.setup_step(step)
-        self.expect_commands(ExpectShell(workdir=".", command=oscarvt(*args), sigterm_time=60)
-                             .stdout(stdout).exit(rc))
-        self.expect_outcome(result=result, state_string=state)
+        self.retried(0)
+        blame = None if ok else "bad input"
+        self.expect_commands(shell(args[0], *args, workdir=".")
+                             .log("events", stdout=verdict(args[0], message, blame)).exit(0 if ok else 2))
+        self.expect_outcome(result=SUCCESS if ok else EXCEPTION, state_string=message if ok else f"failed: {message}")
         self.expect_property(f"phase_{args[0].replace('-', '_')}",
-                             {"result": "passed" if result == SUCCESS else "failed",
-                              "message": stdout.strip().split(": ", 2)[-1]})
+                             {"result": "passed" if ok else "failed", "blame": blame, "message": message, "vm": None})
         await self.run_step()
 
     async def test_copy_vm_image(self):
         await self.check(steps.CopyVmImage(extra_args=["--spec", "spec.yaml"], workdir="."),
-                         ["copy-vm-image", "--spec", "spec.yaml"],
-                         "PASS: copy-vm-image: 3 profiles and disks in /b/cluster\n", 0, SUCCESS,
-                         "3 profiles and disks in /b/cluster")
+                         ["copy-vm-image", "--spec", "spec.yaml"], "3 profiles and disks in /b/cluster", True)
 
     async def test_checkout_oscar(self):
         await self.check(steps.CheckoutOscar(extra_args=["--source", "oscar"], workdir="."),
-                         ["checkout-oscar", "--source", "oscar"],
-                         "FAIL: checkout-oscar: --source: no such folder oscar\n", 1, FAILURE,
-                         "failed: --source: no such folder oscar")
+                         ["checkout-oscar", "--source", "oscar"], "--source: no such folder oscar", False)
 
     async def test_boot_compute_nodes(self):
         await self.check(steps.BootComputeNodes(extra_args=["--boot", "network"], workdir="."),
-                         ["boot-compute-nodes", "--boot", "network"],
-                         "PASS: boot-compute-nodes: 2 nodes started from network\n", 0, SUCCESS,
-                         "2 nodes started from network")
+                         ["boot-compute-nodes", "--boot", "network"], "2 nodes started from network", True)
 
     async def test_destroy(self):
         await self.check(steps.Destroy(workdir="."), ["destroy"],
-                         "PASS: destroy: 3 VMs stopped, 3 disks removed, no VM of cluster running\n", 0, SUCCESS,
-                         "3 VMs stopped, 3 disks removed, no VM of cluster running")
+                         "3 VMs stopped, 3 disks removed, no VM of cluster running", True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from lxml import etree
 
 from oscarvt import disks
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError
 from oscarvt.profile import NAT, VLAN, Profile
 
 SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
@@ -54,7 +54,7 @@ def render_libvirt(profile: Profile) -> str:
             interface = _sub(devices, "interface", type="user")
         elif nic.type == VLAN:
             if nic.network is None or not nic.network.mcast:
-                raise OscarvtError(f"profile {profile.name}: VLAN NIC names no multicast network")
+                raise InputError(f"profile {profile.name}: VLAN NIC names no multicast network")
             interface = _sub(devices, "interface", type="mcast")
             address, port = nic.network.mcast.rsplit(":", 1)
             _sub(interface, "source", address=address, port=port)
@@ -81,10 +81,10 @@ def _schema() -> etree.RelaxNG:
 
 def _check(domain: etree._Element, name: str) -> None:
     if not SCHEMA.exists():
-        raise OscarvtError(f"cannot check the libvirt domain: {SCHEMA} is missing (Debian package libvirt0)")
+        raise InfraError(f"cannot check the libvirt domain: {SCHEMA} is missing (Debian package libvirt0)")
     schema = _schema()
     if not schema.validate(domain):
-        raise OscarvtError(f"libvirt domain for {name} breaks libvirt's schema: {schema.error_log.last_error}")
+        raise InputError(f"libvirt domain for {name} breaks libvirt's schema: {schema.error_log.last_error}")
 
 
 def _sub(parent: etree._Element, tag: str, text: object = None, **attrs: str | int) -> etree._Element:

@@ -25,13 +25,20 @@ from pathlib import Path
 from qemu.qmp import QMPClient
 
 from oscarvt import disks
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError
 from oscarvt.profile import BRIDGED_TAP, NAT, TUN_TAP, VLAN, Profile
 
 QEMU = "qemu-system-x86_64"
 BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
 INSTALLER_BOOTS = ("cdrom", "network")
 REBOOTED_LINE = "reboot: Restarting system"
+QMP_TIMEOUT = 5.0   # seconds for a QMP session (connect, commands, disconnect)
+KILL_WAIT = 10.0    # seconds for a SIGKILLed QEMU to be gone
+START_TIMEOUT = 60.0  # seconds for QEMU to set up and daemonize
+
+
+class PortTaken(InfraError):
+    """QEMU could not bind the forwarded SSH port: something took it after it was picked."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ def _netdev(profile: Profile, number: int, ssh_port: int | None) -> str:
         return f"user,{netdev}{forward}"
     if nic.type == VLAN:
         if nic.network is None or not nic.network.mcast:
-            raise OscarvtError(f"profile {profile.name}: nic{number} (VLAN) names no multicast network")
+            raise InputError(f"profile {profile.name}: nic{number} (VLAN) names no multicast network")
         return f"socket,{netdev},mcast={nic.network.mcast},localaddr=127.0.0.1"
     if nic.network is None or not nic.network.tap:  # a V2M profile alone: a new tap, on no bridge
         return f"tap,{netdev},script=no,downscript=no"
@@ -105,15 +112,19 @@ def start(argv: list[str], files: VmFiles) -> int:
         stale.unlink(missing_ok=True)
     files.console.parent.mkdir(parents=True, exist_ok=True)
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"QEMU did not daemonize within {START_TIMEOUT:.0f}s") from None
     except FileNotFoundError:
-        raise OscarvtError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
+        raise InfraError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        raise OscarvtError(f"QEMU did not start: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
+        if "could not set up host forwarding" in result.stderr:
+            raise PortTaken(f"QEMU did not start: {lines[-1]}")
+        raise InfraError(f"QEMU did not start: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
     pid = running_pid(files)
     if pid is None:
-        raise OscarvtError(f"QEMU started but left no live process behind ({files.pidfile})")
+        raise InfraError(f"QEMU started but left no live process behind ({files.pidfile})")
     return pid
 
 
@@ -130,6 +141,40 @@ def running_pid(files: VmFiles) -> int | None:
     return pid
 
 
+def processes_in(folder: Path) -> dict[int, Path]:
+    """Live QEMU processes whose pidfile is in ``folder`` (canonical), by PID: what oscarvt
+    started for a cluster, found even when its pidfiles or state are gone."""
+    found: dict[int, Path] = {}
+    prefix = str(folder) + os.sep
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            status = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if not argv or not argv[0].endswith(QEMU) or status == "Z" or "-pidfile" not in argv[:-1]:
+            continue
+        pidfile = argv[argv.index("-pidfile") + 1]
+        if pidfile.startswith(prefix):
+            found[int(proc.name)] = Path(pidfile)
+    return found
+
+
+def kill(pid: int, folder: Path) -> None:
+    """SIGKILL a QEMU that ``processes_in(folder)`` found; wait (bounded) until it is gone."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + KILL_WAIT
+    while pid in processes_in(folder):
+        if time.monotonic() > deadline:
+            raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL")
+        time.sleep(0.05)
+
+
 def asked_to_reboot(files: VmFiles) -> bool:
     """True if the guest's last console lines say it rebooted (its QEMU then exits, see above)."""
     try:
@@ -143,12 +188,38 @@ def asked_to_reboot(files: VmFiles) -> bool:
 
 
 def query_status(files: VmFiles) -> str | None:
-    """The VM's run state from QMP (``running``, ``paused``, ...), or None if unreachable."""
+    """The VM's run state from QMP (``running``, ``paused``, ``io-error``, ...), or None if unreachable."""
     try:
-        reply = asyncio.run(_qmp(files.qmp, "query-status"))
+        reply = qmp(files, "query-status")[0]
     except Exception:  # QMP is a nicety for status; the pidfile is the truth
         return None
     return str(reply.get("status")) if isinstance(reply, dict) else None
+
+
+def paused_by_host(files: VmFiles) -> str | None:
+    """Why QEMU paused a running guest for the host's sake (a full disk, an I/O error), or None.
+
+    QEMU stops a guest whose disk write fails for lack of space (``werror=enospc``, the
+    default), so the guest waits forever instead of failing: this tells it from a slow guest.
+    """
+    if query_status(files) != "io-error":
+        return None
+    try:
+        devices = qmp(files, "query-block")[0]
+    except Exception:
+        devices = []
+    for device in devices if isinstance(devices, list) else []:
+        image = ((device.get("inserted") or {}).get("image") or {}).get("filename", device.get("device"))
+        if device.get("io-status") == "nospace":
+            return f"disk full: QEMU paused the guest, no space left for {image} on the host"
+        if device.get("io-status") == "failed":
+            return f"QEMU paused the guest on an I/O error writing {image} on the host"
+    return "QEMU paused the guest on a disk I/O error on the host"
+
+
+def qmp(files: VmFiles, *commands: str, timeout: float = QMP_TIMEOUT) -> list[object]:
+    """Send QMP ``commands`` to the VM's QEMU in one session; their replies. Bounded by ``timeout``."""
+    return asyncio.run(asyncio.wait_for(_qmp(files.qmp, commands), timeout=timeout))
 
 
 def stop(files: VmFiles, timeout: float) -> bool:
@@ -158,7 +229,7 @@ def stop(files: VmFiles, timeout: float) -> bool:
         files.pidfile.unlink(missing_ok=True)
         return False
     try:
-        asyncio.run(asyncio.wait_for(_qmp(files.qmp, "quit"), timeout=min(timeout, 5)))
+        qmp(files, "quit", timeout=min(timeout, QMP_TIMEOUT))
     except Exception:  # an unresponsive QEMU is killed below
         pass
     deadline = time.monotonic() + timeout
@@ -166,21 +237,32 @@ def stop(files: VmFiles, timeout: float) -> bool:
         time.sleep(0.1)
     if running_pid(files) == pid:
         os.kill(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and running_pid(files) == pid:
+        deadline = time.monotonic() + KILL_WAIT
+        while running_pid(files) == pid and time.monotonic() < deadline:
             time.sleep(0.05)
-    files.pidfile.unlink(missing_ok=True)
-    files.qmp.unlink(missing_ok=True)
+        if running_pid(files) == pid:  # e.g. stuck in the kernel on a dead disk
+            raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL ({files.pidfile})")
+    for done in (files.pidfile, files.qmp):
+        try:
+            done.unlink(missing_ok=True)
+        except OSError:
+            pass
     return True
 
 
-async def _qmp(socket: Path, command: str) -> object:
+async def _qmp(socket: Path, commands: tuple[str, ...]) -> list[object]:
     client = QMPClient("oscarvt")
     await client.connect(str(socket))
+    replies: list[object] = []
     try:
-        return await client.execute(command)
-    except Exception:
-        if command == "quit":  # QEMU may close the socket before it answers
-            return None
-        raise
+        for command in commands:
+            try:
+                replies.append(await client.execute(command))
+            except Exception:
+                if command == "quit":  # QEMU may close the socket before it answers
+                    replies.append(None)
+                else:
+                    raise
+        return replies
     finally:
         await client.disconnect()

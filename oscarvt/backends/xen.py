@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from oscarvt import disks
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 from oscarvt.profile import NAT, Profile
 
 BOOT = {"cdrom": "d", "network": "n", "disk": "c"}
@@ -65,17 +65,17 @@ def check_xl_config(text: str, name: str) -> None:
             continue
         match = _LINE.match(line)
         if match is None:
-            raise OscarvtError(f"xl config for {name}, line {number}: not KEY = VALUE: {line!r}")
+            raise InputError(f"xl config for {name}, line {number}: not KEY = VALUE: {line!r}")
         keys[match.group(1)] = match.group(2)
     missing = [key for key in REQUIRED if key not in keys]
     if missing:
-        raise OscarvtError(f"xl config for {name}: missing {', '.join(missing)}")
+        raise InputError(f"xl config for {name}: missing {', '.join(missing)}")
     for spec in re.findall(r'"([^"]*)"', keys.get("disk", "")):
         if "target=" not in spec or "vdev=" not in spec:
-            raise OscarvtError(f"xl config for {name}: disk spec without target/vdev: {spec}")
+            raise InputError(f"xl config for {name}: disk spec without target/vdev: {spec}")
     for spec in re.findall(r'"([^"]*)"', keys.get("vif", "")):
         if not re.search(r"mac=([0-9a-f]{2}:){5}[0-9a-f]{2}", spec):
-            raise OscarvtError(f"xl config for {name}: vif without a MAC: {spec}")
+            raise InputError(f"xl config for {name}: vif without a MAC: {spec}")
 
 
 def _value(value: object) -> str:
@@ -85,5 +85,5 @@ def _value(value: object) -> str:
         return "[ " + ", ".join(_value(v) for v in value) + " ]"
     text = str(value)
     if '"' in text or "\n" in text:
-        raise OscarvtError(f"value cannot be written to an xl config: {text!r}")
+        raise InputError(f"value cannot be written to an xl config: {text!r}")
     return f'"{text}"'

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError, OscarvtError
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, connect
 from oscarvt.waiting import wait_for
@@ -29,14 +29,14 @@ def open_headnode(cluster: ClusterDir, state: dict[str, Any]) -> Connection:
     name = headnode_name(state)
     port = state["vms"][name].get("ssh_port")
     if not port:
-        raise OscarvtError(f"{name} has not been booted (run 'oscarvt boot-headnode')")
+        raise InputError(f"{name} has not been booted (run 'oscarvt boot-headnode')")
     return connect("127.0.0.1", port, credentials(cluster.spec(state)), name)
 
 
 def open_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> tuple[Connection, list[Connection]]:
     """An SSH connection to ``name``, and every connection to close afterwards (hops included)."""
     if name not in state["vms"]:
-        raise OscarvtError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state['vms'])})")
+        raise InputError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state['vms'])})")
     head = open_headnode(cluster, state)
     if state["vms"][name]["role"] == "headnode":
         return head, [head]

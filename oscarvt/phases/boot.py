@@ -7,16 +7,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from oscarvt import network
+from oscarvt import events, network
 from oscarvt.accel import choose_accel
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt.log import progress
 from oscarvt.phases.access import credentials, headnode_name, node_vms, open_headnode
-from oscarvt.profile import write_profile
+from oscarvt.profile import NAT, write_profile
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
+
+PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
 
 
 def boot_headnode(cluster: ClusterDir) -> str:
@@ -25,7 +27,6 @@ def boot_headnode(cluster: ClusterDir) -> str:
         spec = cluster.spec(state)
         name = headnode_name(state)
         vm = state["vms"][name]
-        vm["ssh_port"] = network.free_tcp_port()
         start_vm(cluster, state, name)
         progress(f"{name}: waiting for SSH on 127.0.0.1:{vm['ssh_port']} (up to {spec.timeouts.ssh}s)")
         conn = wait_for_ssh("127.0.0.1", vm["ssh_port"], credentials(spec), name, spec.timeouts.ssh,
@@ -48,13 +49,13 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
         spec = cluster.spec(state)
         method = boot or spec.nodes.boot
         if method not in BOOT_METHODS:
-            raise OscarvtError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
+            raise InputError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
         if iso is not None and not iso.is_file():
-            raise OscarvtError(f"--iso: no such file {iso}")
+            raise InputError(f"--iso: no such file {iso}")
         nodes = list(node_vms(state))
         unknown = sorted(set(only or []) - set(nodes))
         if unknown:
-            raise OscarvtError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
+            raise InputError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
         nodes = [name for name in nodes if not only or name in only]
         if method == "cdrom" and iso is None and any(cluster.profile(n).cdrom is None for n in nodes):
             iso = fetch_boot_cd(cluster, state)
@@ -68,7 +69,7 @@ def boot_node(cluster: ClusterDir, state: dict[str, Any], name: str, method: str
     profile = cluster.profile(name)
     cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
     if method == "cdrom" and cdrom is None:
-        raise OscarvtError("booting nodes from CD needs --iso FILE")
+        raise InputError("booting nodes from CD needs --iso FILE")
     write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
     console = cluster.files(name).console
     state["vms"][name]["console_start"] = console.stat().st_size if console.exists() else 0
@@ -81,7 +82,7 @@ def fetch_boot_cd(cluster: ClusterDir, state: dict[str, Any]) -> Path:
     remote = cluster.spec(state).oscar.bootcd
     with open_headnode(cluster, state) as conn:
         if conn.run(f"test -s {remote}") != 0:
-            raise OscarvtError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
+            raise ProductError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
                                "or give --iso FILE)")
         progress(f"fetching the boot CD {remote} from the headnode")
         return conn.get(remote, cluster.path / "disks")
@@ -93,19 +94,29 @@ def start_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> int:
     profile = cluster.profile(name)
     files = cluster.files(name)
     if qemu.running_pid(files) is not None:
-        raise OscarvtError(f"{name} is already running (run 'oscarvt destroy' first)")
+        raise InputError(f"{name} is already running (run 'oscarvt destroy' first)")
     bridge = state.get("bridge")
     for tap, bridge_name in qemu.tap_nics(profile):
         if bridge_name is None:
-            raise OscarvtError(f"profile {name}: tap {tap} names no bridge")
+            raise InputError(f"profile {name}: tap {tap} names no bridge")
         if network.ensure_bridge(bridge_name) and bridge:
             bridge["created"] = True
             cluster.save(state)
         network.add_tap(tap, bridge_name)
     vm = state["vms"][name]
     vm["desired"] = "running"
-    cluster.save(state)
-    pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.get("ssh_port")), files)
+    forwards = any(nic.type == NAT for _, nic in profile.connected_nics())
+    for attempt in range(1, PORT_TRIES + 1):
+        if forwards:  # picked right before QEMU binds it; taken in between: pick again
+            vm["ssh_port"] = network.free_tcp_port()
+        cluster.save(state)
+        try:
+            pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.get("ssh_port")), files)
+            break
+        except qemu.PortTaken as exc:
+            if attempt == PORT_TRIES:
+                raise
+            progress(f"{name}: port {vm['ssh_port']} was taken ({exc}); trying another")
     progress(f"{name}: started (pid {pid}, {accel.upper()}), console {files.console}")
     return pid
 
@@ -118,6 +129,7 @@ def ensure_accel(cluster: ClusterDir, state: dict[str, Any]) -> str:
         state["accel"] = {"name": choice.name, "reason": choice.reason}
         cluster.save(state)
         progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
+        events.emit("accel", name=choice.name, reason=choice.reason)
     return str(state["accel"]["name"])
 
 
@@ -137,7 +149,7 @@ def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
             iface = fields[1].rstrip(":").split("@")[0]
             conn.check_output(f"ip link set {iface} up && ip addr replace {address} dev {iface}")
             return iface
-    raise OscarvtError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
+    raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
 
 
 def _prefix(subnet: str) -> int:

@@ -13,11 +13,12 @@ import subprocess
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError
 from oscarvt.log import progress
 from oscarvt.phases.access import open_headnode
 
 VCS = ("git", "svn")
+CHECKOUT_TIMEOUT = 1800.0  # seconds for a VCS checkout inside the headnode
 
 
 def guess_vcs(url: str) -> str:
@@ -29,11 +30,11 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                    revision: str | None = None, vcs: str | None = None) -> str:
     """Push ``source`` or check out ``url`` (at ``revision``) into the headnode's OSCAR folder."""
     if (source is None) == (url is None):
-        raise OscarvtError("give one of --source DIR or --url URL")
+        raise InputError("give one of --source DIR or --url URL")
     if source is not None and (revision or vcs):
-        raise OscarvtError("--revision and --vcs go with --url, not --source")
+        raise InputError("--revision and --vcs go with --url, not --source")
     if source is not None and not source.is_dir():
-        raise OscarvtError(f"--source: no such folder {source}")
+        raise InputError(f"--source: no such folder {source}")
     with cluster.phase("checkout-oscar") as state:
         target = cluster.spec(state).oscar.dir
         quoted = shlex.quote(target)
@@ -51,13 +52,14 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                 assert url is not None
                 kind = vcs or guess_vcs(url)
                 if kind not in VCS:
-                    raise OscarvtError(f"--vcs must be one of {', '.join(VCS)}, not {kind!r}")
+                    raise InputError(f"--vcs must be one of {', '.join(VCS)}, not {kind!r}")
                 progress(f"{kind} checkout of {url}{f' at {revision}' if revision else ''} on the headnode")
                 chunks: list[bytes] = []
-                status = conn.run(checkout_command(kind, url, target, revision), chunks.append, timeout=1800)
+                command = checkout_command(kind, url, target, revision)
+                status = conn.run(command, chunks.append, timeout=CHECKOUT_TIMEOUT)
                 output = b"".join(chunks).decode(errors="replace").strip()
                 if status != 0:
-                    raise OscarvtError(f"{kind} checkout of {url} failed on the headnode: "
+                    raise InfraError(f"{kind} checkout of {url} failed on the headnode: "
                                        f"{(output.splitlines() or ['(no output)'])[-1]}")
                 revision_text = output.splitlines()[-1]
                 where = url

@@ -7,7 +7,7 @@ from typing import Any
 
 from oscarvt import disks, network
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 from oscarvt.log import progress
 from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
 from oscarvt.spec import ClusterSpec, load_spec, size_mb
@@ -19,7 +19,7 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
     """Create the cluster described by ``spec_file`` in ``cluster``; return the verdict text."""
     spec = load_spec(spec_file)
     if cluster.exists() or cluster.pidfiles():
-        raise OscarvtError(f"{cluster.path}: already holds a cluster (run 'oscarvt destroy' first)")
+        raise InputError(f"{cluster.path}: already holds a cluster (run 'oscarvt destroy' first)")
     cluster_id = network.new_cluster_id()
     vms = _vm_records(spec, cluster_id)
     cluster.create_folders()

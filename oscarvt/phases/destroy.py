@@ -1,38 +1,60 @@
 """destroy: stop every VM of the cluster and remove its disks, taps and bridge.
 
-Works from the pidfiles in the folder, not only the state, so it also cleans up
-after the driver crashed; running it twice is harmless. Consoles, profiles and
-the state stay, for the logs.
+Works from what is in the folder, not only the state: the pidfiles, the QEMU processes
+whose files are in the folder, the profiles. So it also cleans up after the driver was
+killed, with a damaged, empty or missing ``state.json``, on a full disk (it writes nothing
+before the VMs are stopped), and through a second Ctrl-C or SIGTERM (they are held off
+until it is done). Running it twice is harmless. Consoles, profiles and the state stay,
+for the logs.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from oscarvt import network
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
+
+DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
+_OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
 
 
 def destroy(cluster: ClusterDir) -> str:
     """Tear the cluster down; return the verdict text."""
-    if not cluster.path.exists():
+    if not cluster.path.is_dir():
         return f"destroy: nothing at {cluster.path}"
+    with _signals_held():
+        state = _readable_state(cluster)
+        stopped, disks, alive = _teardown(cluster, state)
+        _record(cluster, alive)
+    if alive:
+        raise InfraError(f"still running after destroy: {', '.join(alive)}")
+    return f"destroy: {stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
+
+
+def _readable_state(cluster: ClusterDir) -> dict[str, Any] | None:
     try:
         state = cluster.load()
-    except OscarvtError as exc:
-        progress(f"state unreadable, cleaning up from the folder alone: {exc}")
-        state = None
-    if state is None:
-        return _teardown(cluster, None)
-    with cluster.phase("destroy") as state:
-        return _teardown(cluster, state)
+        cluster.spec(state)
+        if not isinstance(state.get("vms"), dict):
+            raise ValueError("no VMs")
+        return state
+    except (OscarvtError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        progress(f"state unusable, cleaning up from the folder alone: {exc}")
+        return None
 
 
-def _teardown(cluster: ClusterDir, state: dict | None) -> str:
-    timeout = cluster.spec(state).timeouts.stop if state else 15
+def _teardown(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[int, int, list[str]]:
+    timeout = cluster.spec(state).timeouts.stop if state else DEFAULT_STOP
     names = {p.stem for p in cluster.pidfiles()} | set(state["vms"] if state else [])
     stopped = 0
     for name in sorted(names):
@@ -44,17 +66,75 @@ def _teardown(cluster: ClusterDir, state: dict | None) -> str:
             shutil.rmtree(files.qmp.parent, ignore_errors=True)
         if state and name in state["vms"]:
             state["vms"][name]["desired"] = "stopped"
-            if cluster.profile_path(name).exists():
-                for tap, _ in qemu.tap_nics(cluster.profile(name)):
-                    network.remove_link(tap)
-    bridge = state.get("bridge") if state else None
-    if bridge and bridge.get("created"):
-        network.remove_link(bridge["name"])
-        bridge["created"] = False
-        progress(f"bridge {bridge['name']}: removed")
+    for pid, pidfile in qemu.processes_in(cluster.path).items():  # no pidfile, or not in the state
+        qemu.kill(pid, cluster.path)
+        stopped += 1
+        progress(f"{pidfile.stem}: killed (pid {pid}, its pidfile or state was gone)")
+    taps, bridges = _links(cluster, state)
+    for link in taps + bridges:  # a bridge after its taps
+        if network.link_exists(link):
+            network.remove_link(link)
+            progress(f"{link}: removed")
     disks = sorted((cluster.path / "disks").glob("*"))
     shutil.rmtree(cluster.path / "disks", ignore_errors=True)
-    alive = [name for name in sorted(names) if qemu.running_pid(cluster.files(name)) is not None]
-    if alive:
-        raise OscarvtError(f"still running after destroy: {', '.join(alive)}")
-    return f"destroy: {stopped} VMs stopped, {len(disks)} disks removed, no VM of {cluster.path.name} running"
+    alive = sorted({p.stem for p in qemu.processes_in(cluster.path).values()}
+                   | {n for n in names if qemu.running_pid(cluster.files(n)) is not None})
+    return stopped, len(disks), alive
+
+
+def _links(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """The cluster's taps (from its profiles' sidecars) and the bridges to remove.
+
+    The bridge goes if the state says this cluster created it; without a state, only a
+    bridge named as oscarvt names its own (``ovtXXXX``), never one the spec named.
+    """
+    taps: list[str] = []
+    bridges: set[str] = set()
+    for sidecar in sorted((cluster.path / "profiles").glob("*.oscarvt.json")):
+        try:
+            networks = json.loads(sidecar.read_text()).get("networks", {})
+            for net in networks.values() if isinstance(networks, dict) else []:
+                if isinstance(net, dict) and net.get("tap"):
+                    taps.append(str(net["tap"]))
+                    if net.get("bridge"):
+                        bridges.add(str(net["bridge"]))
+        except (OSError, ValueError, AttributeError):
+            continue
+    if state is not None:
+        bridge = state.get("bridge") or {}
+        owned = {bridge["name"]} if bridge.get("created") else set()
+    else:
+        owned = {b for b in bridges if _OWN_BRIDGE.fullmatch(b)}
+    return taps, sorted(owned)
+
+
+def _record(cluster: ClusterDir, alive: list[str]) -> None:
+    """Note the destroy in the state, if there is a state and room to write it."""
+    try:
+        state = cluster.load()
+        for name, vm in state.get("vms", {}).items():
+            if name not in alive:
+                vm["desired"] = "stopped"
+        if state.get("bridge"):
+            state["bridge"]["created"] = False
+        cluster.save(state)
+    except (OscarvtError, OSError, AttributeError, TypeError):
+        pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold off SIGINT and SIGTERM while cleaning up (a second stop must not leave VMs behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            progress(f"destroy finished before taking {len(received)} stop signal(s)")

@@ -24,7 +24,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError
 from oscarvt.oscar_menus import DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, replay, write_answers
 from oscarvt.phases.access import headnode_name, node_vms
 from oscarvt.spec import ClusterSpec
@@ -45,7 +45,7 @@ def define_clients(spec: ClusterSpec, state: dict[str, Any]) -> str:
     """Answers for step 5: the spec's number of nodes, base name and addresses."""
     nodes = list(node_vms(state).values())
     if not nodes:
-        raise OscarvtError("the cluster has no compute nodes to define (nodes.count is 0)")
+        raise InputError("the cluster has no compute nodes to define (nodes.count is 0)")
     subnet = ipaddress.ip_network(spec.network.subnet)
     head = state["vms"][headnode_name(state)]
     return write_answers(DEFINE_CLIENTS, [
@@ -68,15 +68,15 @@ def input_files(spec: ClusterSpec, state: dict[str, Any], overrides: Path | None
              MAC_FILE: mac_file(state)}
     if overrides is not None:
         if not overrides.is_dir():
-            raise OscarvtError(f"--inputs: no such folder {overrides}")
+            raise InputError(f"--inputs: no such folder {overrides}")
         for path in sorted(overrides.iterdir()):
             if path.name not in (*FLAG_FILES, MAC_FILE):
-                raise OscarvtError(f"--inputs: {path}: not an input file "
+                raise InputError(f"--inputs: {path}: not an input file "
                                    f"(expected {', '.join((*FLAG_FILES, MAC_FILE))})")
             try:
                 files[path.name] = path.read_text()
             except (OSError, UnicodeDecodeError) as exc:
-                raise OscarvtError(f"--inputs: {path}: cannot read it: {exc}") from None
+                raise InputError(f"--inputs: {path}: cannot read it: {exc}") from None
             if path.name in MENUS:
                 replay(MENUS[path.name], files[path.name], str(path))
     return files

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError
 from oscarvt.log import progress
 from oscarvt.phases.logs import failed_phase, summary
 from oscarvt.phases.oscar import OSCAR_LOG
@@ -27,21 +27,21 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
     """Mail the summary and the log tarball of the last grab-logs to ``to``."""
     host, _, port = smtp.rpartition(":")
     if not host or not port.isdigit():
-        raise OscarvtError(f"--smtp must be HOST:PORT, not {smtp!r}")
+        raise InputError(f"--smtp must be HOST:PORT, not {smtp!r}")
     for address in to:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
-            raise OscarvtError(f"--to: {address!r} is not a mail address")
+            raise InputError(f"--to: {address!r} is not a mail address")
     with cluster.phase("send-logs") as state:
         logs = state.get("logs")
         if not logs or not Path(logs["tarball"]).is_file():
-            raise OscarvtError("no logs to send (run 'oscarvt grab-logs' first)")
+            raise InputError("no logs to send (run 'oscarvt grab-logs' first)")
         message = compose(cluster, state, to, sender or f"oscarvt@{socket.gethostname()}")
         progress(f"sending to {', '.join(to)} through {host}:{port}")
         try:
             with smtplib.SMTP(host, int(port), timeout=60) as server:
                 server.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise OscarvtError(f"cannot send mail through {host}:{port}: {exc}") from None
+            raise InfraError(f"cannot send mail through {host}:{port}: {exc}") from None
     return f"send-logs: mailed {message['Subject']!r} to {', '.join(to)}"
 
 

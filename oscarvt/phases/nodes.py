@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from oscarvt import monitor
+from oscarvt import events, monitor
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.phases.access import node_vms, open_headnode
@@ -63,9 +63,9 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     with cluster.phase("wait-for-nodes") as state:
         spec = cluster.spec(state)
         if "oscar" not in state:
-            raise OscarvtError("OSCAR has not been started (run 'oscarvt start-oscar')")
+            raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
         if not all("started" in vm for vm in node_vms(state).values()):
-            raise OscarvtError("the nodes have not been started (run 'oscarvt boot-compute-nodes')")
+            raise InputError("the nodes have not been started (run 'oscarvt boot-compute-nodes')")
         limit = timeout or spec.timeouts.install
         nodes = {name: Node(name, vm["ip"], vm["started"], vm.get("console_start", 0))
                  for name, vm in node_vms(state).items()}
@@ -83,11 +83,11 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                         watch_vm(cluster, state, node, take_in_logs)
                         silent = time.time() - node.last_activity
                         if node.status != monitor.BOOTED and silent > spec.timeouts.node:
-                            raise OscarvtError(f"{node.name}: no progress for {spec.timeouts.node}s "
-                                               f"(last: {node.said()}; timeouts.node)")
+                            raise ProductError(f"{node.name}: no progress for {spec.timeouts.node}s "
+                                               f"(last: {node.said()}; timeouts.node)", vm=node.name)
                     if time.monotonic() > deadline:
                         waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
-                        raise OscarvtError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
+                        raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
                     time.sleep(POLL)
             except OscarvtError:
                 try:
@@ -126,15 +126,19 @@ def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, 
             continue
         status = int(fields["status"])
         if status < 0:
-            raise OscarvtError(f"{node.name}: the installer reported an error: {fields.get('message', line)}")
+            raise ProductError(f"{node.name}: the installer reported an error: {fields.get('message', line)}",
+                               vm=node.name)
         if status != node.status:
             node.status = status
             progress(f"{node.name}: {monitor.describe(status)}")
-            node.seen({monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging"))
+            state = {monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging")
+            node.seen(state)
+            events.emit("node", vm=node.name, state=state, status=status)
     for ip in monitor.completed_ips("\n".join(rsyncd_lines)):
         if ip in by_ip:
             progress(f"{by_ip[ip].name}: fetched imaging_complete_{ip}")
             by_ip[ip].seen("imaging_complete")
+            events.emit("node", vm=by_ip[ip].name, state="imaging_complete", status=by_ip[ip].status)
 
 
 def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_logs: Callable[[], None]) -> None:
@@ -157,18 +161,24 @@ def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_log
             while time.monotonic() < deadline:
                 take_in_logs()
                 time.sleep(0.5)
-            raise OscarvtError(f"{node.name}: {line.strip()} (console {files.console})")
+            raise ProductError(f"{node.name}: {line.strip()} (console {files.console})", vm=node.name)
     if qemu.running_pid(files) is not None:
+        paused = qemu.paused_by_host(files)
+        if paused:
+            raise InfraError(f"{node.name}: {paused}", vm=node.name)
         return
     if not qemu.asked_to_reboot(files):
-        raise OscarvtError(f"{node.name}: its VM died (QEMU exited without a reboot; console {files.console})")
+        raise InfraError(f"{node.name}: its VM died (QEMU exited without a reboot; console {files.console})",
+                         vm=node.name)
     if node.restarted:
-        raise OscarvtError(f"{node.name}: rebooted again after starting from its disk (console {files.console})")
+        raise ProductError(f"{node.name}: rebooted again after starting from its disk "
+                           f"(console {files.console})", vm=node.name)
     take_in_logs()  # its last status lines may have come since the last look
     if not node.imaged():
-        raise OscarvtError(f"{node.name}: rebooted before imaging completed (last: {node.said()})")
+        raise ProductError(f"{node.name}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
     progress(f"{node.name}: rebooted; starting it from its disk, CD out")
     boot_node(cluster, state, node.name, "disk", None)
     node.console_offset = state["vms"][node.name]["console_start"]
     node.restarted = True
     node.seen("restarted")
+    events.emit("node", vm=node.name, state="restarted", status=node.status)

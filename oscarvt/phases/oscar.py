@@ -18,8 +18,9 @@ from typing import Any
 
 from lxml import etree
 
+from oscarvt import events
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
@@ -41,6 +42,7 @@ TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot before Step 7 - "
 FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
                      r"(?: at \S+ line [0-9]+\.)?\s*$")
+STEP = re.compile(r"(Step [0-9]+ - .*)$")  # main_cli's line as it starts a step
 POLL = 1.0
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 
@@ -60,11 +62,11 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
         files = input_files(spec, state, inputs)
         iface = state["vms"][headnode_name(state)].get("iface")
         if not iface:
-            raise OscarvtError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
+            raise InputError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
         with open_headnode(cluster, state) as conn:
             install = f"{spec.oscar.dir}/install_cluster"
             if conn.run(f"test -x {shlex.quote(install)}") != 0:
-                raise OscarvtError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
+                raise ProductError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
             stop_oscar(conn)  # one from an earlier start-oscar
             conn.check_output(f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR}")
             for name, text in files.items():
@@ -95,10 +97,10 @@ def finish_oscar(cluster: ClusterDir) -> str:
     with cluster.phase("finish-oscar") as state:
         spec = cluster.spec(state)
         if "oscar" not in state:
-            raise OscarvtError("OSCAR has not been started (run 'oscarvt start-oscar')")
+            raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
         with open_headnode(cluster, state) as conn:
             if conn.run(f"test -s {RELEASE} || test -s {STATUS}") != 0:
-                raise OscarvtError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
+                raise InputError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
             status = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=None)
             assert status is not None
             state["oscar"]["status"] = status
@@ -110,6 +112,7 @@ def finish_oscar(cluster: ClusterDir) -> str:
         for result in results:
             progress(f"test {result['result'].upper()}: {result['class']} {result['name']}"
                      + (f": {result['message']}" if result["message"] else ""))
+            events.emit("test", **result)
         passed = sum(1 for r in results if r["result"] == "passed")
         message = oscar_ended(state, status, "finish-oscar")
         return f"{message}; cluster tests {passed}/{len(results)} passed"
@@ -140,7 +143,7 @@ def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until
         if time.monotonic() > deadline:
             stop_oscar(conn)
             what = "reach the boot hook" if until else "finish"
-            raise OscarvtError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
+            raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
                                f"(its output: {OUTPUT} on the headnode)")
         time.sleep(POLL)
 
@@ -155,6 +158,9 @@ def print_output(conn: Connection, record: dict[str, Any], final: bool = False) 
         found = FAILURE.search(line)
         if found:
             record["failure"] = found.group(1)
+        step = STEP.search(line)
+        if step and "Skipping" not in line and not found:
+            events.emit("oscar_step", step=step.group(1))
 
 
 def stop_oscar(conn: Connection) -> None:
@@ -173,7 +179,7 @@ def oscar_ended(state: dict[str, Any], status: int, verb: str) -> str:
     if status == 0:
         return f"{verb}: OSCAR finished (exit 0)"
     failure = state["oscar"].get("failure") or f"install_cluster exited with status {status}"
-    raise OscarvtError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
+    raise ProductError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
 
 
 def print_log_tail(conn: Connection, lines: int = 15) -> None:
@@ -204,7 +210,7 @@ def junit_results(report: str) -> list[dict[str, str]]:
     try:
         root = etree.fromstring(report.encode())
     except etree.XMLSyntaxError as exc:
-        raise OscarvtError(f"{TEST_REPORT} on the headnode is not valid XML: {exc}") from None
+        raise ProductError(f"{TEST_REPORT} on the headnode is not valid XML: {exc}") from None
     results = []
     for case in root.iter("testcase"):
         problem = next((child for child in case if child.tag in ("failure", "error", "skipped")), None)

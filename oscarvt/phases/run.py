@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phases.boot import boot_compute_nodes, boot_headnode
 from oscarvt.phases.checkout import checkout_oscar
@@ -28,9 +28,9 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
         boot: str | None = None, logs: Path | None = None, keep: bool = False) -> str:
     """Run every phase; the verdict names the phase that failed."""
     if (source is None) == (url is None):
-        raise OscarvtError("give one of --source DIR or --url URL")
+        raise InputError("give one of --source DIR or --url URL")
     if cluster.exists():
-        raise OscarvtError(f"{cluster.path} already holds a cluster (destroy it, or pick a new folder)")
+        raise InputError(f"{cluster.path} already holds a cluster (destroy it, or pick a new folder)")
     logs = logs or cluster.path / "logs"
     phases: list[tuple[str, Callable[[], str]]] = [
         ("copy-vm-image", lambda: copy_vm_image(cluster, spec)),
@@ -42,7 +42,7 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
         ("finish-oscar", lambda: finish_oscar(cluster)),
     ]
     started = time.monotonic()
-    failure: tuple[str, Exception] | None = None
+    failure: tuple[str, OscarvtError] | None = None
     try:
         for name, phase in phases:
             progress(f"=== {name}")
@@ -50,19 +50,33 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
                 progress(f"=== {phase()}")
             except OscarvtError as exc:
                 failure = (name, exc)
-                progress(f"=== {name} failed: {exc}")
+                progress(f"=== {name} failed: {exc.blame}: {exc}")
                 break
-    finally:
-        if cluster.exists():
-            try:
-                progress(f"=== {grab_logs(cluster, logs)}")
-            except OscarvtError as exc:
-                progress(f"=== grab-logs failed: {exc}")
-            if keep and failure is not None:
-                progress(f"=== --keep: the cluster stays up in {cluster.path} ('oscarvt destroy' when done)")
-            else:
-                progress(f"=== {destroy(cluster)}")
+    finally:  # also after an interrupt or a bug: the logs, then the cluster goes
+        cleanup_failure = _clean_up(cluster, logs, keep and failure is not None)
     took = time.monotonic() - started
     if failure is not None:
-        raise OscarvtError(f"failed in {failure[0]} after {took:.0f}s: {failure[1]} (logs: {logs})")
+        phase_name, error = failure
+        raise type(error)(f"failed in {phase_name} after {took:.0f}s: {error} (logs: {logs})", vm=error.vm)
+    if cleanup_failure is not None:
+        raise cleanup_failure
     return f"run: every phase passed in {took:.0f}s (logs: {logs})"
+
+
+def _clean_up(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | None:
+    """grab-logs, then destroy (unless ``keep``), whatever either raises; destroy's failure is returned."""
+    if not cluster.exists():
+        return None
+    try:
+        progress(f"=== {grab_logs(cluster, logs)}")
+    except Exception as exc:  # noqa: BLE001 (destroy must run whatever went wrong here)
+        progress(f"=== grab-logs failed: {exc}")
+    if keep:
+        progress(f"=== --keep: the cluster stays up in {cluster.path} ('oscarvt destroy' when done)")
+        return None
+    try:
+        progress(f"=== {destroy(cluster)}")
+    except OscarvtError as exc:
+        progress(f"=== destroy failed: {exc}")
+        return InfraError(f"destroy failed: {exc}")
+    return None

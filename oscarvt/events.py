@@ -1,0 +1,76 @@
+"""The driver's events: what the Buildbot steps (and any other tool) read instead of its text.
+
+People read the progress lines and the verdict on standard output. Programs set the
+environment variable ``OSCARVT_EVENTS`` to a file name; each ``oscarvt`` command then
+writes that file anew (its folder is created), one JSON object per line, each with
+``event`` (its kind) and ``time`` (UNIX seconds):
+
+==============  ===========================================================================
+``event``       fields
+==============  ===========================================================================
+``progress``    ``text``: the progress line people see
+``phase``       ``phase``, ``result`` (``running`` at its start, ``passed`` or ``failed``)
+``accel``       ``name`` (``kvm``/``tcg``), ``reason``
+``node``        ``vm``, ``state`` (``imaging``, ``installed``, ``booted``, ``restarted``, ...),
+                ``status`` (SystemImager's status code, or null)
+``oscar_step``  ``step``: the OSCAR step install_cluster is in (``Step 4 - Build ...``)
+``test``        ``class``, ``name``, ``result`` (``passed``/``failed``/``skipped``), ``message``
+``verdict``     ``verb``, ``ok``, ``blame`` (null, ``product``, ``bad input``,
+                ``infrastructure``; see ``oscarvt.errors``), ``message``, ``vm`` (the VM the
+                failure names, or null)
+==============  ===========================================================================
+
+A command always ends with exactly one ``verdict``; one that wrote none was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+ENV = "OSCARVT_EVENTS"
+KINDS = ("progress", "phase", "accel", "node", "oscar_step", "test", "verdict")
+
+_sink: IO[str] | None = None
+_opened = False
+
+
+def emit(kind: str, **fields: Any) -> None:
+    """Write one event (no-op unless ``OSCARVT_EVENTS`` names a file; never fails the command)."""
+    assert kind in KINDS, kind
+    sink = _file()
+    if sink is None:
+        return
+    try:
+        sink.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
+        sink.flush()
+    except (OSError, ValueError):  # a full disk must not turn the verdict into a traceback
+        pass
+
+
+def parse(line: str) -> dict[str, Any] | None:
+    """One event from a line of an events file; None for anything else (a cut line, noise)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("event") not in KINDS:
+        return None
+    return event
+
+
+def _file() -> IO[str] | None:
+    global _sink, _opened
+    if not _opened:
+        _opened = True
+        name = os.environ.get(ENV)
+        if name:
+            try:
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+                _sink = open(name, "w", encoding="utf-8")  # noqa: SIM115 (open for the command's life)
+            except OSError:
+                _sink = None
+    return _sink
