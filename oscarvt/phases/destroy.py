@@ -15,10 +15,11 @@ import re
 import shutil
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from oscarvt import network
+from oscarvt import events, network
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
@@ -32,12 +33,16 @@ def destroy(cluster: ClusterDir) -> str:
     """Tear the cluster down; return the verdict text."""
     if not cluster.path.is_dir():
         return f"destroy: nothing at {cluster.path}"
-    with _signals_held():
+    started = time.time()
+    events.emit("phase", phase="destroy", result="running")
+    with signals_held():
         state = _readable_state(cluster)
         stopped, disks, alive = _teardown(cluster, state)
-        _record(cluster, alive)
-    if alive:
-        raise InfraError(f"still running after destroy: {', '.join(alive)}")
+        failure = f"still running after destroy: {', '.join(alive)}" if alive else ""
+        _record(cluster, alive, started, failure)
+    events.emit("phase", phase="destroy", result="failed" if failure else "passed")
+    if failure:
+        raise InfraError(failure)
     return f"destroy: {stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
 
 
@@ -108,10 +113,14 @@ def _links(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[list[str]
     return taps, sorted(owned)
 
 
-def _record(cluster: ClusterDir, alive: list[str]) -> None:
-    """Note the destroy in the state, if there is a state and room to write it."""
+def _record(cluster: ClusterDir, alive: list[str], started: float, failure: str) -> None:
+    """Note the destroy (a phase record) in the state, if there is a state and room to write it."""
     try:
         state = cluster.load()
+        now = time.time()
+        state.setdefault("phases", []).append({
+            "phase": "destroy", "start": started, "end": now, "seconds": round(now - started, 2),
+            "result": "failed" if failure else "passed", "message": failure})
         for name, vm in state.get("vms", {}).items():
             if name not in alive:
                 vm["desired"] = "stopped"
@@ -123,7 +132,7 @@ def _record(cluster: ClusterDir, alive: list[str]) -> None:
 
 
 @contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold off SIGINT and SIGTERM while cleaning up (a second stop must not leave VMs behind)."""
     if threading.current_thread() is not threading.main_thread():
         yield

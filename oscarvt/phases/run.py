@@ -17,7 +17,7 @@ from oscarvt.log import progress
 from oscarvt.phases.boot import boot_compute_nodes, boot_headnode
 from oscarvt.phases.checkout import checkout_oscar
 from oscarvt.phases.create import copy_vm_image
-from oscarvt.phases.destroy import destroy
+from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.logs import grab_logs
 from oscarvt.phases.nodes import wait_for_nodes
 from oscarvt.phases.oscar import finish_oscar, start_oscar
@@ -64,9 +64,17 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
 
 
 def _clean_up(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | None:
-    """grab-logs, then destroy (unless ``keep``), whatever either raises; destroy's failure is returned."""
+    """grab-logs, then destroy (unless ``keep``), whatever either raises; destroy's failure is returned.
+
+    Stop signals are held off meanwhile: a second Ctrl-C or SIGTERM must not leave VMs behind.
+    """
     if not cluster.exists():
         return None
+    with signals_held():
+        return _logs_then_destroy(cluster, logs, keep)
+
+
+def _logs_then_destroy(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | None:
     try:
         progress(f"=== {grab_logs(cluster, logs)}")
     except Exception as exc:  # noqa: BLE001 (destroy must run whatever went wrong here)
