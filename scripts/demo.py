@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from oscarvt import log  # noqa: E402
-from oscarvt.errors import OscarvtError  # noqa: E402
+from oscarvt.errors import InfraError, OscarvtError, ProductError  # noqa: E402
 from oscarvt.image import build_template  # noqa: E402
 from oscarvt.waiting import wait_for  # noqa: E402
 from oscarvt_master import local  # noqa: E402
@@ -91,8 +91,9 @@ def start() -> str:
     log.progress(f"mail: {mails} message(s) in the Maildir {DEMO / 'mail'}")
     log.progress(f"the master and worker stay up for a look at {URL}; 'make demo-stop' stops them")
     if build["results"] != 0:
-        raise OscarvtError(f"build {build['number']} failed: {build['state_string']} (see {URL})")
-    return f"demo: build {build['number']} passed every phase on a virtual cluster; waterfall at {URL}#/waterfall"
+        kind = ProductError if build["results"] == 2 else InfraError  # FAILURE: the suite's; else the host's
+        raise kind(f"build {build['number']} failed: {build['state_string']} (see {URL})")
+    return f"build {build['number']} passed every phase on a virtual cluster; waterfall at {URL}#/waterfall"
 
 
 def stop() -> str:
@@ -108,16 +109,17 @@ def stop() -> str:
         PIDS.unlink()
     for cluster in sorted(DEMO.glob("worker/*/cluster")):
         subprocess.run([str(local.BIN / "oscarvt"), "destroy", "--cluster", str(cluster)], capture_output=True)
-    return f"demo-stop: {stopped} processes stopped, clusters destroyed"
+    return f"{stopped} processes stopped, clusters destroyed"
 
 
 def main() -> int:
+    verb = "demo-stop" if sys.argv[1:] == ["stop"] else "demo"
     try:
-        message = stop() if sys.argv[1:] == ["stop"] else start()
+        message = stop() if verb == "demo-stop" else start()
     except OscarvtError as exc:
-        log.verdict(False, str(exc))
-        return 1
-    log.verdict(True, message)
+        log.verdict(verb, str(exc), exc.blame)
+        return exc.exit_status
+    log.verdict(verb, message)
     return 0
 
 

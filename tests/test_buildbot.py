@@ -7,6 +7,8 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
+import signal
 import subprocess
 import urllib.request
 from dataclasses import dataclass, field
@@ -80,7 +82,8 @@ def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink
                      {"name": "b2-svn", "repository": "oscar-svn", "workers": ["hv1"], "nodes": 2,
                       "boot": "cdrom", "spec": template_spec}],
         "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
-                 "mode": ["all"]},
+                 "admins": ["admin@example.org"], "mode": ["all"]},
+        "retries": 1,
     }
 
 
@@ -198,7 +201,40 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
     assert by_name["grab-logs"]["results"] == 0 and by_name["destroy"]["results"] == 0
     mail = mail_for(master, "b1", build["number"])
     assert str(mail["Subject"]).startswith("oscarvt failure: b1 build")
-    assert "Step start-oscar: failed: OSCAR failed: Failed on Step 4" in mail.get_body().get_content()
+    assert mail["To"] == "dev@example.org"  # the product's failure: to its developers, not the admins
+    body = mail.get_body().get_content()
+    assert "Step start-oscar: failed: OSCAR failed: Failed on Step 4" in body and "Blame: product" in body
+    assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_only(master):
+    count = len(master.rest.builds("b1"))
+    status, reply = master.rest.rpc("forceschedulers/force", "force",
+                                    {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
+                                    user=ADMIN)
+    assert status == 200, reply
+    build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
+    wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
+             else None, timeout=300, what="the build to start OSCAR")
+    pidfile = master.root / "worker" / "b1" / "cluster" / "run" / "headnode.pid"
+    os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as the host's OOM killer would
+    first = master.wait_build("b1", count + 1, timeout=600)
+    assert first["results"] == 4, first  # RETRY: the infrastructure's trouble, not OSCAR's
+    assert first["state_string"].startswith("retry infrastructure: start-oscar failed: "), first["state_string"]
+    by_name = {s["name"]: s for s in master.rest.steps(first)}
+    assert by_name["grab-logs"]["results"] == 0 and by_name["destroy"]["results"] == 0
+    second = master.wait_build("b1", count + 2, timeout=900)  # Buildbot ran the same request again
+    assert second["buildrequestid"] == first["buildrequestid"]
+    assert second["results"] == 0, [(s["name"], s["state_string"]) for s in master.rest.steps(second)]
+    assert len(master.rest.builds("b1")) == count + 2  # once, not more
+    retry_mail = mail_for(master, "b1", first["number"])
+    assert retry_mail["To"] == "admin@example.org"
+    assert str(retry_mail["Subject"]).startswith("oscarvt retry: b1 build")
+    assert "Blame: infrastructure" in retry_mail.get_body().get_content()
+    assert mail_for(master, "b1", second["number"])["To"] == "dev@example.org"
+    assert not [m for m in master.mail.received if f"build {first['number']}" in str(m["Subject"])
+                and "dev@example.org" in str(m["To"])]
     assert qemu_pids_of(master.root / "worker") == []
 
 

@@ -119,7 +119,7 @@ def start(argv: list[str], files: VmFiles) -> int:
         raise InfraError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-        if "could not set up host forwarding" in result.stderr:
+        if "could not set up host forwarding" in result.stderr.lower():
             raise PortTaken(f"QEMU did not start: {lines[-1]}")
         raise InfraError(f"QEMU did not start: {lines[-1] if lines else 'exit ' + str(result.returncode)}")
     pid = running_pid(files)
