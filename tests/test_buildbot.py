@@ -52,6 +52,18 @@ class Master:
             return builds[count - 1] if len(builds) >= count and builds[count - 1]["complete"] else None
         return wait_for(done, timeout=timeout, what=f"build {count} of {builder} to finish", interval=3)
 
+    def force_until_oscar_starts(self) -> dict[str, Any]:
+        """Force a 1-node CD build of b1 as the admin; return it once its start-oscar step runs."""
+        count = len(self.rest.builds("b1"))
+        status, reply = self.rest.rpc("forceschedulers/force", "force",
+                                      {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
+                                      user=ADMIN)
+        assert status == 200, reply
+        build = wait_for(lambda: (self.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
+        wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in self.rest.steps(build))
+                 else None, timeout=300, what="the forced build to start OSCAR")
+        return build
+
     def wait_logged(self, text: str, times: int) -> None:
         local.wait_logged(self.root / "master", text, times)
 
@@ -169,13 +181,7 @@ def test_anonymous_users_may_not_force_but_the_admin_may_stop_a_build(master):
     status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]})
     assert status == 403 and "admins" in json.dumps(reply)
     count = len(master.rest.builds("b1"))
-    status, reply = master.rest.rpc("forceschedulers/force", "force",
-                               {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
-                               user=ADMIN)
-    assert status == 200, reply
-    build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
-    wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
-             else None, timeout=300, what="the forced build to start OSCAR")
+    build = master.force_until_oscar_starts()
     spec = yaml.safe_load((master.root / "worker" / "b1" / "spec.yaml").read_text())
     assert (spec["nodes"]["count"], spec["nodes"]["boot"]) == (1, "cdrom")  # the force form's nodes
     status, _ = master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"})
@@ -210,13 +216,7 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
 @pytest.mark.vm
 def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_only(master):
     count = len(master.rest.builds("b1"))
-    status, reply = master.rest.rpc("forceschedulers/force", "force",
-                                    {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
-                                    user=ADMIN)
-    assert status == 200, reply
-    build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
-    wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
-             else None, timeout=300, what="the build to start OSCAR")
+    master.force_until_oscar_starts()
     pidfile = master.root / "worker" / "b1" / "cluster" / "run" / "headnode.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as the host's OOM killer would
     first = master.wait_build("b1", count + 1, timeout=600)
