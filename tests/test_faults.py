@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 from conftest import oscarvt, qemu_pids_of, spec_data, template_spec_data, write_spec
 
-from oscarvt import network
+from oscarvt import log, network
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.boot import boot_headnode
@@ -125,6 +125,7 @@ def test_a_port_taken_between_picking_and_binding_is_picked_again(guest, tmp_pat
     picks = [taken.getsockname()[1]]
     real_pick = network.free_tcp_port
     monkeypatch.setattr(network, "free_tcp_port", lambda: picks.pop(0) if picks else real_pick())
+    monkeypatch.setattr(log, "_stream", sys.stdout)  # progress lines into capsys
     cluster = ClusterDir(tmp_path / "c")
     try:
         copy_vm_image(cluster, write_spec(tmp_path / "spec.yaml", spec_data(guest, nodes={"count": 1})))
