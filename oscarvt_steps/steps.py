@@ -18,11 +18,12 @@ Ctrl-C; the log steps and ``Destroy`` are ``alwaysRun``. Each step's ``timeout``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Generator
 
 from buildbot.process import buildstep, logobserver
-from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS
+from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
 
 from oscarvt import events
 
@@ -30,6 +31,7 @@ CLUSTER = "cluster"  # the cluster folder, relative to the build directory
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
 RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
+_POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
 
 class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
@@ -37,6 +39,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 
     phase = ""
     renderables = ["extra_args"]
+    cleanup = False  # a clean-up step (grab-logs, destroy): never retries the build
 
     def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
                  **kwargs: Any) -> None:
@@ -84,11 +87,15 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             return "oscarvt ended without a verdict (killed?)"
         return str(self.verdict.get("message", ""))
 
+    def short_message(self) -> str:
+        """The message without its pointer to the logs, for summaries (the build page has the logs)."""
+        return _POINTER.sub("", self.message())
+
     def running_summary(self) -> str:
         return self.last_line[:80]
 
     def passed_summary(self) -> str:
-        return self.message()[:80] or "passed"
+        return self.short_message()[:80] or "passed"
 
     def getCurrentSummary(self) -> dict[str, str]:
         return {"step": self.running_summary() or f"{self.phase} ..."}
@@ -99,7 +106,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         if self.results == CANCELLED:
             return {"step": "cancelled"}
         blame = self.blame or "infrastructure"
-        summary = f"failed: {self.message() or 'see stdio'}"[:120]
+        summary = f"failed: {self.short_message() or 'see stdio'}"[:120]
         retry = " (the build is retried)" if self.results == RETRY else ""
         return {"step": summary, "build": f"{blame}: {self.phase} {summary}{retry}"[:160]}
 
@@ -120,8 +127,14 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         return result
 
     async def failure_result(self) -> int:
-        """FAILURE for the product, EXCEPTION for bad input, RETRY for infrastructure while retries last."""
+        """FAILURE for the product, EXCEPTION for bad input, RETRY for infrastructure while retries last.
+
+        A clean-up step never retries the build: bad input there (no cluster was made) is a
+        warning, infrastructure trouble (a VM left running) an EXCEPTION for the admins.
+        """
         blame = self.blame or "infrastructure"
+        if self.cleanup:
+            return WARNINGS if blame == "bad input" else EXCEPTION
         if blame in RESULTS:
             return RESULTS[blame]
         return RETRY if await self.retries_so_far() < self.retries else EXCEPTION
@@ -235,6 +248,7 @@ class GrabLogs(OscarvtPhase):
     """Collect every log into ``logs/`` and ``logs.tar.gz`` on the worker (always runs)."""
 
     phase = "grab-logs"
+    cleanup = True
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
@@ -246,6 +260,7 @@ class Destroy(OscarvtPhase):
     """Stop every VM and remove the disks (always runs, also after a stop)."""
 
     phase = "destroy"
+    cleanup = True
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)

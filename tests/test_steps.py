@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.trial import unittest
@@ -69,12 +69,13 @@ class TestPhases(StepTest):
 
     async def test_a_product_failure_is_failure_naming_oscars_step(self):
         self.setup_step(steps.StartOscar())
-        message = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
+        short = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
+        message = f"{short} (see /var/log/oscar/oscarinstall.log on the headnode, or grab-logs)"
         self.expect_commands(shell("start-oscar", "start-oscar")
                              .log("events", stdout=event("oscar_step", step="Step 4 - Build OSCAR Client Image")
                                   + verdict("start-oscar", message, "product"))
                              .exit(1))
-        self.expect_outcome(result=FAILURE, state_string=f"failed: {message}")
+        self.expect_outcome(result=FAILURE, state_string=f"failed: {short}")
         self.expect_property("phase_start_oscar", {"result": "failed", "blame": "product", "message": message,
                                                    "vm": None})
         self.expect_property("blame", "product")
@@ -117,6 +118,24 @@ class TestPhases(StepTest):
                              .exit(-9))
         self.expect_outcome(result=EXCEPTION, state_string="failed: oscarvt ended without a verdict (killed?)")
         self.expect_property("blame", "infrastructure")
+        await self.run_step()
+
+    async def test_clean_up_steps_never_retry(self):
+        self.setup_step(steps.Destroy(retries=3))
+        self.retried(0)
+        self.expect_commands(shell("destroy", "destroy")
+                             .log("events", stdout=verdict("destroy", "still running after destroy: headnode",
+                                                           "infrastructure"))
+                             .exit(3))
+        self.expect_outcome(result=EXCEPTION, state_string="failed: still running after destroy: headnode")
+        await self.run_step()
+
+    async def test_clean_up_of_a_cluster_never_made_is_a_warning(self):
+        self.setup_step(steps.GrabLogs())
+        self.expect_commands(shell("grab-logs", "grab-logs", "--dest", "logs")
+                             .log("events", stdout=verdict("grab-logs", "cluster: no cluster here", "bad input"))
+                             .exit(2))
+        self.expect_outcome(result=WARNINGS, state_string="failed: cluster: no cluster here")
         await self.run_step()
 
     async def test_start_oscar_summary_follows_oscars_steps_while_it_runs(self):
