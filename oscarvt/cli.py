@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "oscarvt"
     try:
         args = _parser().parse_args(argv)
-        name = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+        name = _verb_name(args)
         lock = getattr(args, "lock", None)
         if lock is None:
             return int(args.run(args))
@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                                         "(OSCARVT_DEBUG=1 shows the traceback)"))
 
 
+def _verb_name(args: argparse.Namespace) -> str:
+    """The verb as the verdict names it: ``boot-headnode``, ``image build``, ..."""
+    return " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+
+
 def _failed(verb: str, exc: OscarvtError) -> int:
     log.verdict(verb, " ".join(str(exc).split("\n")), exc.blame, exc.vm)
     return exc.exit_status
@@ -70,7 +75,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        verb = " ".join(filter(None, [args.verb, getattr(args, "tool", None)]))
+        verb = _verb_name(args)
         log.verdict(verb, function(args).removeprefix(f"{verb}: "))
         return 0
     return run

@@ -56,9 +56,6 @@ class InfraError(OscarvtError):
     exit_status = 3
 
 
-BLAMES: dict[str, type[OscarvtError]] = {cls.blame: cls for cls in (ProductError, InputError, InfraError)}
-
-
 def from_os_error(exc: OSError) -> OscarvtError:
     """An OSError that escaped the driver, blamed: a path a person gave is bad input, the rest the host's."""
     where = f"{exc.filename}: " if exc.filename else ""

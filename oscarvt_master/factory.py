@@ -52,18 +52,23 @@ def build_boot(builder: Builder) -> util.Transform:
                           util.Property("boot", default=None))
 
 
-def cluster_spec(builder: Builder, nodes: int, boot: str) -> str:
-    """The builder's cluster spec as YAML, with the build's node count and boot method."""
+def build_spec(builder: Builder, nodes: int, boot: str) -> dict[str, Any]:
+    """The builder's cluster spec, with the build's node count and boot method."""
     spec = copy.deepcopy(builder.spec)
     spec.setdefault("nodes", {})
     spec["nodes"]["count"], spec["nodes"]["boot"] = int(nodes), boot
-    return yaml.safe_dump(spec, sort_keys=False)
+    return spec
+
+
+def cluster_spec(builder: Builder, nodes: int, boot: str) -> str:
+    """The build's cluster spec as YAML, for the worker."""
+    return yaml.safe_dump(build_spec(builder, nodes, boot), sort_keys=False)
 
 
 def step_limits(builder: Builder, phase: str) -> dict[str, util.Transform]:
     """The step's ``timeout`` and ``maxTime``: the phase's limit for the build's spec, plus a margin."""
     def seconds(nodes: int) -> int:
-        spec = spec_from_dict(yaml.safe_load(cluster_spec(builder, nodes, builder.boot)), Path("/"), check_files=False)
+        spec = spec_from_dict(build_spec(builder, nodes, builder.boot), Path("/"), check_files=False)
         return int(phase_limit(spec, phase) + MARGIN)
     limit = util.Transform(seconds, build_nodes(builder))
     return {"timeout": limit, "maxTime": limit}

@@ -75,11 +75,9 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         """Take in one event (subclasses pick out what matters to them)."""
 
     @property
-    def blame(self) -> str | None:
+    def blame(self) -> str:
         """Who is at fault if the phase failed: the verdict's, or infrastructure without one."""
-        if self.verdict is not None:
-            return self.verdict.get("blame")
-        return "infrastructure"
+        return str((self.verdict or {}).get("blame") or "infrastructure")
 
     def message(self) -> str:
         """The verdict's message (what follows ``PASS: verb:`` or ``FAIL: verb: blame:``)."""
@@ -105,10 +103,9 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             return {"step": self.passed_summary()}
         if self.results == CANCELLED:
             return {"step": "cancelled"}
-        blame = self.blame or "infrastructure"
         summary = f"failed: {self.short_message() or 'see stdio'}"[:120]
         retry = " (the build is retried)" if self.results == RETRY else ""
-        return {"step": summary, "build": f"{blame}: {self.phase} {summary}{retry}"[:160]}
+        return {"step": summary, "build": f"{self.blame}: {self.phase} {summary}{retry}"[:160]}
 
     async def run(self) -> int:
         command = [self.oscarvt, self.phase, "--cluster", CLUSTER, *self.extra_args]
@@ -132,11 +129,10 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         A clean-up step never retries the build: bad input there (no cluster was made) is a
         warning, infrastructure trouble (a VM left running) an EXCEPTION for the admins.
         """
-        blame = self.blame or "infrastructure"
         if self.cleanup:
-            return WARNINGS if blame == "bad input" else EXCEPTION
-        if blame in RESULTS:
-            return RESULTS[blame]
+            return WARNINGS if self.blame == "bad input" else EXCEPTION
+        if self.blame in RESULTS:
+            return RESULTS[self.blame]
         return RETRY if await self.retries_so_far() < self.retries else EXCEPTION
 
     async def retries_so_far(self) -> int:

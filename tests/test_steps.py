@@ -14,6 +14,7 @@ from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.trial import unittest
 
 from oscarvt import events
+from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt_steps import steps
 
 CLUSTER = ["--cluster", "cluster"]
@@ -52,6 +53,17 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
             return count
         self.get_nth_step(0).retries_so_far = so_far
 
+    async def check_failure(self, step, retried: int, message: str, blame: str, result: int) -> None:
+        """Run ``step`` after ``retried`` earlier runs of its build; its verdict fails with ``blame``."""
+        self.setup_step(step)
+        self.retried(retried)
+        exit_status = next(c.exit_status for c in (ProductError, InputError, InfraError) if c.blame == blame)
+        self.expect_commands(shell(step.name, step.phase, *step.extra_args)
+                             .log("events", stdout=verdict(step.phase, message, blame)).exit(exit_status))
+        self.expect_outcome(result=result, state_string=f"failed: {message}")
+        self.expect_property("blame", blame)
+        await self.run_step()
+
 
 class TestPhases(StepTest):
     async def test_boot_headnode_records_the_accelerator_and_its_verdict(self):
@@ -82,33 +94,15 @@ class TestPhases(StepTest):
         await self.run_step()
 
     async def test_infrastructure_trouble_is_retried_while_retries_last(self):
-        self.setup_step(steps.BootHeadnode(retries=1))
-        self.retried(0)
-        self.expect_commands(shell("boot-headnode", "boot-headnode")
-                             .log("events", stdout=verdict("boot-headnode", "QEMU did not start: x", "infrastructure"))
-                             .exit(3))
-        self.expect_outcome(result=RETRY, state_string="failed: QEMU did not start: x")
-        self.expect_property("blame", "infrastructure")
-        await self.run_step()
+        await self.check_failure(steps.BootHeadnode(retries=1), 0, "QEMU did not start: x", "infrastructure", RETRY)
 
     async def test_infrastructure_trouble_after_the_retries_is_an_exception(self):
-        self.setup_step(steps.BootHeadnode(retries=1))
-        self.retried(1)
-        self.expect_commands(shell("boot-headnode", "boot-headnode")
-                             .log("events", stdout=verdict("boot-headnode", "QEMU did not start: x", "infrastructure"))
-                             .exit(3))
-        self.expect_outcome(result=EXCEPTION, state_string="failed: QEMU did not start: x")
-        await self.run_step()
+        await self.check_failure(steps.BootHeadnode(retries=1), 1, "QEMU did not start: x", "infrastructure",
+                                 EXCEPTION)
 
     async def test_bad_input_is_an_exception_without_retry(self):
-        self.setup_step(steps.CopyVmImage(retries=5))
-        self.retried(0)
-        self.expect_commands(shell("copy-vm-image", "copy-vm-image")
-                             .log("events", stdout=verdict("copy-vm-image", "spec.yaml: unknown key 'x'", "bad input"))
-                             .exit(2))
-        self.expect_outcome(result=EXCEPTION, state_string="failed: spec.yaml: unknown key 'x'")
-        self.expect_property("blame", "bad input")
-        await self.run_step()
+        await self.check_failure(steps.CopyVmImage(retries=5), 0, "spec.yaml: unknown key 'x'", "bad input",
+                                 EXCEPTION)
 
     async def test_a_driver_killed_without_a_verdict_is_infrastructure(self):
         self.setup_step(steps.WaitForNodes(retries=0))
@@ -121,22 +115,11 @@ class TestPhases(StepTest):
         await self.run_step()
 
     async def test_clean_up_steps_never_retry(self):
-        self.setup_step(steps.Destroy(retries=3))
-        self.retried(0)
-        self.expect_commands(shell("destroy", "destroy")
-                             .log("events", stdout=verdict("destroy", "still running after destroy: headnode",
-                                                           "infrastructure"))
-                             .exit(3))
-        self.expect_outcome(result=EXCEPTION, state_string="failed: still running after destroy: headnode")
-        await self.run_step()
+        await self.check_failure(steps.Destroy(retries=3), 0, "still running after destroy: headnode",
+                                 "infrastructure", EXCEPTION)
 
     async def test_clean_up_of_a_cluster_never_made_is_a_warning(self):
-        self.setup_step(steps.GrabLogs())
-        self.expect_commands(shell("grab-logs", "grab-logs", "--dest", "logs")
-                             .log("events", stdout=verdict("grab-logs", "cluster: no cluster here", "bad input"))
-                             .exit(2))
-        self.expect_outcome(result=WARNINGS, state_string="failed: cluster: no cluster here")
-        await self.run_step()
+        await self.check_failure(steps.GrabLogs(), 0, "cluster: no cluster here", "bad input", WARNINGS)
 
     async def test_start_oscar_summary_follows_oscars_steps_while_it_runs(self):
         self.setup_step(steps.StartOscar())

@@ -132,13 +132,10 @@ def running_pid(files: VmFiles) -> int | None:
     """PID of this VM's QEMU if it is alive; checks the process really is that QEMU."""
     try:
         pid = int(files.pidfile.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError):
         return None
-    if str(files.pidfile).encode() not in cmdline.split(b"\0") or status == "Z":
-        return None
-    return pid
+    argv = _live_argv(pid)
+    return pid if argv is not None and str(files.pidfile) in argv else None
 
 
 def processes_in(folder: Path) -> dict[int, Path]:
@@ -147,32 +144,44 @@ def processes_in(folder: Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     prefix = str(folder) + os.sep
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        argv = _live_argv(int(proc.name)) if proc.name.isdigit() else None
+        if not argv or not argv[0].endswith(QEMU):
             continue
-        try:
-            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            status = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if not argv or not argv[0].endswith(QEMU) or status == "Z" or "-pidfile" not in argv[:-1]:
-            continue
-        pidfile = argv[argv.index("-pidfile") + 1]
-        if pidfile.startswith(prefix):
+        pidfile = _pidfile_of(argv)
+        if pidfile is not None and pidfile.startswith(prefix):
             found[int(proc.name)] = Path(pidfile)
     return found
 
 
-def kill(pid: int, folder: Path) -> None:
-    """SIGKILL a QEMU that ``processes_in(folder)`` found; wait (bounded) until it is gone."""
+def kill(pid: int) -> None:
+    """SIGKILL a QEMU (one ``processes_in`` found) and wait, at most ``KILL_WAIT``, until it is gone."""
+    argv = _live_argv(pid)
+    if argv is None:
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + KILL_WAIT
-    while pid in processes_in(folder):
-        if time.monotonic() > deadline:
-            raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL")
+    while _live_argv(pid) == argv:
+        if time.monotonic() > deadline:  # e.g. stuck in the kernel on a dead disk
+            raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL ({_pidfile_of(argv)})")
         time.sleep(0.05)
+
+
+def _live_argv(pid: int) -> list[str] | None:
+    """The command line of process ``pid``, or None if there is none or it is a zombie."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return None if status == "Z" else argv
+
+
+def _pidfile_of(argv: list[str]) -> str | None:
+    """The ``-pidfile`` a QEMU command line names, if any."""
+    return argv[argv.index("-pidfile") + 1] if "-pidfile" in argv[:-1] else None
 
 
 def asked_to_reboot(files: VmFiles) -> bool:
@@ -236,12 +245,7 @@ def stop(files: VmFiles, timeout: float) -> bool:
     while running_pid(files) == pid and time.monotonic() < deadline:
         time.sleep(0.1)
     if running_pid(files) == pid:
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + KILL_WAIT
-        while running_pid(files) == pid and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if running_pid(files) == pid:  # e.g. stuck in the kernel on a dead disk
-            raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL ({files.pidfile})")
+        kill(pid)
     for done in (files.pidfile, files.qmp):
         try:
             done.unlink(missing_ok=True)

@@ -10,7 +10,6 @@ for the logs.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import signal
@@ -35,7 +34,7 @@ def destroy(cluster: ClusterDir) -> str:
         return f"destroy: nothing at {cluster.path}"
     started = time.time()
     events.emit("phase", phase="destroy", result="running")
-    with signals_held():
+    with signals_held("destroy"):
         state = _readable_state(cluster)
         stopped, disks, alive = _teardown(cluster, state)
         failure = f"still running after destroy: {', '.join(alive)}" if alive else ""
@@ -50,8 +49,6 @@ def _readable_state(cluster: ClusterDir) -> dict[str, Any] | None:
     try:
         state = cluster.load()
         cluster.spec(state)
-        if not isinstance(state.get("vms"), dict):
-            raise ValueError("no VMs")
         return state
     except (OscarvtError, KeyError, TypeError, ValueError, AttributeError) as exc:
         progress(f"state unusable, cleaning up from the folder alone: {exc}")
@@ -69,10 +66,8 @@ def _teardown(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[int, i
             progress(f"{name}: stopped")
         if files.qmp.parent != cluster.path / "run":
             shutil.rmtree(files.qmp.parent, ignore_errors=True)
-        if state and name in state["vms"]:
-            state["vms"][name]["desired"] = "stopped"
     for pid, pidfile in qemu.processes_in(cluster.path).items():  # no pidfile, or not in the state
-        qemu.kill(pid, cluster.path)
+        qemu.kill(pid)
         stopped += 1
         progress(f"{pidfile.stem}: killed (pid {pid}, its pidfile or state was gone)")
     taps, bridges = _links(cluster, state)
@@ -88,26 +83,25 @@ def _teardown(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[int, i
 
 
 def _links(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    """The cluster's taps (from its profiles' sidecars) and the bridges to remove.
+    """The cluster's taps (from its profiles) and the bridges to remove.
 
     The bridge goes if the state says this cluster created it; without a state, only a
     bridge named as oscarvt names its own (``ovtXXXX``), never one the spec named.
     """
     taps: list[str] = []
     bridges: set[str] = set()
-    for sidecar in sorted((cluster.path / "profiles").glob("*.oscarvt.json")):
+    for path in sorted((cluster.path / "profiles").glob("*.xml")):
         try:
-            networks = json.loads(sidecar.read_text()).get("networks", {})
-            for net in networks.values() if isinstance(networks, dict) else []:
-                if isinstance(net, dict) and net.get("tap"):
-                    taps.append(str(net["tap"]))
-                    if net.get("bridge"):
-                        bridges.add(str(net["bridge"]))
-        except (OSError, ValueError, AttributeError):
+            profile = cluster.profile(path.stem)
+        except OscarvtError:  # a damaged profile: its taps cannot be known
             continue
+        for tap, bridge in qemu.tap_nics(profile):
+            taps.append(tap)
+            if bridge:
+                bridges.add(bridge)
     if state is not None:
-        bridge = state.get("bridge") or {}
-        owned = {bridge["name"]} if bridge.get("created") else set()
+        bridge_record = state.get("bridge") or {}
+        owned = {bridge_record["name"]} if bridge_record.get("created") else set()
     else:
         owned = {b for b in bridges if _OWN_BRIDGE.fullmatch(b)}
     return taps, sorted(owned)
@@ -132,8 +126,8 @@ def _record(cluster: ClusterDir, alive: list[str], started: float, failure: str)
 
 
 @contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold off SIGINT and SIGTERM while cleaning up (a second stop must not leave VMs behind)."""
+def signals_held(what: str) -> Iterator[None]:
+    """Hold off SIGINT and SIGTERM while ``what`` cleans up (a second stop must not leave VMs behind)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -146,4 +140,4 @@ def signals_held() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if received:
-            progress(f"destroy finished before taking {len(received)} stop signal(s)")
+            progress(f"{what} finished before taking {len(received)} stop signal(s)")

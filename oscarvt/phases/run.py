@@ -70,7 +70,7 @@ def _clean_up(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | Non
     """
     if not cluster.exists():
         return None
-    with signals_held():
+    with signals_held("run's clean-up"):
         return _logs_then_destroy(cluster, logs, keep)
 
 
