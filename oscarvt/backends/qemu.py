@@ -237,14 +237,15 @@ def stop(files: VmFiles, timeout: float) -> bool:
     if pid is None:
         files.pidfile.unlink(missing_ok=True)
         return False
+    argv = _live_argv(pid)  # QEMU removes its pidfile as it exits: wait for the process itself
     try:
         qmp(files, "quit", timeout=min(timeout, QMP_TIMEOUT))
     except Exception:  # an unresponsive QEMU is killed below
         pass
     deadline = time.monotonic() + timeout
-    while running_pid(files) == pid and time.monotonic() < deadline:
+    while _live_argv(pid) == argv and time.monotonic() < deadline:
         time.sleep(0.1)
-    if running_pid(files) == pid:
+    if _live_argv(pid) == argv:
         kill(pid)
     for done in (files.pidfile, files.qmp):
         try:
