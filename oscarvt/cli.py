@@ -19,6 +19,7 @@ from typing import Callable, NoReturn
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error
+from oscarvt.phase_table import PHASES, Phase
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,68 +74,20 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+def _phase_verb(phase: Phase) -> Callable[[argparse.Namespace], int]:
+    """Run ``phase`` with the command line's values; print its verdict."""
+    def run(args: argparse.Namespace) -> int:
+        log.verdict(phase.name, phase.call(ClusterDir(args.cluster), vars(args)))
+        return 0
+    return run
+
+
 def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         verb = _verb_name(args)
         log.verdict(verb, function(args).removeprefix(f"{verb}: "))
         return 0
     return run
-
-
-def _copy_vm_image(args: argparse.Namespace) -> str:
-    from oscarvt.phases.create import copy_vm_image
-    return copy_vm_image(ClusterDir(args.cluster), args.spec)
-
-
-def _boot_headnode(args: argparse.Namespace) -> str:
-    from oscarvt.phases.boot import boot_headnode
-    return boot_headnode(ClusterDir(args.cluster))
-
-
-def _boot_compute_nodes(args: argparse.Namespace) -> str:
-    from oscarvt.phases.boot import boot_compute_nodes
-    return boot_compute_nodes(ClusterDir(args.cluster), args.boot, args.iso, args.node)
-
-
-def _checkout_oscar(args: argparse.Namespace) -> str:
-    from oscarvt.phases.checkout import checkout_oscar
-    return checkout_oscar(ClusterDir(args.cluster), args.source, args.url, args.revision, args.vcs)
-
-
-def _start_oscar(args: argparse.Namespace) -> str:
-    from oscarvt.phases.oscar import start_oscar
-    return start_oscar(ClusterDir(args.cluster), args.inputs)
-
-
-def _wait_for_nodes(args: argparse.Namespace) -> str:
-    from oscarvt.phases.nodes import wait_for_nodes
-    return wait_for_nodes(ClusterDir(args.cluster), args.timeout)
-
-
-def _finish_oscar(args: argparse.Namespace) -> str:
-    from oscarvt.phases.oscar import finish_oscar
-    return finish_oscar(ClusterDir(args.cluster))
-
-
-def _grab_logs(args: argparse.Namespace) -> str:
-    from oscarvt.phases.logs import grab_logs
-    return grab_logs(ClusterDir(args.cluster), args.dest)
-
-
-def _send_logs(args: argparse.Namespace) -> str:
-    from oscarvt.phases.mail import send_logs
-    return send_logs(ClusterDir(args.cluster), args.to, args.smtp, args.sender)
-
-
-def _run(args: argparse.Namespace) -> str:
-    from oscarvt.phases.run import run
-    return run(ClusterDir(args.cluster), args.spec, args.source, args.url, args.revision, args.vcs,
-               args.inputs, args.boot, args.logs, args.keep)
-
-
-def _destroy(args: argparse.Namespace) -> str:
-    from oscarvt.phases.destroy import destroy
-    return destroy(ClusterDir(args.cluster))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -202,15 +155,6 @@ def _image_build(args: argparse.Namespace) -> str:
     return f"image build: {template.disk} ({'from the cache' if cached else 'built'})"
 
 
-def checkout_args(sub: argparse.ArgumentParser) -> None:
-    """The options that say which OSCAR revision to test."""
-    sub.add_argument("--source", type=Path, metavar="DIR", help="push this tree from the host, exactly as it is")
-    sub.add_argument("--url", metavar="URL", help="check this git or SVN URL out inside the headnode")
-    sub.add_argument("--revision", metavar="REV", help="revision to check out (with --url)")
-    sub.add_argument("--vcs", choices=["git", "svn"],
-                     help="version control of --url (default: svn for svn:// URLs, else git)")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="oscarvt", description=__doc__.split("\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -224,44 +168,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run, lock=lock)
         return sub
 
-    sub = verb("copy-vm-image", _verb(_copy_vm_image), "create a cluster: profiles, template overlay, node disks",
-               lock="create")
-    sub.add_argument("--spec", type=Path, required=True, metavar="FILE", help="cluster spec (YAML)")
-    verb("boot-headnode", _verb(_boot_headnode), "start the headnode and wait for SSH")
-    sub = verb("boot-compute-nodes", _verb(_boot_compute_nodes), "start the compute nodes")
-    sub.add_argument("--boot", choices=["cdrom", "network", "disk"], help="boot device (default: spec)")
-    sub.add_argument("--iso", type=Path, metavar="FILE", help="CD image to boot from (with --boot cdrom)")
-    sub.add_argument("--node", action="append", metavar="NAME",
-                     help="start only this node (repeatable), e.g. to restart one from its disk")
-    sub = verb("checkout-oscar", _verb(_checkout_oscar), "put the OSCAR revision under test on the headnode")
-    checkout_args(sub)
-    sub = verb("start-oscar", _verb(_start_oscar), "start install_cluster on the headnode, up to its boot hook")
-    sub.add_argument("--inputs", type=Path, metavar="DIR",
-                     help="input files that replace the generated ones (defineclients, networkclients, "
-                     "client.macs) or add to them (opkgselector, buildimage)")
-    sub = verb("wait-for-nodes", _verb(_wait_for_nodes), "follow the nodes' imaging; release OSCAR's boot hook")
-    sub.add_argument("--timeout", type=float, metavar="S", help="seconds for all nodes (default: timeouts.install)")
-    verb("finish-oscar", _verb(_finish_oscar), "let OSCAR finish post-install and its tests; its status is the verdict")
-    sub = verb("grab-logs", _verb(_grab_logs), "collect every log into a folder and a tarball")
-    sub.add_argument("--dest", type=Path, required=True, metavar="DIR", help="folder for the logs")
-    sub = verb("send-logs", _verb(_send_logs), "mail a summary with the logs attached")
-    sub.add_argument("--to", nargs="+", required=True, metavar="ADDR", help="recipients")
-    sub.add_argument("--smtp", default="localhost:25", metavar="HOST:PORT", help="mail relay (default: localhost:25)")
-    sub.add_argument("--sender", metavar="ADDR", help="From: address (default: oscarvt@HOSTNAME)")
-    sub = verb("run", _verb(_run), "every phase in order; grab-logs and destroy always run at the end",
-               lock="create")
-    sub.add_argument("--spec", type=Path, required=True, metavar="FILE", help="cluster spec (YAML)")
-    checkout_args(sub)
-    sub.add_argument("--inputs", type=Path, metavar="DIR", help="input files for start-oscar")
-    sub.add_argument("--boot", choices=["cdrom", "network"], help="node boot method (default: spec)")
-    sub.add_argument("--logs", type=Path, metavar="DIR", help="where grab-logs puts the logs (default: DIR/logs)")
-    sub.add_argument("--keep", action="store_true", help="leave a failed cluster running for a person to log into")
+    for phase in PHASES.values():
+        sub = verb(phase.name, _phase_verb(phase), phase.help, phase.lock)
+        for option in phase.options:
+            sub.add_argument(*option.flags, **option.settings)
     sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)", lock=None)
     sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     sub = verb("status", _status, "show each VM's state and the phases", lock=None)
     sub.add_argument("--json", action="store_true", help="print the status as JSON")
-    verb("destroy", _verb(_destroy), "stop every VM and remove the disks (safe to repeat)")
 
     image = verbs.add_parser("image", help="build headnode templates")
     tools = image.add_subparsers(dest="tool", required=True, metavar="TOOL")

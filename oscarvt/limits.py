@@ -7,6 +7,7 @@ never kills a step that the driver would still have reported on.
 
 from __future__ import annotations
 
+from oscarvt import phase_table as table
 from oscarvt.backends.qemu import KILL_WAIT, START_TIMEOUT
 from oscarvt.phases.checkout import CHECKOUT_TIMEOUT
 from oscarvt.phases.oscar import HOOK_FAIL_WAIT
@@ -22,15 +23,16 @@ def phase_limit(spec: ClusterSpec, phase: str) -> float:
     vms = spec.nodes.count + 1
     start_all = vms * (START_TIMEOUT + COMMAND_TIMEOUT)
     limits = {
-        "copy-vm-image": vms * COMMAND_TIMEOUT,
-        "boot-headnode": t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT,
-        "checkout-oscar": CHECKOUT_TIMEOUT + 4 * COMMAND_TIMEOUT,
-        "start-oscar": t.oscar + 4 * COMMAND_TIMEOUT,
-        "boot-compute-nodes": IDLE_TIMEOUT * 10 + start_all,
-        "wait-for-nodes": t.install + t.node + start_all + HOOK_FAIL_WAIT + 2 * COMMAND_TIMEOUT,
-        "finish-oscar": t.oscar + 4 * COMMAND_TIMEOUT,
-        "grab-logs": 10 * IDLE_TIMEOUT + 2 * COMMAND_TIMEOUT,
-        "destroy": vms * (t.stop + KILL_WAIT + 10),
+        table.COPY_VM_IMAGE: vms * COMMAND_TIMEOUT,
+        table.BOOT_HEADNODE: t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT,
+        table.CHECKOUT_OSCAR: CHECKOUT_TIMEOUT + 4 * COMMAND_TIMEOUT,
+        table.START_OSCAR: t.oscar + 4 * COMMAND_TIMEOUT,
+        table.BOOT_COMPUTE_NODES: IDLE_TIMEOUT * 10 + start_all,
+        table.WAIT_FOR_NODES: t.install + t.node + start_all + HOOK_FAIL_WAIT + 2 * COMMAND_TIMEOUT,
+        table.FINISH_OSCAR: t.oscar + 4 * COMMAND_TIMEOUT,
+        table.GRAB_LOGS: 10 * IDLE_TIMEOUT + 2 * COMMAND_TIMEOUT,
+        table.DESTROY: vms * (t.stop + KILL_WAIT + 10),
     }
-    limits["run"] = sum(limits.values())
-    return limits[phase]
+    by_name = {p.name: seconds for p, seconds in limits.items()}
+    by_name[table.RUN.name] = sum(limits.values())
+    return by_name[phase]

@@ -26,10 +26,12 @@ from buildbot.process import buildstep, logobserver
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
 
 from oscarvt import events
+from oscarvt import phase_table as table
 
 CLUSTER = "cluster"  # the cluster folder, relative to the build directory
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
+CLEANUP = {phase.name for phase in table.CLEANUP_PHASES}  # clean-up steps never retry the build
 RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 _POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
@@ -39,7 +41,6 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 
     phase = ""
     renderables = ["extra_args"]
-    cleanup = False  # a clean-up step (grab-logs, destroy): never retries the build
 
     def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
                  **kwargs: Any) -> None:
@@ -129,7 +130,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         A clean-up step never retries the build: bad input there (no cluster was made) is a
         warning, infrastructure trouble (a VM left running) an EXCEPTION for the admins.
         """
-        if self.cleanup:
+        if self.phase in CLEANUP:
             return WARNINGS if self.blame == "bad input" else EXCEPTION
         if self.blame in RESULTS:
             return RESULTS[self.blame]
@@ -147,13 +148,13 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 class CopyVmImage(OscarvtPhase):
     """Create the cluster from the spec: profiles, the template's overlay, blank node disks."""
 
-    phase = "copy-vm-image"
+    phase = table.COPY_VM_IMAGE.name
 
 
 class BootHeadnode(OscarvtPhase):
     """Boot the headnode and wait for SSH; the summary says KVM or TCG."""
 
-    phase = "boot-headnode"
+    phase = table.BOOT_HEADNODE.name
 
     def on_event(self, event: dict[str, Any]) -> None:
         if event["event"] == "accel":
@@ -163,13 +164,13 @@ class BootHeadnode(OscarvtPhase):
 class CheckoutOscar(OscarvtPhase):
     """Push the checked-out revision (or clone a URL) into the headnode."""
 
-    phase = "checkout-oscar"
+    phase = table.CHECKOUT_OSCAR.name
 
 
 class StartOscar(OscarvtPhase):
     """Start OSCAR's install_cluster; the summary follows its steps up to the boot hook."""
 
-    phase = "start-oscar"
+    phase = table.START_OSCAR.name
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -189,13 +190,13 @@ class StartOscar(OscarvtPhase):
 class BootComputeNodes(OscarvtPhase):
     """Boot the compute nodes from OSCAR's boot CD or the network."""
 
-    phase = "boot-compute-nodes"
+    phase = table.BOOT_COMPUTE_NODES.name
 
 
 class WaitForNodes(OscarvtPhase):
     """Follow the nodes' imaging: "2/4 nodes installed"; fails naming the node."""
 
-    phase = "wait-for-nodes"
+    phase = table.WAIT_FOR_NODES.name
     renderables = ["extra_args", "nodes"]
 
     def __init__(self, nodes: Any = 0, **kwargs: Any) -> None:
@@ -220,7 +221,7 @@ class WaitForNodes(OscarvtPhase):
 class FinishOscar(OscarvtPhase):
     """Let OSCAR finish; the summary counts its cluster tests."""
 
-    phase = "finish-oscar"
+    phase = table.FINISH_OSCAR.name
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -243,8 +244,7 @@ class FinishOscar(OscarvtPhase):
 class GrabLogs(OscarvtPhase):
     """Collect every log into ``logs/`` and ``logs.tar.gz`` on the worker (always runs)."""
 
-    phase = "grab-logs"
-    cleanup = True
+    phase = table.GRAB_LOGS.name
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
@@ -255,8 +255,7 @@ class GrabLogs(OscarvtPhase):
 class Destroy(OscarvtPhase):
     """Stop every VM and remove the disks (always runs, also after a stop)."""
 
-    phase = "destroy"
-    cleanup = True
+    phase = table.DESTROY.name
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)

@@ -13,6 +13,7 @@ from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt.log import progress
+from oscarvt.phase_table import BOOT_COMPUTE_NODES, BOOT_HEADNODE
 from oscarvt.phases.access import credentials, headnode_name, node_vms, open_headnode
 from oscarvt.profile import NAT, write_profile
 from oscarvt.spec import BOOT_METHODS
@@ -23,7 +24,7 @@ PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken 
 
 def boot_headnode(cluster: ClusterDir) -> str:
     """Start the headnode, wait until SSH answers, give its private NIC its address."""
-    with cluster.phase("boot-headnode") as state:
+    with cluster.phase(BOOT_HEADNODE.name) as state:
         spec = cluster.spec(state)
         name = headnode_name(state)
         vm = state["vms"][name]
@@ -36,7 +37,7 @@ def boot_headnode(cluster: ClusterDir) -> str:
             iface = configure_private_nic(conn, vm["mac"], f"{vm['ip']}/{_prefix(spec.network.subnet)}")
             vm["iface"] = iface  # OSCAR's --cli interface
             progress(f"{name}: private NIC {iface} is {vm['ip']}")
-    return f"boot-headnode: {name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
+    return f"{name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
 
 
 def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path | None = None,
@@ -45,7 +46,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
 
     ``cdrom`` needs ``iso`` or a profile's cdrom; ``disk`` takes the CD out of the drive.
     """
-    with cluster.phase("boot-compute-nodes") as state:
+    with cluster.phase(BOOT_COMPUTE_NODES.name) as state:
         spec = cluster.spec(state)
         method = boot or spec.nodes.boot
         if method not in BOOT_METHODS:
@@ -61,7 +62,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
             iso = fetch_boot_cd(cluster, state)
         for name in nodes:
             boot_node(cluster, state, name, method, iso)
-    return f"boot-compute-nodes: {len(nodes)} nodes started from {method}"
+    return f"{len(nodes)} nodes started from {method}"
 
 
 def boot_node(cluster: ClusterDir, state: dict[str, Any], name: str, method: str, iso: Path | None) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError
 from oscarvt.log import progress
+from oscarvt.phase_table import CHECKOUT_OSCAR
 from oscarvt.phases.access import open_headnode
 
 VCS = ("git", "svn")
@@ -35,7 +36,7 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
         raise InputError("--revision and --vcs go with --url, not --source")
     if source is not None and not source.is_dir():
         raise InputError(f"--source: no such folder {source}")
-    with cluster.phase("checkout-oscar") as state:
+    with cluster.phase(CHECKOUT_OSCAR.name) as state:
         target = cluster.spec(state).oscar.dir
         quoted = shlex.quote(target)
         with open_headnode(cluster, state) as conn:
@@ -64,7 +65,7 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                 revision_text = output.splitlines()[-1]
                 where = url
         state["checkout"] = {"source": where, "revision": revision_text, "dir": target}
-    return f"checkout-oscar: {where} ({revision_text or 'no revision'}) is in the headnode's {target}"
+    return f"{where} ({revision_text or 'no revision'}) is in the headnode's {target}"
 
 
 def checkout_command(kind: str, url: str, target: str, revision: str | None) -> str:

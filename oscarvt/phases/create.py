@@ -9,15 +9,19 @@ from oscarvt import disks, network
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError
 from oscarvt.log import progress
+from oscarvt.phase_table import COPY_VM_IMAGE
 from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
 from oscarvt.spec import ClusterSpec, load_spec, size_mb
 
 SCRATCH_MB = 64  # the disk of a headnode whose template is only a kernel (V2M requires an image)
 
 
-def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
-    """Create the cluster described by ``spec_file`` in ``cluster``; return the verdict text."""
-    spec = load_spec(spec_file)
+def copy_vm_image(cluster: ClusterDir, spec: Path) -> str:
+    """Create the cluster described by the spec file ``spec`` in ``cluster``; return the verdict text."""
+    return _create(cluster, load_spec(spec))
+
+
+def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
     if cluster.exists() or cluster.pidfiles():
         raise InputError(f"{cluster.path}: already holds a cluster (run 'oscarvt destroy' first)")
     cluster_id = network.new_cluster_id()
@@ -25,7 +29,7 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
     cluster.create_folders()
     cluster.save({"cluster_id": cluster_id, "spec": spec.to_dict(), "accel": None,
                   "bridge": None, "vms": vms, "phases": []})
-    with cluster.phase("copy-vm-image") as state:
+    with cluster.phase(COPY_VM_IMAGE.name) as state:
         if spec.network.private == "bridge":
             state["bridge"] = {"name": spec.network.bridge or network.bridge_name(cluster_id),
                                "created": False}
@@ -40,7 +44,7 @@ def copy_vm_image(cluster: ClusterDir, spec_file: Path) -> str:
             write_profile(profile, cluster.profile_path(name))
         lan = _lan_text(spec, cluster_id, state["bridge"])
         progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")
-    return f"copy-vm-image: {len(vms)} profiles and disks in {cluster.path}"
+    return f"{len(vms)} profiles and disks in {cluster.path}"
 
 
 def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,7 @@ from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
+from oscarvt.phase_table import DESTROY
 
 DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
 _OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
@@ -31,18 +32,18 @@ _OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
 def destroy(cluster: ClusterDir) -> str:
     """Tear the cluster down; return the verdict text."""
     if not cluster.path.is_dir():
-        return f"destroy: nothing at {cluster.path}"
+        return f"nothing at {cluster.path}"
     started = time.time()
-    events.emit("phase", phase="destroy", result="running")
+    events.emit("phase", phase=DESTROY.name, result="running")
     with signals_held("destroy"):
         state = _readable_state(cluster)
         stopped, disks, alive = _teardown(cluster, state)
         failure = f"still running after destroy: {', '.join(alive)}" if alive else ""
         _record(cluster, alive, started, failure)
-    events.emit("phase", phase="destroy", result="failed" if failure else "passed")
+    events.emit("phase", phase=DESTROY.name, result="failed" if failure else "passed")
     if failure:
         raise InfraError(failure)
-    return f"destroy: {stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
+    return f"{stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
 
 
 def _readable_state(cluster: ClusterDir) -> dict[str, Any] | None:
@@ -113,7 +114,7 @@ def _record(cluster: ClusterDir, alive: list[str], started: float, failure: str)
         state = cluster.load()
         now = time.time()
         state.setdefault("phases", []).append({
-            "phase": "destroy", "start": started, "end": now, "seconds": round(now - started, 2),
+            "phase": DESTROY.name, "start": started, "end": now, "seconds": round(now - started, 2),
             "result": "failed" if failure else "passed", "message": failure})
         for name, vm in state.get("vms", {}).items():
             if name not in alive:

@@ -21,6 +21,7 @@ from typing import Any
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.log import progress
+from oscarvt.phase_table import GRAB_LOGS
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
@@ -33,7 +34,7 @@ HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemima
 
 def grab_logs(cluster: ClusterDir, dest: Path) -> str:
     """Collect the cluster's logs into ``dest`` and ``dest``.tar.gz."""
-    with cluster.phase("grab-logs") as state:
+    with cluster.phase(GRAB_LOGS.name) as state:
         dest = dest.resolve()
         dest.mkdir(parents=True, exist_ok=True)
         missing: list[str] = []
@@ -63,7 +64,7 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         state["logs"] = {"dir": str(dest), "tarball": str(tarball)}
         files = sum(1 for path in dest.rglob("*") if path.is_file())
     note = f", missing: {len(missing)} (see missing.txt)" if missing else ""
-    return f"grab-logs: {files} files in {dest} and {tarball.name}{note}"
+    return f"{files} files in {dest} and {tarball.name}{note}"
 
 
 def grab_headnode(cluster: ClusterDir, state: dict[str, Any], dest: Path, missing: list[str]) -> None:

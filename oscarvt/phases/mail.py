@@ -17,6 +17,7 @@ from typing import Any
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError
 from oscarvt.log import progress
+from oscarvt.phase_table import SEND_LOGS
 from oscarvt.phases.logs import failed_phase, summary
 from oscarvt.phases.oscar import OSCAR_LOG
 
@@ -31,7 +32,7 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
     for address in to:
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
             raise InputError(f"--to: {address!r} is not a mail address")
-    with cluster.phase("send-logs") as state:
+    with cluster.phase(SEND_LOGS.name) as state:
         logs = state.get("logs")
         if not logs or not Path(logs["tarball"]).is_file():
             raise InputError("no logs to send (run 'oscarvt grab-logs' first)")
@@ -42,12 +43,12 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
                 server.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise InfraError(f"cannot send mail through {host}:{port}: {exc}") from None
-    return f"send-logs: mailed {message['Subject']!r} to {', '.join(to)}"
+    return f"mailed {message['Subject']!r} to {', '.join(to)}"
 
 
 def compose(cluster: ClusterDir, state: dict[str, Any], to: list[str], sender: str) -> EmailMessage:
     """The summary mail, with the log tarball attached."""
-    failed = failed_phase({"phases": [p for p in state.get("phases", []) if p["phase"] != "send-logs"]})
+    failed = failed_phase({"phases": [p for p in state.get("phases", []) if p["phase"] != SEND_LOGS.name]})
     verdict = "FAIL" if failed else "PASS"
     subject = f"oscarvt {verdict}: {cluster.path.name}"
     if failed:

@@ -22,6 +22,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
+from oscarvt.phase_table import WAIT_FOR_NODES
 from oscarvt.phases.access import node_vms, open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
@@ -60,7 +61,7 @@ class Node:
 
 def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
-    with cluster.phase("wait-for-nodes") as state:
+    with cluster.phase(WAIT_FOR_NODES.name) as state:
         spec = cluster.spec(state)
         if "oscar" not in state:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
@@ -99,7 +100,7 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                 state["nodes"] = {n.name: {"status": n.status, **n.times} for n in nodes.values()}
             release_hook(conn, ok=True)
     took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
-    return f"wait-for-nodes: {len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
+    return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
 
 
 @dataclass

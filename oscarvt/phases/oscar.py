@@ -24,6 +24,7 @@ from oscarvt.errors import InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
+from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
 from oscarvt.phases.access import headnode_name, open_headnode
 from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
 from oscarvt.ssh import Connection
@@ -57,7 +58,7 @@ exit "$(cat {RELEASE})"
 
 def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
     """Start install_cluster on the headnode; return once it reaches the boot hook."""
-    with cluster.phase("start-oscar") as state:
+    with cluster.phase(START_OSCAR.name) as state:
         spec = cluster.spec(state)
         files = input_files(spec, state, inputs)
         iface = state["vms"][headnode_name(state)].get("iface")
@@ -87,14 +88,14 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             if status:
                 print_log_tail(conn)
         if status is not None:
-            return oscar_ended(state, status, "start-oscar")
+            return oscar_ended(state, status)
         record["hook_reached"] = time.time()
-    return "start-oscar: OSCAR reached the boot hook and waits for the nodes"
+    return "OSCAR reached the boot hook and waits for the nodes"
 
 
 def finish_oscar(cluster: ClusterDir) -> str:
     """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict."""
-    with cluster.phase("finish-oscar") as state:
+    with cluster.phase(FINISH_OSCAR.name) as state:
         spec = cluster.spec(state)
         if "oscar" not in state:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
@@ -114,7 +115,7 @@ def finish_oscar(cluster: ClusterDir) -> str:
                      + (f": {result['message']}" if result["message"] else ""))
             events.emit("test", **result)
         passed = sum(1 for r in results if r["result"] == "passed")
-        message = oscar_ended(state, status, "finish-oscar")
+        message = oscar_ended(state, status)
         return f"{message}; cluster tests {passed}/{len(results)} passed"
 
 
@@ -173,11 +174,11 @@ def remote_size(conn: Connection, path: str) -> int:
     return int(conn.check_output(f"stat -c %s {path} 2>/dev/null || echo 0").strip() or 0)
 
 
-def oscar_ended(state: dict[str, Any], status: int, verb: str) -> str:
+def oscar_ended(state: dict[str, Any], status: int) -> str:
     """The verdict once install_cluster has exited with ``status``: an error unless it is 0."""
     state["oscar"]["status"] = status
     if status == 0:
-        return f"{verb}: OSCAR finished (exit 0)"
+        return "OSCAR finished (exit 0)"
     failure = state["oscar"].get("failure") or f"install_cluster exited with status {status}"
     raise ProductError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
 
