@@ -20,6 +20,7 @@ setup(
         "lxml==6.1.3",
         "PyYAML==6.0.3",
         "qemu.qmp==0.0.6",
+        "dacite==1.9.2",
     ],
     extras_require={
         "buildbot": BUILDBOT,

@@ -59,11 +59,12 @@ def main() -> None:
                 for c in opened:
                     c.close()
             nodes = round(time.monotonic() - nodes_started, 2)
-            accel = cluster.load()["accel"]
+            accel = cluster.load().accel
+            assert accel is not None
         finally:
             teardown = timed(destroy, cluster)
     print(json.dumps({
-        "accel": accel["name"], "accel_reason": accel["reason"],
+        "accel": accel.name, "accel_reason": accel.reason,
         "test_guest_build_or_cache_s": build,
         "copy_vm_image_s": create,
         "boot_headnode_to_ssh_s": headnode,

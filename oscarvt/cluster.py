@@ -2,7 +2,7 @@
 
 Layout of ``--cluster DIR``::
 
-    state.json          spec, cluster id, VMs, accelerator, phase records
+    state.json          the cluster state (``oscarvt.state.ClusterState``)
     profiles/VM.xml     V2M profile of each VM (what the back end starts)
     profiles/VM.oscarvt.json  what V2M has no element for (networks, boot device, kernel)
     disks/VM.qcow2      headnode overlay, blank node disks
@@ -16,20 +16,20 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from oscarvt import events
 from oscarvt.backends.qemu import VmFiles
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.profile import Profile, load_profile
 from oscarvt.spec import ClusterSpec, spec_from_dict
+from oscarvt.state import ClusterState, PhaseRecord
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
 LOCK_FILE = "lock"      # holds the PID of the oscarvt working on the cluster
@@ -79,13 +79,10 @@ class ClusterDir:
         for sub in ("profiles", "disks", "consoles", "run"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
-    def load(self) -> dict[str, Any]:
-        """The cluster state; an error if the folder holds no cluster."""
+    def load(self) -> ClusterState:
+        """The cluster state; an error if the folder holds no cluster or a damaged state."""
         try:
-            state = json.loads(self.state_file.read_text(encoding="utf-8"))
-            if not isinstance(state, dict) or not isinstance(state.get("vms"), dict):
-                raise ValueError("not a cluster state")
-            return state
+            return ClusterState.from_json(self.state_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{self.path}: no cluster here (run 'oscarvt copy-vm-image' first)") from None
         except (OSError, ValueError) as exc:
@@ -129,43 +126,42 @@ class ClusterDir:
                 (self.path / LOCK_FILE).unlink()
                 self.path.rmdir()
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: ClusterState) -> None:
         """Write the state atomically."""
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(state.to_json())
         tmp.replace(self.state_file)
 
-    def spec(self, state: dict[str, Any]) -> ClusterSpec:
+    def spec(self, state: ClusterState) -> ClusterSpec:
         """The spec the cluster was made from (its files are not required to exist still)."""
-        return spec_from_dict(state["spec"], self.path, check_files=False)
+        return spec_from_dict(state.spec, self.path, check_files=False)
 
     def profile(self, vm: str) -> Profile:
         return load_profile(self.profile_path(vm))
 
     @contextmanager
-    def phase(self, name: str) -> Iterator[dict[str, Any]]:
+    def phase(self, name: str) -> Iterator[ClusterState]:
         """Record a phase's start, end and result in the state; yields the state to update.
 
         The state is saved at the start and at the end, whether the phase passes,
         fails (OscarvtError; its message is recorded) or is interrupted. Each is an event too.
         """
         state = self.load()
-        record: dict[str, Any] = {"phase": name, "start": time.time(), "end": None,
-                                  "result": "running", "message": ""}
-        state.setdefault("phases", []).append(record)
+        record = PhaseRecord(phase=name, start=time.time())
+        state.phases.append(record)
         self.save(state)
         events.emit("phase", phase=name, result="running")
         try:
             yield state
         except BaseException as exc:
-            record.update(result="failed", message=str(exc) or type(exc).__name__)
+            record.result, record.message = "failed", str(exc) or type(exc).__name__
             if isinstance(exc, OscarvtError):
-                record["blame"] = exc.blame
+                record.blame = exc.blame
             raise
         else:
-            record["result"] = "passed"
+            record.result = "passed"
         finally:
-            record["end"] = time.time()
-            record["seconds"] = round(record["end"] - record["start"], 2)
-            events.emit("phase", phase=name, result=record["result"])
+            record.end = time.time()
+            record.seconds = round(record.end - record.start, 2)
+            events.emit("phase", phase=name, result=record.result)
             self.save(state)

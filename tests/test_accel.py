@@ -47,5 +47,5 @@ def test_boot_headnode_says_which_accelerator_and_why(clusters, guest, tmp_path)
     assert result.returncode == 0, result.output
     lines = [line for line in result.stdout.splitlines() if "accelerator:" in line]
     assert len(lines) == 1
-    accel = cluster.load()["accel"]
-    assert lines[0].endswith(f"accelerator: {accel['name'].upper()} ({accel['reason']})")
+    accel = cluster.load().accel
+    assert accel is not None and lines[0].endswith(f"accelerator: {accel.name.upper()} ({accel.reason})")

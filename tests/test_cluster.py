@@ -76,19 +76,20 @@ def test_headnode_answers_ssh_on_a_loopback_only_port(booted):
 
 def test_headnode_pings_both_nodes_over_the_private_lan(booted):
     state = booted.cluster.load()
-    nodes = {name: vm for name, vm in state["vms"].items() if vm["role"] == "node"}
-    assert [vm["ip"] for vm in nodes.values()] == [f"{LAN_PREFIX}.2", f"{LAN_PREFIX}.3"]
-    wait_reachable(booted.cluster, [vm["ip"] for vm in nodes.values()])
+    nodes = state.node_vms()
+    assert [vm.ip for vm in nodes.values()] == [f"{LAN_PREFIX}.2", f"{LAN_PREFIX}.3"]
+    wait_reachable(booted.cluster, [vm.ip for vm in nodes.values()])
     result = oscarvt("ssh", "--cluster", booted.cluster.path, "headnode", "--", "ip", "neigh")
     for vm in nodes.values():
-        assert f"{vm['ip']} dev eth1 lladdr {vm['mac']}" in result.stdout
+        assert f"{vm.ip} dev eth1 lladdr {vm.mac}" in result.stdout
 
 
 def test_node_is_reached_through_the_headnode_with_password_and_key(booted, guest):
     result = oscarvt("ssh", "--cluster", booted.cluster.path, "oscarnode2", "--", "cat /sys/class/net/eth0/address")
     assert result.returncode == 0, result.output
-    assert result.stdout.strip() == booted.cluster.load()["vms"]["oscarnode2"]["mac"]
-    port = booted.cluster.load()["vms"]["headnode"]["ssh_port"]
+    assert result.stdout.strip() == booted.cluster.load().vms["oscarnode2"].mac
+    port = booted.cluster.load().vms["headnode"].ssh_port
+    assert port is not None
     with connect("127.0.0.1", port, Credentials("root", key=guest.key), "headnode") as head:
         with connect(f"{LAN_PREFIX}.2", 22, Credentials("root", key=guest.key), "oscarnode1", via=head) as node:
             assert node.check_output("echo $((6 * 7))") == "42\n"
@@ -150,7 +151,7 @@ def test_destroy_stops_everything_and_removes_disks(booted):
     again = oscarvt("destroy", "--cluster", booted.cluster.path)
     assert again.last_line == "PASS: destroy: 0 VMs stopped, 0 disks removed, no VM of c running"
     assert sha256(booted.template) == booted.template_sha256
-    phases = [(p["phase"], p["result"]) for p in booted.cluster.load()["phases"]]
+    phases = [(p.phase, p.result) for p in booted.cluster.load().phases]
     assert phases == [("copy-vm-image", "passed"), ("boot-headnode", "passed"),
                       ("boot-compute-nodes", "passed"), ("destroy", "passed"), ("destroy", "passed")]
 
@@ -172,4 +173,4 @@ def test_boot_headnode_gives_up_at_once_when_its_qemu_dies(clusters, guest, tmp_
     assert output.strip().splitlines()[-1] == (
         "FAIL: boot-headnode: infrastructure: gave up waiting for SSH on headnode: headnode's QEMU process is gone "
         f"(see {cluster.files('headnode').console})")
-    assert cluster.load()["phases"][-1]["result"] == "failed"
+    assert cluster.load().phases[-1].result == "failed"

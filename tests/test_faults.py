@@ -130,7 +130,7 @@ def test_a_port_taken_between_picking_and_binding_is_picked_again(guest, tmp_pat
     try:
         copy_vm_image(cluster, write_spec(tmp_path / "spec.yaml", spec_data(guest, nodes={"count": 1})))
         boot_headnode(cluster)
-        port = cluster.load()["vms"]["headnode"]["ssh_port"]
+        port = cluster.load().vms["headnode"].ssh_port
         assert port != taken.getsockname()[1]
         assert f"headnode: port {taken.getsockname()[1]} was taken" in capsys.readouterr().out
     finally:

@@ -38,12 +38,12 @@ def test_two_clusters_side_by_side_do_not_see_each_other(clusters, guest, node_i
     one = boot(clusters, guest, node_iso, tmp_path / "one", nodes={"count": 1})
     two = boot(clusters, guest, node_iso, tmp_path / "two", nodes={"count": 1},
                ssh={"password": None, "key": str(guest.key)})
-    lans = [one.load()["cluster_id"], two.load()["cluster_id"]]
+    lans = [one.load().cluster_id, two.load().cluster_id]
     assert lans[0] != lans[1]
     for cluster in (one, two):
         wait_reachable(cluster, [f"{LAN_PREFIX}.2"])
         status, neigh = headnode_run(cluster, "ip neigh")
-        assert f"{LAN_PREFIX}.2 dev eth1 lladdr {cluster.load()['vms']['oscarnode1']['mac']}" in neigh
+        assert f"{LAN_PREFIX}.2 dev eth1 lladdr {cluster.load().vms['oscarnode1'].mac}" in neigh
     # An address that exists only on cluster two's LAN is unreachable from cluster one.
     assert headnode_run(two, f"ip addr add {LAN_PREFIX}.200/24 dev eth1")[0] == 0
     assert headnode_run(two, f"ping -c 1 -W 2 {LAN_PREFIX}.200")[0] == 0
@@ -57,7 +57,8 @@ def test_bridge_and_tap_back_end(clusters, guest, node_iso, tmp_path):
     cluster = boot(clusters, guest, node_iso, tmp_path / "br", nodes={"count": 1},
                    network={"private": "bridge"})
     state = cluster.load()
-    bridge = state["bridge"]["name"]
+    assert state.bridge is not None
+    bridge = state.bridge.name
     taps = sorted(links("master", bridge))
     assert taps == [f"{bridge}t0", f"{bridge}t1"]
     wait_reachable(cluster, [f"{LAN_PREFIX}.2"])

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
-import json
 import re
 import tarfile
 import time
@@ -20,12 +20,13 @@ from oscarvt.oscar_menus import replay
 from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.spec import spec_from_dict
+from oscarvt.state import ClusterState, Logs, PhaseRecord, Vm
 
-STATE = {"vms": {
-    "headnode": {"role": "headnode", "ip": "192.168.77.1", "mac": "52:54:00:12:34:01"},
-    "oscarnode1": {"role": "node", "ip": "192.168.77.2", "mac": "52:54:00:12:34:02"},
-    "oscarnode2": {"role": "node", "ip": "192.168.77.3", "mac": "52:54:00:12:34:03"},
-}}
+STATE = ClusterState(cluster_id=7, spec={"template": "/x.qcow2", "ssh": {"password": "pw"}}, vms={
+    "headnode": Vm("headnode", 0, ip="192.168.77.1", mac="52:54:00:12:34:01"),
+    "oscarnode1": Vm("node", 1, ip="192.168.77.2", mac="52:54:00:12:34:02"),
+    "oscarnode2": Vm("node", 2, ip="192.168.77.3", mac="52:54:00:12:34:03"),
+})
 
 
 def spec(**oscar: str):
@@ -174,13 +175,11 @@ def failed_cluster(tmp_path: Path) -> ClusterDir:
     with tarfile.open(cluster.path / "logs.tar.gz", "w:gz") as tar:
         tar.add(logs, arcname="logs")
     now = time.time()
-    state = {**STATE, "cluster_id": 7, "spec": {"template": "/x.qcow2", "ssh": {"password": "pw"}},
-             "logs": {"dir": str(logs), "tarball": str(cluster.path / "logs.tar.gz")},
-             "phases": [{"phase": "boot-headnode", "result": "passed", "start": now, "end": now, "seconds": 30.0,
-                         "message": ""},
-                        {"phase": "wait-for-nodes", "result": "failed", "start": now, "end": now, "seconds": 61.5,
-                         "message": "oscarnode2: oscar-installer: ERROR: fdisk /dev/vda failed"}]}
-    cluster.state_file.write_text(json.dumps(state))
+    cluster.save(dataclasses.replace(
+        STATE, logs=Logs(dir=str(logs), tarball=str(cluster.path / "logs.tar.gz")),
+        phases=[PhaseRecord("boot-headnode", start=now, end=now, result="passed", seconds=30.0),
+                PhaseRecord("wait-for-nodes", start=now, end=now, result="failed", seconds=61.5,
+                            message="oscarnode2: oscar-installer: ERROR: fdisk /dev/vda failed")]))
     return cluster
 
 

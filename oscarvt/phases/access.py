@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, connect
+from oscarvt.state import ClusterState
 from oscarvt.waiting import wait_for
 
 
@@ -15,33 +14,24 @@ def credentials(spec: ClusterSpec) -> Credentials:
     return Credentials(spec.ssh.user, spec.ssh.password, spec.ssh.key)
 
 
-def headnode_name(state: dict[str, Any]) -> str:
-    return next(name for name, vm in state["vms"].items() if vm["role"] == "headnode")
-
-
-def node_vms(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The compute node VMs, in order, by name."""
-    return {name: vm for name, vm in state["vms"].items() if vm["role"] == "node"}
-
-
-def open_headnode(cluster: ClusterDir, state: dict[str, Any]) -> Connection:
+def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
     """An SSH connection to the running headnode."""
-    name = headnode_name(state)
-    port = state["vms"][name].get("ssh_port")
+    name = state.headnode_name()
+    port = state.vms[name].ssh_port
     if not port:
         raise InputError(f"{name} has not been booted (run 'oscarvt boot-headnode')")
     return connect("127.0.0.1", port, credentials(cluster.spec(state)), name)
 
 
-def open_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> tuple[Connection, list[Connection]]:
+def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connection, list[Connection]]:
     """An SSH connection to ``name``, and every connection to close afterwards (hops included)."""
-    if name not in state["vms"]:
-        raise InputError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state['vms'])})")
+    if name not in state.vms:
+        raise InputError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state.vms)})")
     head = open_headnode(cluster, state)
-    if state["vms"][name]["role"] == "headnode":
+    if state.vms[name].role == "headnode":
         return head, [head]
     try:
-        node = connect(state["vms"][name]["ip"], 22, credentials(cluster.spec(state)), name, via=head)
+        node = connect(state.vms[name].ip, 22, credentials(cluster.spec(state)), name, via=head)
     except OscarvtError:
         head.close()
         raise

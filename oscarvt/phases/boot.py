@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
-from typing import Any
 
 from oscarvt import events, network
 from oscarvt.accel import choose_accel
@@ -14,10 +13,11 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt.log import progress
 from oscarvt.phase_table import BOOT_COMPUTE_NODES, BOOT_HEADNODE
-from oscarvt.phases.access import credentials, headnode_name, node_vms, open_headnode
+from oscarvt.phases.access import credentials, open_headnode
 from oscarvt.profile import NAT, write_profile
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
+from oscarvt.state import Accel, ClusterState
 
 PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
 
@@ -26,18 +26,18 @@ def boot_headnode(cluster: ClusterDir) -> str:
     """Start the headnode, wait until SSH answers, give its private NIC its address."""
     with cluster.phase(BOOT_HEADNODE.name) as state:
         spec = cluster.spec(state)
-        name = headnode_name(state)
-        vm = state["vms"][name]
+        name = state.headnode_name()
+        vm = state.vms[name]
         start_vm(cluster, state, name)
-        progress(f"{name}: waiting for SSH on 127.0.0.1:{vm['ssh_port']} (up to {spec.timeouts.ssh}s)")
-        conn = wait_for_ssh("127.0.0.1", vm["ssh_port"], credentials(spec), name, spec.timeouts.ssh,
+        assert vm.ssh_port is not None  # the headnode forwards SSH
+        progress(f"{name}: waiting for SSH on 127.0.0.1:{vm.ssh_port} (up to {spec.timeouts.ssh}s)")
+        conn = wait_for_ssh("127.0.0.1", vm.ssh_port, credentials(spec), name, spec.timeouts.ssh,
                             give_up=lambda: vm_gone(cluster, name))
         with conn:
             progress(f"{name}: SSH answers")
-            iface = configure_private_nic(conn, vm["mac"], f"{vm['ip']}/{_prefix(spec.network.subnet)}")
-            vm["iface"] = iface  # OSCAR's --cli interface
-            progress(f"{name}: private NIC {iface} is {vm['ip']}")
-    return f"{name} up, SSH on 127.0.0.1:{vm['ssh_port']}, private address {vm['ip']}"
+            vm.iface = configure_private_nic(conn, vm.mac, f"{vm.ip}/{_prefix(spec.network.subnet)}")
+            progress(f"{name}: private NIC {vm.iface} is {vm.ip}")
+    return f"{name} up, SSH on 127.0.0.1:{vm.ssh_port}, private address {vm.ip}"
 
 
 def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path | None = None,
@@ -53,7 +53,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
             raise InputError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
         if iso is not None and not iso.is_file():
             raise InputError(f"--iso: no such file {iso}")
-        nodes = list(node_vms(state))
+        nodes = list(state.node_vms())
         unknown = sorted(set(only or []) - set(nodes))
         if unknown:
             raise InputError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
@@ -65,7 +65,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
     return f"{len(nodes)} nodes started from {method}"
 
 
-def boot_node(cluster: ClusterDir, state: dict[str, Any], name: str, method: str, iso: Path | None) -> int:
+def boot_node(cluster: ClusterDir, state: ClusterState, name: str, method: str, iso: Path | None) -> int:
     """Start one node from ``method``; with ``disk`` the CD is taken out of its drive."""
     profile = cluster.profile(name)
     cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
@@ -73,12 +73,12 @@ def boot_node(cluster: ClusterDir, state: dict[str, Any], name: str, method: str
         raise InputError("booting nodes from CD needs --iso FILE")
     write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
     console = cluster.files(name).console
-    state["vms"][name]["console_start"] = console.stat().st_size if console.exists() else 0
-    state["vms"][name]["started"] = time.time()
+    state.vms[name].console_start = console.stat().st_size if console.exists() else 0
+    state.vms[name].started = time.time()
     return start_vm(cluster, state, name)
 
 
-def fetch_boot_cd(cluster: ClusterDir, state: dict[str, Any]) -> Path:
+def fetch_boot_cd(cluster: ClusterDir, state: ClusterState) -> Path:
     """Copy the autoinstall CD that OSCAR built (spec ``oscar.bootcd``) from the headnode."""
     remote = cluster.spec(state).oscar.bootcd
     with open_headnode(cluster, state) as conn:
@@ -89,49 +89,49 @@ def fetch_boot_cd(cluster: ClusterDir, state: dict[str, Any]) -> Path:
         return conn.get(remote, cluster.path / "disks")
 
 
-def start_vm(cluster: ClusterDir, state: dict[str, Any], name: str) -> int:
+def start_vm(cluster: ClusterDir, state: ClusterState, name: str) -> int:
     """Start one VM from its profile (resolving the accelerator first); record it in the state."""
     accel = ensure_accel(cluster, state)
     profile = cluster.profile(name)
     files = cluster.files(name)
     if qemu.running_pid(files) is not None:
         raise InputError(f"{name} is already running (run 'oscarvt destroy' first)")
-    bridge = state.get("bridge")
+    bridge = state.bridge
     for tap, bridge_name in qemu.tap_nics(profile):
         if bridge_name is None:
             raise InputError(f"profile {name}: tap {tap} names no bridge")
         if network.ensure_bridge(bridge_name) and bridge:
-            bridge["created"] = True
+            bridge.created = True
             cluster.save(state)
         network.add_tap(tap, bridge_name)
-    vm = state["vms"][name]
-    vm["desired"] = "running"
+    vm = state.vms[name]
+    vm.desired = "running"
     forwards = any(nic.type == NAT for _, nic in profile.connected_nics())
     for attempt in range(1, PORT_TRIES + 1):
         if forwards:  # picked right before QEMU binds it; taken in between: pick again
-            vm["ssh_port"] = network.free_tcp_port()
+            vm.ssh_port = network.free_tcp_port()
         cluster.save(state)
         try:
-            pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.get("ssh_port")), files)
+            pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.ssh_port), files)
             break
         except qemu.PortTaken as exc:
             if attempt == PORT_TRIES:
                 raise
-            progress(f"{name}: port {vm['ssh_port']} was taken ({exc}); trying another")
+            progress(f"{name}: port {vm.ssh_port} was taken ({exc}); trying another")
     progress(f"{name}: started (pid {pid}, {accel.upper()}), console {files.console}")
     return pid
 
 
-def ensure_accel(cluster: ClusterDir, state: dict[str, Any]) -> str:
+def ensure_accel(cluster: ClusterDir, state: ClusterState) -> str:
     """The cluster's accelerator, chosen once (KVM probe) and kept in the state."""
-    if state.get("accel") is None:
+    if state.accel is None:
         spec = cluster.spec(state)
         choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe)
-        state["accel"] = {"name": choice.name, "reason": choice.reason}
+        state.accel = Accel(choice.name, choice.reason)
         cluster.save(state)
         progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
         events.emit("accel", name=choice.name, reason=choice.reason)
-    return str(state["accel"]["name"])
+    return state.accel.name
 
 
 def vm_gone(cluster: ClusterDir, name: str) -> str | None:

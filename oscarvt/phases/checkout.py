@@ -17,6 +17,7 @@ from oscarvt.errors import InfraError, InputError
 from oscarvt.log import progress
 from oscarvt.phase_table import CHECKOUT_OSCAR
 from oscarvt.phases.access import open_headnode
+from oscarvt.state import Checkout
 
 VCS = ("git", "svn")
 CHECKOUT_TIMEOUT = 1800.0  # seconds for a VCS checkout inside the headnode
@@ -62,9 +63,9 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                 if status != 0:
                     raise InfraError(f"{kind} checkout of {url} failed on the headnode: "
                                        f"{(output.splitlines() or ['(no output)'])[-1]}")
-                revision_text = output.splitlines()[-1]
+                revision_text = (output.splitlines() or [""])[-1]
                 where = url
-        state["checkout"] = {"source": where, "revision": revision_text, "dir": target}
+        state.checkout = Checkout(source=where, revision=revision_text, dir=target)
     return f"{where} ({revision_text or 'no revision'}) is in the headnode's {target}"
 
 

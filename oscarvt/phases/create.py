@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from oscarvt import disks, network
 from oscarvt.cluster import ClusterDir
@@ -12,6 +11,7 @@ from oscarvt.log import progress
 from oscarvt.phase_table import COPY_VM_IMAGE
 from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
 from oscarvt.spec import ClusterSpec, load_spec, size_mb
+from oscarvt.state import Bridge, ClusterState, Role, Vm
 
 SCRATCH_MB = 64  # the disk of a headnode whose template is only a kernel (V2M requires an image)
 
@@ -27,47 +27,44 @@ def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
     cluster_id = network.new_cluster_id()
     vms = _vm_records(spec, cluster_id)
     cluster.create_folders()
-    cluster.save({"cluster_id": cluster_id, "spec": spec.to_dict(), "accel": None,
-                  "bridge": None, "vms": vms, "phases": []})
+    cluster.save(ClusterState(cluster_id=cluster_id, spec=spec.to_dict(), vms=vms))
     with cluster.phase(COPY_VM_IMAGE.name) as state:
         if spec.network.private == "bridge":
-            state["bridge"] = {"name": spec.network.bridge or network.bridge_name(cluster_id),
-                               "created": False}
+            state.bridge = Bridge(spec.network.bridge or network.bridge_name(cluster_id))
         for name, vm in vms.items():
-            profile = _profile(cluster, spec, cluster_id, name, vm, state["bridge"])
+            profile = _profile(cluster, spec, cluster_id, name, vm, state.bridge)
             assert profile.image is not None
-            if vm["role"] == "headnode" and spec.template.disk is not None:
+            if vm.role == "headnode" and spec.template.disk is not None:
                 disks.create_overlay(spec.template.disk, profile.image)
             else:  # nodes, and a headnode from a kernel alone: both have their size in MB
                 assert profile.image_size is not None
                 disks.create_blank(profile.image, profile.image_size)
             write_profile(profile, cluster.profile_path(name))
-        lan = _lan_text(spec, cluster_id, state["bridge"])
+        lan = _lan_text(spec, cluster_id, state.bridge)
         progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")
     return f"{len(vms)} profiles and disks in {cluster.path}"
 
 
-def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, dict[str, Any]]:
-    vms: dict[str, dict[str, Any]] = {spec.headnode.name: {"role": "headnode", "index": 0}}
+def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, Vm]:
+    def vm(role: Role, index: int) -> Vm:
+        return Vm(role, index, mac=network.private_mac(cluster_id, index),
+                  ip=network.private_ip(spec.network.subnet, index))
+    vms = {spec.headnode.name: vm("headnode", 0)}
     for i in range(1, spec.nodes.count + 1):
-        vms[f"{spec.nodes.name}{i}"] = {"role": "node", "index": i}
-    for vm in vms.values():
-        vm.update(mac=network.private_mac(cluster_id, vm["index"]),
-                  ip=network.private_ip(spec.network.subnet, vm["index"]),
-                  ssh_port=None, desired="created")
+        vms[f"{spec.nodes.name}{i}"] = vm("node", i)
     return vms
 
 
 def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
-             vm: dict[str, Any], bridge: dict[str, Any] | None) -> Profile:
+             vm: Vm, bridge: Bridge | None) -> Profile:
     if bridge is None:
         lan = Network(f"oscarvt-{cluster_id:04x}", mcast=network.mcast_group(cluster_id))
-        private = Nic(VLAN, vm["mac"], lan)
+        private = Nic(VLAN, vm.mac, lan)
     else:
-        tap = network.tap_name(cluster_id, vm["index"])
-        private = Nic(BRIDGED_TAP, vm["mac"], Network(bridge["name"], bridge=bridge["name"], tap=tap))
+        tap = network.tap_name(cluster_id, vm.index)
+        private = Nic(BRIDGED_TAP, vm.mac, Network(bridge.name, bridge=bridge.name, tap=tap))
     vm_type = "Kvm" if spec.accel == "kvm" else "Qemu"
-    if vm["role"] == "headnode":
+    if vm.role == "headnode":
         t = spec.template
         return Profile(
             name=name, type=vm_type, cpu=spec.headnode.cpus, memory=spec.headnode.memory,
@@ -80,6 +77,6 @@ def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
                    nics=(private,), boot=spec.nodes.boot)
 
 
-def _lan_text(spec: ClusterSpec, cluster_id: int, bridge: dict[str, Any] | None) -> str:
-    where = f"bridge {bridge['name']}" if bridge else f"multicast {network.mcast_group(cluster_id)}"
+def _lan_text(spec: ClusterSpec, cluster_id: int, bridge: Bridge | None) -> str:
+    where = f"bridge {bridge.name}" if bridge else f"multicast {network.mcast_group(cluster_id)}"
     return f"{spec.network.subnet} on {where}"

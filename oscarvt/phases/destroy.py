@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Iterator
 
 from oscarvt import events, network
 from oscarvt.backends import qemu
@@ -24,6 +24,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY
+from oscarvt.state import ClusterState, PhaseRecord
 
 DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
 _OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
@@ -46,19 +47,19 @@ def destroy(cluster: ClusterDir) -> str:
     return f"{stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
 
 
-def _readable_state(cluster: ClusterDir) -> dict[str, Any] | None:
+def _readable_state(cluster: ClusterDir) -> ClusterState | None:
     try:
         state = cluster.load()
         cluster.spec(state)
         return state
-    except (OscarvtError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (OscarvtError, TypeError, ValueError) as exc:
         progress(f"state unusable, cleaning up from the folder alone: {exc}")
         return None
 
 
-def _teardown(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[int, int, list[str]]:
+def _teardown(cluster: ClusterDir, state: ClusterState | None) -> tuple[int, int, list[str]]:
     timeout = cluster.spec(state).timeouts.stop if state else DEFAULT_STOP
-    names = {p.stem for p in cluster.pidfiles()} | set(state["vms"] if state else [])
+    names = {p.stem for p in cluster.pidfiles()} | set(state.vms if state else [])
     stopped = 0
     for name in sorted(names):
         files = cluster.files(name)
@@ -83,7 +84,7 @@ def _teardown(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[int, i
     return stopped, len(disks), alive
 
 
-def _links(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+def _links(cluster: ClusterDir, state: ClusterState | None) -> tuple[list[str], list[str]]:
     """The cluster's taps (from its profiles) and the bridges to remove.
 
     The bridge goes if the state says this cluster created it; without a state, only a
@@ -101,8 +102,7 @@ def _links(cluster: ClusterDir, state: dict[str, Any] | None) -> tuple[list[str]
             if bridge:
                 bridges.add(bridge)
     if state is not None:
-        bridge_record = state.get("bridge") or {}
-        owned = {bridge_record["name"]} if bridge_record.get("created") else set()
+        owned = {state.bridge.name} if state.bridge and state.bridge.created else set()
     else:
         owned = {b for b in bridges if _OWN_BRIDGE.fullmatch(b)}
     return taps, sorted(owned)
@@ -113,16 +113,15 @@ def _record(cluster: ClusterDir, alive: list[str], started: float, failure: str)
     try:
         state = cluster.load()
         now = time.time()
-        state.setdefault("phases", []).append({
-            "phase": DESTROY.name, "start": started, "end": now, "seconds": round(now - started, 2),
-            "result": "failed" if failure else "passed", "message": failure})
-        for name, vm in state.get("vms", {}).items():
+        state.phases.append(PhaseRecord(phase=DESTROY.name, start=started, end=now, seconds=round(now - started, 2),
+                                        result="failed" if failure else "passed", message=failure))
+        for name, vm in state.vms.items():
             if name not in alive:
-                vm["desired"] = "stopped"
-        if state.get("bridge"):
-            state["bridge"]["created"] = False
+                vm.desired = "stopped"
+        if state.bridge:
+            state.bridge.created = False
         cluster.save(state)
-    except (OscarvtError, OSError, AttributeError, TypeError):
+    except (OscarvtError, OSError):
         pass
 
 

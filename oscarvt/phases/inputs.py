@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any
 
 from oscarvt.errors import InputError
 from oscarvt.oscar_menus import DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, replay, write_answers
-from oscarvt.phases.access import headnode_name, node_vms
 from oscarvt.spec import ClusterSpec
+from oscarvt.state import ClusterState
 
 INPUTS_DIR = "/var/lib/oscarvt/inputs"
 MAC_FILE = "client.macs"
@@ -35,22 +34,22 @@ FLAG_FILES = ("opkgselector", "buildimage", "defineclients", "networkclients")
 AUTOMATIC = "1"  # MAC assignment method: automatically, in file order
 
 
-def mac_file(state: dict[str, Any]) -> str:
+def mac_file(state: ClusterState) -> str:
     """The MAC file step 6 imports: ``MAC # NAME`` a line, in client order."""
     return "# MAC addresses of the compute node VMs, written by oscarvt\n" + "".join(
-        f"{vm['mac']}\t# {name}\n" for name, vm in node_vms(state).items())
+        f"{vm.mac}\t# {name}\n" for name, vm in state.node_vms().items())
 
 
-def define_clients(spec: ClusterSpec, state: dict[str, Any]) -> str:
+def define_clients(spec: ClusterSpec, state: ClusterState) -> str:
     """Answers for step 5: the spec's number of nodes, base name and addresses."""
-    nodes = list(node_vms(state).values())
+    nodes = list(state.node_vms().values())
     if not nodes:
         raise InputError("the cluster has no compute nodes to define (nodes.count is 0)")
     subnet = ipaddress.ip_network(spec.network.subnet)
-    head = state["vms"][headnode_name(state)]
+    head = state.vms[state.headnode_name()]
     return write_answers(DEFINE_CLIENTS, [
         (2, [spec.oscar.domain]), (3, [spec.nodes.name]), (4, [str(len(nodes))]), (5, ["1"]),
-        (6, ["0"]), (7, [nodes[0]["ip"]]), (8, [str(subnet.netmask)]), (9, [head["ip"]]), (10, [])],
+        (6, ["0"]), (7, [nodes[0].ip]), (8, [str(subnet.netmask)]), (9, [head.ip]), (10, [])],
         "written by oscarvt from the cluster spec; no item 1, OSCAR takes the first image")
 
 
@@ -62,7 +61,7 @@ def network_clients(spec: ClusterSpec) -> str:
         "written by oscarvt; item 1 is followed by the file name and the assignment method")
 
 
-def input_files(spec: ClusterSpec, state: dict[str, Any], overrides: Path | None) -> dict[str, str]:
+def input_files(spec: ClusterSpec, state: ClusterState, overrides: Path | None) -> dict[str, str]:
     """Every input file by name (flag files and the MAC file), overrides applied and checked."""
     files = {"defineclients": define_clients(spec, state), "networkclients": network_clients(spec),
              MAC_FILE: mac_file(state)}

@@ -10,13 +10,13 @@ cannot be had is listed in ``missing.txt`` instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import shutil
 import tarfile
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
@@ -26,6 +26,7 @@ from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
+from oscarvt.state import ClusterState, Logs, PhaseRecord
 from oscarvt.waiting import wait_for
 
 HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemimager/clients.xml",
@@ -42,7 +43,7 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         consoles = dest / "consoles"
         consoles.mkdir(exist_ok=True)
         merged = []
-        for name in state["vms"]:
+        for name in state.vms:
             console = cluster.files(name).console
             if not console.exists():
                 missing.append(f"{name}'s console (the VM never started)")
@@ -51,9 +52,9 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
             text = console.read_text(errors="replace")
             merged += [f"{name}| {line}" for line in text.splitlines()]
         (dest / "consoles.log").write_text("\n".join(merged) + "\n")
+        record = dataclasses.asdict(state)
         (dest / "phases.json").write_text(json.dumps(
-            {"phases": state.get("phases", []), "nodes": state.get("nodes", {}),
-             "checkout": state.get("checkout"), "oscar": state.get("oscar")}, indent=2) + "\n")
+            {key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}, indent=2) + "\n")
         (dest / "summary.txt").write_text(summary(state) + "\n")
         (dest / "missing.txt").unlink(missing_ok=True)  # from an earlier grab into the same folder
         if missing:
@@ -61,13 +62,13 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         tarball = dest.with_name(dest.name + ".tar.gz")
         with tarfile.open(tarball, "w:gz") as tar:
             tar.add(dest, arcname=dest.name)
-        state["logs"] = {"dir": str(dest), "tarball": str(tarball)}
+        state.logs = Logs(dir=str(dest), tarball=str(tarball))
         files = sum(1 for path in dest.rglob("*") if path.is_file())
     note = f", missing: {len(missing)} (see missing.txt)" if missing else ""
     return f"{files} files in {dest} and {tarball.name}{note}"
 
 
-def grab_headnode(cluster: ClusterDir, state: dict[str, Any], dest: Path, missing: list[str]) -> None:
+def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:
     """Copy the headnode's logs (each path that exists) into ``dest``; note what could not be had."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
@@ -96,19 +97,19 @@ def copy_or_none(conn: Connection, path: str, into: Path) -> Path | None:
         return None
 
 
-def summary(state: dict[str, Any]) -> str:
+def summary(state: ClusterState) -> str:
     """A few lines for people: each phase's result and time, the failure, each node's times."""
-    lines = [format_phase(phase) for phase in state.get("phases", [])]
-    for name, node in state.get("nodes", {}).items():
-        times = ", ".join(f"{key} {value}s" for key, value in node.items() if key != "status")
-        lines.append(f"{name}: status {node.get('status')}; {times}")
-    for test in (state.get("oscar") or {}).get("tests", []):
+    lines = [format_phase(phase) for phase in state.phases]
+    for name, node in state.nodes.items():
+        times = ", ".join(f"{key} {value}s" for key, value in node.times.items())
+        lines.append(f"{name}: status {node.status}; {times}")
+    for test in state.oscar.tests if state.oscar else []:
         lines.append(f"test {test['result']}: {test['class']} {test['name']} {test['message']}".rstrip())
     return "\n".join(lines)
 
 
-def failed_phase(state: dict[str, Any]) -> dict[str, Any] | None:
+def failed_phase(phases: list[PhaseRecord]) -> PhaseRecord | None:
     """The first phase whose latest run failed (a phase run again and passed does not count)."""
-    latest = {p["phase"]: p for p in state.get("phases", [])}
-    return next((p for p in latest.values() if p["result"] == "failed"), None)
+    latest = {p.phase: p for p in phases}
+    return next((p for p in latest.values() if p.result == "failed"), None)
 

@@ -12,7 +12,6 @@ import smtplib
 import socket
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError
@@ -20,6 +19,7 @@ from oscarvt.log import progress
 from oscarvt.phase_table import SEND_LOGS
 from oscarvt.phases.logs import failed_phase, summary
 from oscarvt.phases.oscar import OSCAR_LOG
+from oscarvt.state import ClusterState
 
 TAIL_LINES = 30
 
@@ -33,8 +33,7 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
             raise InputError(f"--to: {address!r} is not a mail address")
     with cluster.phase(SEND_LOGS.name) as state:
-        logs = state.get("logs")
-        if not logs or not Path(logs["tarball"]).is_file():
+        if not state.logs or not Path(state.logs.tarball).is_file():
             raise InputError("no logs to send (run 'oscarvt grab-logs' first)")
         message = compose(cluster, state, to, sender or f"oscarvt@{socket.gethostname()}")
         progress(f"sending to {', '.join(to)} through {host}:{port}")
@@ -46,28 +45,29 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
     return f"mailed {message['Subject']!r} to {', '.join(to)}"
 
 
-def compose(cluster: ClusterDir, state: dict[str, Any], to: list[str], sender: str) -> EmailMessage:
+def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str) -> EmailMessage:
     """The summary mail, with the log tarball attached."""
-    failed = failed_phase({"phases": [p for p in state.get("phases", []) if p["phase"] != SEND_LOGS.name]})
+    assert state.logs is not None
+    failed = failed_phase([p for p in state.phases if p.phase != SEND_LOGS.name])
     verdict = "FAIL" if failed else "PASS"
     subject = f"oscarvt {verdict}: {cluster.path.name}"
     if failed:
-        subject += f": {failed['phase']}: {failed['message']}"[:160]
-    logs = Path(state["logs"]["dir"])
+        subject += f": {failed.phase}: {failed.message}"[:160]
+    logs = Path(state.logs.dir)
     body = [f"Verdict: {verdict}", f"Cluster: {cluster.path}"]
-    if checkout := state.get("checkout"):
-        body.append(f"OSCAR: {checkout['source']} ({checkout['revision'] or 'no revision'})")
+    if checkout := state.checkout:
+        body.append(f"OSCAR: {checkout.source} ({checkout.revision or 'no revision'})")
     if failed:
-        body += ["", f"Failed in {failed['phase']}: {failed['message']}"]
+        body += ["", f"Failed in {failed.phase}: {failed.message}"]
     body += ["", "Phases:", summary(state)]
     body += tail("OSCAR's log", logs / "headnode" / OSCAR_LOG.lstrip("/"))
-    for name in state["vms"]:
-        if failed and re.search(rf"\b{re.escape(name)}\b", failed["message"]):
+    for name in state.vms:
+        if failed and re.search(rf"\b{re.escape(name)}\b", failed.message):
             body += tail(f"{name}'s console", logs / "consoles" / f"{name}.log")
     message = EmailMessage()
     message["Subject"], message["From"], message["To"] = subject, sender, ", ".join(to)
     message.set_content("\n".join(body) + "\n")
-    tarball = Path(state["logs"]["tarball"])
+    tarball = Path(state.logs.tarball)
     message.add_attachment(tarball.read_bytes(), maintype="application", subtype="gzip", filename=tarball.name)
     return message
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from oscarvt import events, monitor
 from oscarvt.backends import qemu
@@ -23,10 +23,11 @@ from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.phase_table import WAIT_FOR_NODES
-from oscarvt.phases.access import node_vms, open_headnode
+from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
 from oscarvt.ssh import Connection
+from oscarvt.state import ClusterState, NodeRecord
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 POLL = 2.0
@@ -63,15 +64,15 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
     with cluster.phase(WAIT_FOR_NODES.name) as state:
         spec = cluster.spec(state)
-        if "oscar" not in state:
+        if state.oscar is None:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
-        if not all("started" in vm for vm in node_vms(state).values()):
+        if not all(vm.started is not None for vm in state.node_vms().values()):
             raise InputError("the nodes have not been started (run 'oscarvt boot-compute-nodes')")
         limit = timeout or spec.timeouts.install
-        nodes = {name: Node(name, vm["ip"], vm["started"], vm.get("console_start", 0))
-                 for name, vm in node_vms(state).items()}
-        monitor_log = LogReader(monitor.MONITOR_LOG, state["oscar"].get("monitor_offset", 0))
-        rsyncd_log = LogReader(monitor.RSYNCD_LOG, state["oscar"].get("rsyncd_offset", 0))
+        nodes = {name: Node(name, vm.ip, vm.started or 0.0, vm.console_start)
+                 for name, vm in state.node_vms().items()}
+        monitor_log = LogReader(monitor.MONITOR_LOG, state.oscar.monitor_offset)
+        rsyncd_log = LogReader(monitor.RSYNCD_LOG, state.oscar.rsyncd_offset)
         deadline = time.monotonic() + limit
         with open_headnode(cluster, state) as conn:
             def take_in_logs() -> None:
@@ -97,7 +98,7 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                     progress(f"could not release OSCAR's boot hook: {exc}")
                 raise
             finally:
-                state["nodes"] = {n.name: {"status": n.status, **n.times} for n in nodes.values()}
+                state.nodes = {n.name: NodeRecord(n.status, dict(n.times)) for n in nodes.values()}
             release_hook(conn, ok=True)
     took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
     return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
@@ -142,7 +143,7 @@ def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, 
             events.emit("node", vm=by_ip[ip].name, state="imaging_complete", status=by_ip[ip].status)
 
 
-def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_logs: Callable[[], None]) -> None:
+def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs: Callable[[], None]) -> None:
     """Scan the node's console for errors; start it from its disk if its installer rebooted."""
     files = cluster.files(node.name)
     try:
@@ -179,7 +180,7 @@ def watch_vm(cluster: ClusterDir, state: dict[str, Any], node: Node, take_in_log
         raise ProductError(f"{node.name}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
     progress(f"{node.name}: rebooted; starting it from its disk, CD out")
     boot_node(cluster, state, node.name, "disk", None)
-    node.console_offset = state["vms"][node.name]["console_start"]
+    node.console_offset = state.vms[node.name].console_start
     node.restarted = True
     node.seen("restarted")
     events.emit("node", vm=node.name, state="restarted", status=node.status)

@@ -14,7 +14,6 @@ import re
 import shlex
 import time
 from pathlib import Path
-from typing import Any
 
 from lxml import etree
 
@@ -25,9 +24,10 @@ from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
-from oscarvt.phases.access import headnode_name, open_headnode
+from oscarvt.phases.access import open_headnode
 from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
 from oscarvt.ssh import Connection
+from oscarvt.state import OscarRun
 from oscarvt.waiting import wait_for
 
 WORK = "/var/lib/oscarvt"
@@ -61,7 +61,7 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
     with cluster.phase(START_OSCAR.name) as state:
         spec = cluster.spec(state)
         files = input_files(spec, state, inputs)
-        iface = state["vms"][headnode_name(state)].get("iface")
+        iface = state.vms[state.headnode_name()].iface
         if not iface:
             raise InputError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
         with open_headnode(cluster, state) as conn:
@@ -76,10 +76,10 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
             command = f"{shlex.quote(install)} --cli {iface} {flags} --bootscript {HOOK}"
             progress(f"starting OSCAR: {command}")
-            record = {"offset": 0, "command": command, "started": time.time(),
-                      "monitor_offset": remote_size(conn, MONITOR_LOG),  # logs are read from here on
-                      "rsyncd_offset": remote_size(conn, RSYNCD_LOG)}
-            state["oscar"] = record
+            record = OscarRun(command=command, started=time.time(),
+                              monitor_offset=remote_size(conn, MONITOR_LOG),  # logs are read from here on
+                              rsyncd_offset=remote_size(conn, RSYNCD_LOG))
+            state.oscar = record
             cluster.save(state)
             detached = (f"echo $$ > {PIDFILE}; cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
                         f"echo $? > {STATUS}; rm -f {PIDFILE}")
@@ -88,8 +88,8 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             if status:
                 print_log_tail(conn)
         if status is not None:
-            return oscar_ended(state, status)
-        record["hook_reached"] = time.time()
+            return oscar_ended(record, status)
+        record.hook_reached = time.time()
     return "OSCAR reached the boot hook and waits for the nodes"
 
 
@@ -97,29 +97,29 @@ def finish_oscar(cluster: ClusterDir) -> str:
     """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict."""
     with cluster.phase(FINISH_OSCAR.name) as state:
         spec = cluster.spec(state)
-        if "oscar" not in state:
+        record = state.oscar
+        if record is None:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
         with open_headnode(cluster, state) as conn:
             if conn.run(f"test -s {RELEASE} || test -s {STATUS}") != 0:
                 raise InputError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
-            status = follow_oscar(conn, state["oscar"], spec.timeouts.oscar, until=None)
+            status = follow_oscar(conn, record, spec.timeouts.oscar, until=None)
             assert status is not None
-            state["oscar"]["status"] = status
             if status:
                 print_log_tail(conn)
             report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
         results = junit_results(report)
-        state["oscar"]["tests"] = results
+        record.tests = results
         for result in results:
             progress(f"test {result['result'].upper()}: {result['class']} {result['name']}"
                      + (f": {result['message']}" if result["message"] else ""))
             events.emit("test", **result)
         passed = sum(1 for r in results if r["result"] == "passed")
-        message = oscar_ended(state, status)
+        message = oscar_ended(record, status)
         return f"{message}; cluster tests {passed}/{len(results)} passed"
 
 
-def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until: str | None) -> int | None:
+def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str | None) -> int | None:
     """Print OSCAR's new output lines until it exits (its status) or the file ``until`` exists (None).
 
     On a timeout OSCAR is stopped, so that nothing is left running on the headnode.
@@ -132,12 +132,12 @@ def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until
         if status:
             time.sleep(1)  # its output may still be passing through a pipe (tee)
             print_output(conn, record, final=True)
-            if "failure" not in record:
+            if record.failure is None:
                 last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
                 if last.strip():
                     found = FAILURE.search(last)
                     if found:
-                        record["failure"] = found.group(1)
+                        record.failure = found.group(1)
             return int(status) if status.lstrip("-").isdigit() else 1
         if reached:
             return None
@@ -149,16 +149,16 @@ def follow_oscar(conn: Connection, record: dict[str, Any], timeout: float, until
         time.sleep(POLL)
 
 
-def print_output(conn: Connection, record: dict[str, Any], final: bool = False) -> None:
-    """Print OSCAR's output lines after ``record["offset"]``; note its failure line if one passes."""
-    data = conn.check_output_bytes(f"tail -c +{record['offset'] + 1} {OUTPUT} 2>/dev/null || true")
+def print_output(conn: Connection, record: OscarRun, final: bool = False) -> None:
+    """Print OSCAR's output lines after ``record.offset``; note its failure line if one passes."""
+    data = conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true")
     lines, used = complete_lines(data, final)
-    record["offset"] += used
+    record.offset += used
     for line in lines:
         progress(f"oscar| {line}")
         found = FAILURE.search(line)
         if found:
-            record["failure"] = found.group(1)
+            record.failure = found.group(1)
         step = STEP.search(line)
         if step and "Skipping" not in line and not found:
             events.emit("oscar_step", step=step.group(1))
@@ -174,12 +174,12 @@ def remote_size(conn: Connection, path: str) -> int:
     return int(conn.check_output(f"stat -c %s {path} 2>/dev/null || echo 0").strip() or 0)
 
 
-def oscar_ended(state: dict[str, Any], status: int) -> str:
+def oscar_ended(record: OscarRun, status: int) -> str:
     """The verdict once install_cluster has exited with ``status``: an error unless it is 0."""
-    state["oscar"]["status"] = status
+    record.status = status
     if status == 0:
         return "OSCAR finished (exit 0)"
-    failure = state["oscar"].get("failure") or f"install_cluster exited with status {status}"
+    failure = record.failure or f"install_cluster exited with status {status}"
     raise ProductError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
+from oscarvt.state import PhaseRecord
 
 
 def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
@@ -17,25 +19,26 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
     """
     state = cluster.load()
     vms = {}
-    for name, vm in state["vms"].items():
+    for name, vm in state.vms.items():
         files = cluster.files(name)
         pid = qemu.running_pid(files)
         if pid is not None:
             vm_state = qemu.query_status(files) or "running"
-        elif vm.get("desired") == "running":
+        elif vm.desired == "running":
             vm_state = "rebooted" if qemu.asked_to_reboot(files) else "dead"
         else:
-            vm_state = "stopped" if vm.get("desired") == "stopped" else "created"
-        vms[name] = {"role": vm["role"], "state": vm_state, "pid": pid, "ip": vm["ip"],
-                     "mac": vm["mac"], "ssh_port": vm.get("ssh_port"), "console": str(files.console)}
-    return {"cluster": str(cluster.path), "cluster_id": state["cluster_id"], "accel": state.get("accel"),
-            "vms": vms, "phases": state.get("phases", [])}
+            vm_state = "stopped" if vm.desired == "stopped" else "created"
+        vms[name] = {"role": vm.role, "state": vm_state, "pid": pid, "ip": vm.ip,
+                     "mac": vm.mac, "ssh_port": vm.ssh_port, "console": str(files.console)}
+    return {"cluster": str(cluster.path), "cluster_id": state.cluster_id,
+            "accel": dataclasses.asdict(state.accel) if state.accel else None,
+            "vms": vms, "phases": [dataclasses.asdict(p) for p in state.phases]}
 
 
-def format_phase(phase: dict[str, Any]) -> str:
+def format_phase(phase: PhaseRecord) -> str:
     """One phase record in a line: name, result, seconds, message."""
-    took = f"{phase['seconds']:.1f}s" if phase.get("seconds") is not None else "..."
-    return f"{phase['phase']:<20} {phase['result']:<8} {took:>8}  {phase['message']}"
+    took = f"{phase.seconds:.1f}s" if phase.seconds is not None else "..."
+    return f"{phase.phase:<20} {phase.result:<8} {took:>8}  {phase.message}"
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -44,5 +47,5 @@ def format_status(status: dict[str, Any]) -> str:
     for name, vm in status["vms"].items():
         lines.append(f"{name:<14} {vm['role']:<9} {vm['state']:<8} {vm['pid'] or '-':>7} "
                      f"{vm['ssh_port'] or '-':>6}  {vm['ip']:<16} {vm['mac']}")
-    lines += [f"phase {format_phase(phase)}" for phase in status["phases"]]
+    lines += [f"phase {format_phase(PhaseRecord(**phase))}" for phase in status["phases"]]
     return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""The cluster state: what ``state.json`` in a cluster folder holds, as one typed record.
+
+Every phase reads it once (``ClusterDir.phase``), changes its fields and has it saved. The
+JSON form is checked field by field when read (dacite, strict): a damaged or hand-edited
+state is one error naming the field, never a ``KeyError`` in the middle of a phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import dacite
+
+Role = Literal["headnode", "node"]
+Desired = Literal["created", "running", "stopped"]
+PhaseResult = Literal["running", "passed", "failed"]
+
+
+class StateError(ValueError):
+    """The state file's text is not a cluster state (its message names the field)."""
+
+
+@dataclass
+class Vm:
+    """One VM: its role, private MAC and address, and what the driver did with it."""
+
+    role: Role
+    index: int  # 0 for the headnode, N for node N (MACs, addresses and taps follow it)
+    mac: str
+    ip: str
+    ssh_port: int | None = None  # the host's port forwarded to its SSH (the headnode's NAT NIC)
+    desired: Desired = "created"  # what the driver last asked of it
+    iface: str | None = None  # the headnode's private interface, OSCAR's --cli argument
+    console_start: int = 0  # console size when it was last started: its new output starts here
+    started: float | None = None  # when it was last started (a node's imaging is timed from it)
+
+
+@dataclass
+class Bridge:
+    """The host bridge of a bridged private LAN; ``created``: by oscarvt, so destroy removes it."""
+
+    name: str
+    created: bool = False
+
+
+@dataclass
+class Accel:
+    """The accelerator chosen for the cluster (kvm or tcg) and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Checkout:
+    """The OSCAR revision under test: where it came from, its revision, its folder on the headnode."""
+
+    source: str
+    revision: str  # '' if unknown
+    dir: str
+
+
+@dataclass
+class OscarRun:
+    """The install_cluster that start-oscar started: how far its output and logs have been read."""
+
+    command: str
+    started: float
+    offset: int = 0  # bytes of its output printed so far
+    monitor_offset: int = 0  # SystemImager's monitor log is read from here on
+    rsyncd_offset: int = 0
+    hook_reached: float | None = None
+    status: int | None = None  # its exit status, once it has exited
+    failure: str | None = None  # OSCAR's own failure line ("Failed on Step 4 - ...")
+    tests: list[dict[str, str]] = field(default_factory=list)  # its cluster tests (class, name, result, message)
+
+
+@dataclass
+class PhaseRecord:
+    """One phase the cluster went through: when, its result and, if it failed, why and whose fault."""
+
+    phase: str
+    start: float
+    end: float | None = None
+    result: PhaseResult = "running"
+    message: str = ""
+    blame: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class NodeRecord:
+    """A compute node's imaging: its last SystemImager status and when each stage was seen."""
+
+    status: int | None
+    times: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Logs:
+    """Where the last grab-logs put the logs."""
+
+    dir: str
+    tarball: str
+
+
+@dataclass
+class ClusterState:
+    """Everything the driver knows about a cluster between phases."""
+
+    cluster_id: int
+    spec: dict[str, Any]  # the spec it was made from (``ClusterSpec.to_dict``)
+    vms: dict[str, Vm]
+    accel: Accel | None = None
+    bridge: Bridge | None = None
+    phases: list[PhaseRecord] = field(default_factory=list)
+    checkout: Checkout | None = None
+    oscar: OscarRun | None = None
+    nodes: dict[str, NodeRecord] = field(default_factory=dict)
+    logs: Logs | None = None
+
+    def headnode_name(self) -> str:
+        return next(name for name, vm in self.vms.items() if vm.role == "headnode")
+
+    def node_vms(self) -> dict[str, Vm]:
+        """The compute node VMs, in order, by name."""
+        return {name: vm for name, vm in self.vms.items() if vm.role == "node"}
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterState:
+        """The state in ``text``; StateError naming the first field that is wrong."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StateError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise StateError("not a cluster state (a JSON object is expected)")
+        try:
+            state = dacite.from_dict(cls, data, config=dacite.Config(strict=True))
+        except dacite.DaciteError as exc:
+            raise StateError(str(exc)) from None
+        if [vm.role for vm in state.vms.values()].count("headnode") != 1:
+            raise StateError("field \"vms\" must hold exactly one headnode")
+        return state
