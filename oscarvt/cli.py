@@ -90,6 +90,11 @@ def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.N
     return run
 
 
+def _reap(args: argparse.Namespace) -> str:
+    from oscarvt.phases.reap import reap
+    return reap(args.under, args.stop_drivers)
+
+
 def _status(args: argparse.Namespace) -> int:
     from oscarvt.phases.status import cluster_status, format_status
     if args.json:
@@ -172,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
         sub = verb(phase.name, _phase_verb(phase), phase.help, phase.lock)
         for option in phase.options:
             sub.add_argument(*option.flags, **option.settings)
+    sub = verbs.add_parser("reap", help="destroy the clusters under a folder that interrupted builds left running",
+                           description="Destroy every cluster under DIR that no person keeps (a worker runs this "
+                           "when it starts).")
+    sub.add_argument("--under", type=Path, required=True, metavar="DIR", help="e.g. the worker's folder")
+    sub.add_argument("--stop-drivers", action="store_true",
+                     help="stop an oscarvt still working on one of them (a worker's start: its builds are gone)")
+    sub.set_defaults(run=_verb(_reap))
     sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)", lock=None)
     sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")

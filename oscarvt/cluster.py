@@ -126,6 +126,21 @@ class ClusterDir:
                 (self.path / LOCK_FILE).unlink()
                 self.path.rmdir()
 
+    def lock_holder(self) -> int | None:
+        """The PID of the oscarvt working on the cluster now (holding its lock), or None."""
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except OSError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        finally:
+            os.close(fd)
+
     def save(self, state: ClusterState) -> None:
         """Write the state atomically."""
         tmp = self.state_file.with_suffix(".tmp")

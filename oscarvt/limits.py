@@ -32,7 +32,8 @@ def phase_limit(spec: ClusterSpec, phase: str) -> float:
         table.FINISH_OSCAR: t.oscar + 4 * COMMAND_TIMEOUT,
         table.GRAB_LOGS: 10 * IDLE_TIMEOUT + 2 * COMMAND_TIMEOUT,
         table.DESTROY: vms * (t.stop + KILL_WAIT + 10),
+        table.KEEP: 60.0,
     }
     by_name = {p.name: seconds for p, seconds in limits.items()}
-    by_name[table.RUN.name] = sum(limits.values())
+    by_name[table.RUN.name] = sum(limits.values()) - limits[table.KEEP]
     return by_name[phase]

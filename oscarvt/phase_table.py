@@ -103,11 +103,14 @@ RUN = Phase("run", "every phase in order; grab-logs and destroy always run at th
     Option(("--logs",), {"type": Path, "metavar": "DIR", "help": "where grab-logs puts the logs (default: DIR/logs)"}),
     Option(("--keep",), {"action": "store_true", "help": "leave a failed cluster running for a person to log into"}),
 ), lock="create")
+KEEP = Phase("keep", "leave the cluster running for a person: 'reap' leaves it alone, 'destroy' when done",
+             "oscarvt.phases.reap:keep",
+             (Option(("--reason",), {"metavar": "TEXT", "help": "who keeps it and why (shown by reap)"}),))
 DESTROY = Phase("destroy", "stop every VM and remove the disks (safe to repeat)", "oscarvt.phases.destroy:destroy")
 
 RUN_PHASES = (COPY_VM_IMAGE, BOOT_HEADNODE, CHECKOUT_OSCAR, START_OSCAR, BOOT_COMPUTE_NODES, WAIT_FOR_NODES,
               FINISH_OSCAR)
 """What ``run`` does, in order (the paper's Listing 1); then ``CLEANUP_PHASES``, whatever happened."""
 CLEANUP_PHASES = (GRAB_LOGS, DESTROY)
-PHASES = {phase.name: phase for phase in (*RUN_PHASES, GRAB_LOGS, SEND_LOGS, RUN, DESTROY)}
+PHASES = {phase.name: phase for phase in (*RUN_PHASES, GRAB_LOGS, SEND_LOGS, RUN, KEEP, DESTROY)}
 """Every phase by name, in the order ``oscarvt --help`` lists them."""

@@ -121,6 +121,7 @@ class ClusterState:
     oscar: OscarRun | None = None
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     logs: Logs | None = None
+    kept: str | None = None  # why a person keeps it running (reap leaves it; destroy does not)
 
     def headnode_name(self) -> str:
         return next(name for name, vm in self.vms.items() if vm.role == "headnode")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 from buildbot.plugins import steps, util
 from buildbot.process.factory import BuildFactory
+from buildbot.process.results import SKIPPED
 
 from oscarvt.limits import MARGIN, phase_limit
 from oscarvt.spec import spec_from_dict
@@ -30,6 +31,7 @@ from oscarvt_steps.steps import (
     Destroy,
     FinishOscar,
     GrabLogs,
+    Keep,
     OscarvtPhase,
     StartOscar,
     WaitForNodes,
@@ -119,6 +121,9 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
                               url=logs_link(settings), urlText="logs", name="upload-logs"),
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
+        phase(Keep, doStepIf=keep_cluster, hideStepIf=lambda results, step: results == SKIPPED,
+              extra_args=["--reason", util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
+                                                       "kept on failure by %(prop:owner:-the force form)s")]),
         phase(Destroy, doStepIf=lambda step: not keep_cluster(step)),
     ])
     return factory

@@ -55,6 +55,9 @@ def start_master(folder: Path) -> int:
 
 
 def start_worker(folder: Path) -> int:
+    """Start the worker in the background (after reaping what its interrupted builds left); its PID."""
+    run_tool([str(BIN / "oscarvt"), "reap", "--under", str(folder), "--stop-drivers"], "oscarvt reap",
+             timeout=STARTUP)
     run_tool([str(BIN / "buildbot-worker"), "start", str(folder)], "buildbot-worker start",
              hint=f"see {folder / 'twistd.log'}", timeout=STARTUP)
     return int((folder / "twistd.pid").read_text())

@@ -31,7 +31,7 @@ from oscarvt import phase_table as table
 CLUSTER = "cluster"  # the cluster folder, relative to the build directory
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
-CLEANUP = {phase.name for phase in table.CLEANUP_PHASES}  # clean-up steps never retry the build
+CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
 RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 _POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
@@ -256,6 +256,16 @@ class Destroy(OscarvtPhase):
     """Stop every VM and remove the disks (always runs, also after a stop)."""
 
     phase = table.DESTROY.name
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("alwaysRun", True)
+        super().__init__(**kwargs)
+
+
+class Keep(OscarvtPhase):
+    """Mark a failed build's cluster as kept for a person (the worker's reap leaves it running)."""
+
+    phase = table.KEEP.name
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)

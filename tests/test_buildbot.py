@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from buildbot.process.results import RETRY, SUCCESS
+from buildbot.process.results import CANCELLED, RETRY, SUCCESS
 from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
 
 from oscarvt.image import build_template
@@ -32,7 +32,7 @@ SUITE = ROOT / "examples" / "oscar-mini"
 ARTIFACTS = ROOT / "test-artifacts"
 ADMIN = ("admin", "admin-password")
 PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
-               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "destroy"]
+               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "keep", "destroy"]
 
 
 @dataclass
@@ -53,16 +53,16 @@ class Master:
             return builds[count - 1] if len(builds) >= count and builds[count - 1]["complete"] else None
         return wait_for(done, timeout=timeout, what=f"build {count} of {builder} to finish", interval=3)
 
-    def force_until_oscar_starts(self) -> dict[str, Any]:
-        """Force a 1-node CD build of b1 as the admin; return it once its start-oscar step runs."""
+    def force_until(self, step: str) -> dict[str, Any]:
+        """Force a 1-node CD build of b1 as the admin; return it once its ``step`` runs."""
         count = len(self.rest.builds("b1"))
         status, reply = self.rest.rpc("forceschedulers/force", "force",
                                       {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
                                       user=ADMIN)
         assert status == 200, reply
         build = wait_for(lambda: (self.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
-        wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in self.rest.steps(build))
-                 else None, timeout=300, what="the forced build to start OSCAR")
+        wait_for(lambda: True if any(s["name"] == step and s["started_at"] for s in self.rest.steps(build))
+                 else None, timeout=600, what=f"the forced build to start {step}")
         return build
 
     def wait_logged(self, text: str, times: int) -> None:
@@ -182,7 +182,7 @@ def test_anonymous_users_may_not_force_but_the_admin_may_stop_a_build(master):
     status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]})
     assert status == 403 and "admins" in json.dumps(reply)
     count = len(master.rest.builds("b1"))
-    build = master.force_until_oscar_starts()
+    build = master.force_until("start-oscar")
     spec = yaml.safe_load((master.root / "worker" / "b1" / "spec.yaml").read_text())
     assert (spec["nodes"]["count"], spec["nodes"]["boot"]) == (1, "cdrom")  # the force form's nodes
     status, _ = master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "test stops it"})
@@ -243,6 +243,30 @@ def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_
     assert not [m for m in master.mail.received if f": b1 build {first['number']}" in str(m["Subject"])
                 and "dev@example.org" in str(m["To"])]  # the developers never heard of the retry
     assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_a_worker_stopped_during_wait_for_nodes_destroys_the_left_cluster_when_it_starts(master):
+    """The host stops the worker process mid-build (a restart, a crash); the cluster outlives it.
+    Started again, the worker first destroys it (``oscarvt reap``), then Buildbot retries the build."""
+    count = len(master.rest.builds("b1"))
+    master.force_until("wait-for-nodes")
+    worker = master.root / "worker"
+    local.stop(master.pids[1])  # the worker process, as systemd stops it
+    wait_for(lambda: None if master.rest.worker_connected() else True, timeout=60, what="the worker to be gone")
+    assert qemu_pids_of(worker), "the build's VMs outlive their worker"
+    master.pids[1] = local.start_worker(worker)  # reaps before it connects
+    assert qemu_pids_of(worker) == []
+    assert not list((worker / "b1" / "cluster" / "disks").glob("*"))
+    lost = master.wait_build("b1", count + 1, timeout=120)
+    assert lost["results"] == RETRY, lost  # Buildbot's own verdict on a worker lost mid-build
+    again = wait_for(lambda: (master.rest.builds("b1")[count + 1:] or [None])[0], timeout=120, what="the retry")
+    wait_for(lambda: True if any(s["name"] == "copy-vm-image" and s["started_at"] for s in master.rest.steps(again))
+             else None, timeout=300, what="the retry to make its cluster")
+    status, _ = master.rest.rpc(f"builds/{again['buildid']}", "stop", {"reason": "the test is done"}, user=ADMIN)
+    assert status == 200
+    assert master.wait_build("b1", count + 2, timeout=300)["results"] == CANCELLED
+    assert qemu_pids_of(worker) == []
 
 
 @pytest.mark.vm

@@ -134,7 +134,7 @@ def running_pid(files: VmFiles) -> int | None:
         pid = int(files.pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
-    argv = _live_argv(pid)
+    argv = live_argv(pid)
     return pid if argv is not None and str(files.pidfile) in argv else None
 
 
@@ -144,7 +144,7 @@ def processes_in(folder: Path) -> dict[int, Path]:
     found: dict[int, Path] = {}
     prefix = str(folder) + os.sep
     for proc in Path("/proc").iterdir():
-        argv = _live_argv(int(proc.name)) if proc.name.isdigit() else None
+        argv = live_argv(int(proc.name)) if proc.name.isdigit() else None
         if not argv or not argv[0].endswith(QEMU):
             continue
         pidfile = _pidfile_of(argv)
@@ -155,7 +155,7 @@ def processes_in(folder: Path) -> dict[int, Path]:
 
 def kill(pid: int) -> None:
     """SIGKILL a QEMU (one ``processes_in`` found) and wait, at most ``KILL_WAIT``, until it is gone."""
-    argv = _live_argv(pid)
+    argv = live_argv(pid)
     if argv is None:
         return
     try:
@@ -163,13 +163,13 @@ def kill(pid: int) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + KILL_WAIT
-    while _live_argv(pid) == argv:
+    while live_argv(pid) == argv:
         if time.monotonic() > deadline:  # e.g. stuck in the kernel on a dead disk
             raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL ({_pidfile_of(argv)})")
         time.sleep(0.05)
 
 
-def _live_argv(pid: int) -> list[str] | None:
+def live_argv(pid: int) -> list[str] | None:
     """The command line of process ``pid``, or None if there is none or it is a zombie."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
@@ -237,15 +237,15 @@ def stop(files: VmFiles, timeout: float) -> bool:
     if pid is None:
         files.pidfile.unlink(missing_ok=True)
         return False
-    argv = _live_argv(pid)  # QEMU removes its pidfile as it exits: wait for the process itself
+    argv = live_argv(pid)  # QEMU removes its pidfile as it exits: wait for the process itself
     try:
         qmp(files, "quit", timeout=min(timeout, QMP_TIMEOUT))
     except Exception:  # an unresponsive QEMU is killed below
         pass
     deadline = time.monotonic() + timeout
-    while _live_argv(pid) == argv and time.monotonic() < deadline:
+    while live_argv(pid) == argv and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _live_argv(pid) == argv:
+    if live_argv(pid) == argv:
         kill(pid)
     for done in (files.pidfile, files.qmp):
         try:

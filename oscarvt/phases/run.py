@@ -12,9 +12,10 @@ from pathlib import Path
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
-from oscarvt.phase_table import DESTROY, GRAB_LOGS, RUN_PHASES
+from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
 from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.logs import grab_logs
+from oscarvt.phases.reap import keep as keep_cluster
 
 
 def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | None = None,
@@ -67,7 +68,7 @@ def _logs_then_destroy(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtEr
     except Exception as exc:  # noqa: BLE001 (destroy must run whatever went wrong here)
         progress(f"=== {GRAB_LOGS.name} failed: {exc}")
     if keep:
-        progress(f"=== --keep: the cluster stays up in {cluster.path} ('oscarvt destroy' when done)")
+        progress(f"=== {KEEP.name}: {keep_cluster(cluster, 'run --keep, after a failure')}")
         return None
     try:
         progress(f"=== {DESTROY.name}: {destroy(cluster)}")
