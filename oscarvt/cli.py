@@ -91,7 +91,7 @@ def _verb(function: Callable[[argparse.Namespace], str]) -> Callable[[argparse.N
 
 
 def _reap(args: argparse.Namespace) -> str:
-    from oscarvt.phases.reap import reap
+    from oscarvt.phases.host import reap
     return reap(args.under, args.stop_drivers)
 
 

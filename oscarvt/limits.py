@@ -10,6 +10,7 @@ from __future__ import annotations
 from oscarvt import phase_table as table
 from oscarvt.backends.qemu import KILL_WAIT, START_TIMEOUT
 from oscarvt.phases.checkout import CHECKOUT_TIMEOUT
+from oscarvt.phases.host import CLAIM_WAIT
 from oscarvt.phases.oscar import HOOK_FAIL_WAIT
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import COMMAND_TIMEOUT, IDLE_TIMEOUT
@@ -23,17 +24,18 @@ def phase_limit(spec: ClusterSpec, phase: str) -> float:
     vms = spec.nodes.count + 1
     start_all = vms * (START_TIMEOUT + COMMAND_TIMEOUT)
     limits = {
-        table.COPY_VM_IMAGE: vms * COMMAND_TIMEOUT,
-        table.BOOT_HEADNODE: t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT,
-        table.CHECKOUT_OSCAR: CHECKOUT_TIMEOUT + 4 * COMMAND_TIMEOUT,
-        table.START_OSCAR: t.oscar + 4 * COMMAND_TIMEOUT,
-        table.BOOT_COMPUTE_NODES: IDLE_TIMEOUT * 10 + start_all,
-        table.WAIT_FOR_NODES: t.install + t.node + start_all + HOOK_FAIL_WAIT + 2 * COMMAND_TIMEOUT,
-        table.FINISH_OSCAR: t.oscar + 4 * COMMAND_TIMEOUT,
-        table.GRAB_LOGS: 10 * IDLE_TIMEOUT + 2 * COMMAND_TIMEOUT,
-        table.DESTROY: vms * (t.stop + KILL_WAIT + 10),
-        table.KEEP: 60.0,
+        table.COPY_VM_IMAGE.name: vms * COMMAND_TIMEOUT,
+        table.BOOT_HEADNODE.name: t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT,
+        table.CHECKOUT_OSCAR.name: CHECKOUT_TIMEOUT + 4 * COMMAND_TIMEOUT,
+        table.START_OSCAR.name: t.oscar + 4 * COMMAND_TIMEOUT,
+        table.BOOT_COMPUTE_NODES.name: IDLE_TIMEOUT * 10 + start_all,
+        table.WAIT_FOR_NODES.name: t.install + t.node + start_all + HOOK_FAIL_WAIT + 2 * COMMAND_TIMEOUT,
+        table.FINISH_OSCAR.name: t.oscar + 4 * COMMAND_TIMEOUT,
+        table.GRAB_LOGS.name: 10 * IDLE_TIMEOUT + 2 * COMMAND_TIMEOUT,
+        table.DESTROY.name: vms * (t.stop + KILL_WAIT + 10),
+        table.KEEP.name: 60.0,
+        table.SEND_LOGS.name: 2 * 60.0,  # the SMTP session's timeout, twice
+        table.CLAIM.name: CLAIM_WAIT + vms * (t.stop + KILL_WAIT + 10) + 60,
     }
-    by_name = {p.name: seconds for p, seconds in limits.items()}
-    by_name[table.RUN.name] = sum(limits.values()) - limits[table.KEEP]
-    return by_name[phase]
+    limits[table.RUN.name] = sum(limits[p.name] for p in (*table.RUN_PHASES, *table.CLEANUP_PHASES))
+    return limits[phase]

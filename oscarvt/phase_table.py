@@ -37,14 +37,14 @@ class Option:
 class Phase:
     """One phase: name, help, ``module:function`` (imported when the phase runs), options.
 
-    ``lock``: "existing" holds the cluster folder's lock; "create" makes the folder first.
+    ``lock``: "existing" holds the cluster folder's lock; "create" makes the folder first; None: no lock.
     """
 
     name: str
     help: str
     target: str
     options: tuple[Option, ...] = ()
-    lock: Literal["existing", "create"] = "existing"
+    lock: Literal["existing", "create"] | None = "existing"
 
     def function(self) -> Callable[..., str]:
         module, _, name = self.target.partition(":")
@@ -68,6 +68,15 @@ INPUTS = Option(("--inputs",), {"type": Path, "metavar": "DIR",
                                 "help": "input files that replace the generated ones (defineclients, networkclients, "
                                 "client.macs) or add to them (opkgselector, buildimage)"})
 
+CLAIM = Phase("claim", "wait for room on this host for a new cluster (a worker's max_clusters), then claim it",
+              "oscarvt.phases.host:claim", (
+                  Option(("--under",), {"type": Path, "required": True, "metavar": "DIR",
+                                        "help": "the folder whose clusters count (the worker's)"}),
+                  Option(("--max-clusters",), {"type": int, "required": True, "metavar": "N",
+                                               "help": "clusters the host runs at once, kept ones included"}),
+                  Option(("--wait",), {"type": float, "metavar": "S",
+                                       "help": "seconds to wait for room (default: an hour)"}),
+              ), lock=None)
 COPY_VM_IMAGE = Phase("copy-vm-image", "create a cluster: profiles, template overlay, node disks",
                       "oscarvt.phases.create:copy_vm_image", (SPEC,), lock="create")
 BOOT_HEADNODE = Phase("boot-headnode", "start the headnode and wait for SSH", "oscarvt.phases.boot:boot_headnode")
@@ -104,7 +113,7 @@ RUN = Phase("run", "every phase in order; grab-logs and destroy always run at th
     Option(("--keep",), {"action": "store_true", "help": "leave a failed cluster running for a person to log into"}),
 ), lock="create")
 KEEP = Phase("keep", "leave the cluster running for a person: 'reap' leaves it alone, 'destroy' when done",
-             "oscarvt.phases.reap:keep",
+             "oscarvt.phases.host:keep",
              (Option(("--reason",), {"metavar": "TEXT", "help": "who keeps it and why (shown by reap)"}),))
 DESTROY = Phase("destroy", "stop every VM and remove the disks (safe to repeat)", "oscarvt.phases.destroy:destroy")
 
@@ -112,5 +121,5 @@ RUN_PHASES = (COPY_VM_IMAGE, BOOT_HEADNODE, CHECKOUT_OSCAR, START_OSCAR, BOOT_CO
               FINISH_OSCAR)
 """What ``run`` does, in order (the paper's Listing 1); then ``CLEANUP_PHASES``, whatever happened."""
 CLEANUP_PHASES = (GRAB_LOGS, DESTROY)
-PHASES = {phase.name: phase for phase in (*RUN_PHASES, GRAB_LOGS, SEND_LOGS, RUN, KEEP, DESTROY)}
+PHASES = {phase.name: phase for phase in (*RUN_PHASES, GRAB_LOGS, SEND_LOGS, RUN, CLAIM, KEEP, DESTROY)}
 """Every phase by name, in the order ``oscarvt --help`` lists them."""

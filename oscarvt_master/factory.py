@@ -27,6 +27,7 @@ from oscarvt_steps.steps import (
     BootComputeNodes,
     BootHeadnode,
     CheckoutOscar,
+    Claim,
     CopyVmImage,
     Destroy,
     FinishOscar,
@@ -76,6 +77,12 @@ def step_limits(builder: Builder, phase: str) -> dict[str, util.Transform]:
     return {"timeout": limit, "maxTime": limit}
 
 
+def max_clusters(settings: Settings) -> util.Transform:
+    """The build's worker's ``max_clusters`` (kept clusters count against it: see ``oscarvt claim``)."""
+    limits = {w.name: w.max_clusters for w in settings.workers}
+    return util.Transform(lambda worker: str(limits.get(worker, 1)), util.Property("workername"))
+
+
 def keep_cluster(step: Any) -> bool:
     """True when the build failed and the force form asked to keep the cluster."""
     from buildbot.process.results import SUCCESS
@@ -105,8 +112,7 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         return step(**run, **step_limits(builder, step.phase), **kwargs)
 
     factory.addSteps([
-        phase(Destroy, name="destroy-stale", hideStepIf=lambda results, step: results == 0),
-        steps.RemoveDirectory(dir="cluster", name="clean"),
+        phase(Claim, extra_args=["--under", "..", "--max-clusters", max_clusters(settings)]),
         steps.RemoveDirectory(dir=LOGS, name="clean-logs"),
         steps.StringDownload(util.Transform(cluster_spec, builder, build_nodes(builder), build_boot(builder)),
                              workerdest="spec.yaml", workdir=".", name="spec"),

@@ -22,13 +22,15 @@ import re
 from pathlib import Path
 from typing import Any, Generator
 
+from buildbot.plugins import util
 from buildbot.process import buildstep, logobserver
 from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
 
 from oscarvt import events
 from oscarvt import phase_table as table
 
-CLUSTER = "cluster"  # the cluster folder, relative to the build directory
+CLUSTERS = "clusters"  # the builder's cluster folders, relative to the build directory, one per build
+CLUSTER = util.Interpolate(f"{CLUSTERS}/%(prop:buildnumber)s")  # this build's (a kept one stays beside it)
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
 CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
@@ -40,7 +42,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its events."""
 
     phase = ""
-    renderables = ["extra_args"]
+    renderables = ["extra_args", "cluster"]
 
     def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
                  **kwargs: Any) -> None:
@@ -53,6 +55,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         super().__init__(**kwargs)
         self.extra_args = list(extra_args or [])
+        self.cluster: Any = CLUSTER
         self.oscarvt = oscarvt
         self.retries = retries
         self.verdict: dict[str, Any] | None = None
@@ -109,7 +112,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         return {"step": summary, "build": f"{self.blame}: {self.phase} {summary}{retry}"[:160]}
 
     async def run(self) -> int:
-        command = [self.oscarvt, self.phase, "--cluster", CLUSTER, *self.extra_args]
+        command = [self.oscarvt, self.phase, "--cluster", self.cluster, *self.extra_args]
         cmd = await self.makeRemoteShellCommand(command=command)
         await self.runCommand(cmd)
         if self.stopped:
@@ -143,6 +146,12 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             builds = await self.master.data.get(("buildrequests", request.id, "builds"))
             counts.append(sum(1 for b in builds if b["buildid"] != self.build.buildid))
         return max(counts, default=0)
+
+
+class Claim(OscarvtPhase):
+    """Wait for room on the worker for this build's cluster (kept clusters count); clear the builder's leftovers."""
+
+    phase = table.CLAIM.name
 
 
 class CopyVmImage(OscarvtPhase):
@@ -197,7 +206,7 @@ class WaitForNodes(OscarvtPhase):
     """Follow the nodes' imaging: "2/4 nodes installed"; fails naming the node."""
 
     phase = table.WAIT_FOR_NODES.name
-    renderables = ["extra_args", "nodes"]
+    renderables = ["extra_args", "cluster", "nodes"]
 
     def __init__(self, nodes: Any = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)

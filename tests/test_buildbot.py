@@ -125,8 +125,7 @@ def master(tmp_path_factory) -> Iterator[Master]:
     finally:
         for pid in reversed(running.pids):
             local.stop(pid)
-        for cluster in sorted((root / "worker").glob("*/cluster")):
-            oscarvt("destroy", "--cluster", cluster)
+        oscarvt("reap", "--under", root / "worker", "--stop-drivers")
         sink.controller.stop()
 
 
@@ -225,7 +224,7 @@ def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_
     build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=120, what="the commit's build")
     wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
              else None, timeout=300, what="the build to start OSCAR")
-    pidfile = master.root / "worker" / "b1" / "cluster" / "run" / "headnode.pid"
+    pidfile = master.root / "worker" / "b1" / "clusters" / str(build["number"]) / "run" / "headnode.pid"
     os.kill(int(pidfile.read_text()), signal.SIGKILL)  # as the host's OOM killer would
     first = master.wait_build("b1", count + 1, timeout=600)
     assert first["results"] == RETRY, first  # the infrastructure's trouble, not OSCAR's
@@ -250,14 +249,14 @@ def test_a_worker_stopped_during_wait_for_nodes_destroys_the_left_cluster_when_i
     """The host stops the worker process mid-build (a restart, a crash); the cluster outlives it.
     Started again, the worker first destroys it (``oscarvt reap``), then Buildbot retries the build."""
     count = len(master.rest.builds("b1"))
-    master.force_until("wait-for-nodes")
+    build = master.force_until("wait-for-nodes")
     worker = master.root / "worker"
     local.stop(master.pids[1])  # the worker process, as systemd stops it
     wait_for(lambda: None if master.rest.worker_connected() else True, timeout=60, what="the worker to be gone")
     assert qemu_pids_of(worker), "the build's VMs outlive their worker"
     master.pids[1] = local.start_worker(worker)  # reaps before it connects
     assert qemu_pids_of(worker) == []
-    assert not list((worker / "b1" / "cluster" / "disks").glob("*"))
+    assert not list((worker / "b1" / "clusters" / str(build["number"]) / "disks").glob("*"))
     lost = master.wait_build("b1", count + 1, timeout=120)
     assert lost["results"] == RETRY, lost  # Buildbot's own verdict on a worker lost mid-build
     again = wait_for(lambda: (master.rest.builds("b1")[count + 1:] or [None])[0], timeout=120, what="the retry")

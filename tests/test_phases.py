@@ -16,7 +16,10 @@ from conftest import oscarvt
 from oscarvt import monitor, oscar_menus
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
+from oscarvt.limits import phase_limit
 from oscarvt.oscar_menus import replay
+from oscarvt.phase_table import CLEANUP_PHASES, PHASES, RUN_PHASES
+from oscarvt.phases.host import CLAIM_WAIT
 from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.spec import spec_from_dict
@@ -27,6 +30,15 @@ STATE = ClusterState(cluster_id=7, spec={"template": "/x.qcow2", "ssh": {"passwo
     "oscarnode1": Vm("node", 1, ip="192.168.77.2", mac="52:54:00:12:34:02"),
     "oscarnode2": Vm("node", 2, ip="192.168.77.3", mac="52:54:00:12:34:03"),
 })
+
+
+def test_every_phase_has_a_limit_that_covers_its_own_bounds():
+    cluster_spec = spec()
+    limits = {name: phase_limit(cluster_spec, name) for name in PHASES}
+    assert all(seconds > 0 for seconds in limits.values()), limits
+    assert limits["wait-for-nodes"] > cluster_spec.timeouts.install + cluster_spec.timeouts.node
+    assert limits["claim"] > CLAIM_WAIT
+    assert limits["run"] == sum(limits[p.name] for p in (*RUN_PHASES, *CLEANUP_PHASES))
 
 
 def spec(**oscar: str):

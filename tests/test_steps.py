@@ -17,7 +17,7 @@ from oscarvt import events
 from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt_steps import steps
 
-CLUSTER = ["--cluster", "cluster"]
+CLUSTER = ["--cluster", "clusters/7"]  # build 7's cluster folder
 
 
 def oscarvt(*args: str) -> list[str]:
@@ -45,6 +45,11 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
     def setUp(self):
         self.setup_test_reactor()
         return self.setup_test_build_step()
+
+    def setup_step(self, step, *args, **kwargs):
+        """The step in build number 7."""
+        super().setup_step(step, *args, **kwargs)
+        self.build.setProperty("buildnumber", 7, "Build")
 
     def retried(self, count: int) -> None:
         """Pretend the build's request already ran ``count`` times before (Buildbot's data API does it for real

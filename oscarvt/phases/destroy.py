@@ -26,6 +26,7 @@ from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY
 from oscarvt.state import ClusterState, PhaseRecord
 
+CLAIM_FILE = "claim"  # a build's claim on a place for this cluster on the host (see phases.host)
 DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
 _OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
 
@@ -81,6 +82,8 @@ def _teardown(cluster: ClusterDir, state: ClusterState | None) -> tuple[int, int
     shutil.rmtree(cluster.path / "disks", ignore_errors=True)
     alive = sorted({p.stem for p in qemu.processes_in(cluster.path).values()}
                    | {n for n in names if qemu.running_pid(cluster.files(n)) is not None})
+    if not alive:  # the cluster no longer takes a place on the host
+        (cluster.path / CLAIM_FILE).unlink(missing_ok=True)
     return stopped, len(disks), alive
 
 

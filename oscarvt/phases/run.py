@@ -14,8 +14,8 @@ from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
 from oscarvt.phases.destroy import destroy, signals_held
+from oscarvt.phases.host import keep as keep_cluster
 from oscarvt.phases.logs import grab_logs
-from oscarvt.phases.reap import keep as keep_cluster
 
 
 def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | None = None,

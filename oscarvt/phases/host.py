@@ -1,4 +1,4 @@
-"""reap and keep: clusters left behind by interrupted builds, and clusters kept for a person.
+"""The clusters on a host: room for a new one (claim), left-behind ones (reap), kept ones (keep).
 
 A worker whose process stopped in the middle of a build (a crash, a restart, a lost host)
 leaves that build's cluster running: its QEMUs, taps and disks, and possibly the oscarvt
@@ -7,24 +7,100 @@ driver that was working on it. ``reap --under DIR`` runs when the worker starts 
 (``--stop-drivers``: SIGTERM, which cleans up as after Ctrl-C, then SIGKILL), and destroys
 the cluster, unless a person keeps it (``keep``, ``run --keep``, Buildbot's "keep the cluster
 on failure"), which stays until someone runs ``oscarvt destroy`` on it.
+
+``claim`` makes room for a build's cluster on a worker that runs at most ``max_clusters``:
+kept clusters count, as do the other builds' clusters, so a build waits (up to ``--wait``)
+while the host is full, and then fails as infrastructure, naming what fills it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import KEEP
-from oscarvt.phases.destroy import destroy
+from oscarvt.phases.destroy import CLAIM_FILE, destroy
 
 DEPTH = 3  # worker folder / builder / cluster: how deep reap looks for cluster folders
 DRIVER_STOP = 120.0  # seconds for a SIGTERMed driver to clean up and exit before SIGKILL
+CLAIM_WAIT = 3600.0  # seconds a build waits for room on a full host (claim's --wait default)
+CLAIM_POLL = 10.0
+HOST_LOCK = ".oscarvt-claims"  # in the folder claim counts under: one claim at a time
+
+
+def claim(cluster: ClusterDir, under: Path, max_clusters: int, wait: float | None = None) -> str:
+    """Make room for ``cluster`` among the clusters under ``under``: at most ``max_clusters``.
+
+    First the builder's own leftovers (the other folders beside ``cluster`` that nobody keeps)
+    are destroyed and removed. Then, while kept clusters and other builds' clusters fill the
+    host, it waits (``wait`` seconds, default CLAIM_WAIT). Once there is room the folder is
+    made with a claim in it, which counts until ``destroy``.
+    """
+    if not under.is_dir():
+        raise InputError(f"--under: no such folder {under}")
+    if max_clusters < 1:
+        raise InputError(f"--max-clusters must be at least 1, not {max_clusters}")
+    limit = CLAIM_WAIT if wait is None else wait
+    deadline = time.monotonic() + limit
+    said = ""
+    while True:
+        with _host_locked(under):
+            for stale in _leftovers_beside(cluster):
+                progress(f"{stale.path}: {destroy(stale)}; removed")
+                shutil.rmtree(stale.path, ignore_errors=True)
+            taken = [c for c in cluster_folders(under) if c.path != cluster.path and counts(c)]
+            if len(taken) < max_clusters:
+                cluster.path.mkdir(parents=True, exist_ok=True)
+                (cluster.path / CLAIM_FILE).write_text(f"{os.getpid()}\n")
+                return f"room for {cluster.path}: cluster {len(taken) + 1} of at most {max_clusters} here"
+        full = f"{len(taken)} of {max_clusters} clusters here: " + "; ".join(_describe(c) for c in taken)
+        if time.monotonic() > deadline:
+            raise InfraError(f"no room for a cluster after {limit:.0f}s: {full} (destroy kept clusters "
+                             "that nobody needs, or raise max_clusters)")
+        if full != said:
+            progress(f"waiting for room: {full}")
+            said = full
+        time.sleep(max(0.1, min(CLAIM_POLL, deadline - time.monotonic())))
+
+
+def counts(cluster: ClusterDir) -> bool:
+    """Whether ``cluster`` takes a place on the host: anything of it left, or claimed by a build."""
+    return left_behind(cluster) or (cluster.path / CLAIM_FILE).exists()
+
+
+def _leftovers_beside(cluster: ClusterDir) -> list[ClusterDir]:
+    """The other cluster folders in ``cluster``'s parent that no driver works on and nobody keeps."""
+    parent = cluster.path.parent
+    if not parent.is_dir():
+        return []
+    return [ClusterDir(p) for p in sorted(parent.iterdir())
+            if p.is_dir() and p != cluster.path and ClusterDir(p).lock_holder() is None
+            and kept_reason(ClusterDir(p)) is None]
+
+
+def _describe(cluster: ClusterDir) -> str:
+    reason = kept_reason(cluster)
+    return f"{cluster.path} ({f'kept: {reason}' if reason else 'in use by a build'})"
+
+
+@contextmanager
+def _host_locked(under: Path) -> Iterator[None]:
+    fd = os.open(under / HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for a moment: the count and the claim
+        yield
+    finally:
+        os.close(fd)
 
 
 def keep(cluster: ClusterDir, reason: str | None = None) -> str:
@@ -62,9 +138,10 @@ def reap(under: Path, stop_drivers: bool = False) -> str:
 
 
 def cluster_folders(under: Path) -> list[ClusterDir]:
-    """Every cluster folder under ``under``: a state, pidfiles or a running QEMU of it (canonical paths)."""
+    """Every cluster folder under ``under``: a state, a claim, pidfiles or a running QEMU of it (canonical paths)."""
     root = Path(os.path.realpath(under))
-    found = {p.parent for depth in range(DEPTH + 1) for p in root.glob("*/" * depth + "state.json")}
+    found = {p.parent for depth in range(DEPTH + 1) for name in ("state.json", CLAIM_FILE)
+             for p in root.glob("*/" * depth + name)}
     found |= {p.parent.parent for depth in range(DEPTH + 1) for p in root.glob("*/" * depth + "run/*.pid")}
     found |= {pidfile.parent.parent for pidfile in qemu.processes_in(root).values()}
     return [ClusterDir(path) for path in sorted(found)]
