@@ -3,7 +3,9 @@
 A build's result says who is at fault (see ``oscarvt.errors``): SUCCESS and FAILURE are
 the product's, and go to ``mail.to`` as ``mail.mode`` asks; EXCEPTION (bad input, or
 infrastructure trouble after its retries) and RETRY (infrastructure trouble, the build runs
-again) go to ``mail.admins`` only, never to the developers. Each mail names the blame.
+again) go to ``mail.admins`` only, never to the developers. A FAILURE whose clean-up then
+failed too (the ``harness_trouble`` property: a VM left running) goes to both. Each mail
+names the blame.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ MAIL_SUBJECT = "oscarvt {{ result_names[results] }}: {{ buildername }} build {{ 
 MAIL_TEMPLATE = """\
 {{ summary }}
 {% if build['properties'].get('blame') %}Blame: {{ build['properties']['blame'][0] }}
+{% endif %}{% if build['properties'].get('harness_trouble') %}Infrastructure, for the admins: \
+{{ build['properties']['harness_trouble'][0] }}
 {% endif %}
 Build: {{ build_url }}
 Builder: {{ buildername }}   Worker: {{ workername }}
@@ -41,13 +45,14 @@ class ProductMail(BuildStatusGenerator):
 
 
 class HarnessMail(BuildStatusGenerator):
-    """Every build that ended in EXCEPTION or RETRY: bad input or infrastructure trouble."""
+    """Every build that ended in EXCEPTION or RETRY (bad input or infrastructure trouble), and
+    a FAILURE whose clean-up failed too."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(mode="all", **kwargs)
 
     def is_message_needed_by_results(self, build: dict[str, Any]) -> bool:
-        return build["results"] in HARNESS_RESULTS
+        return build["results"] in HARNESS_RESULTS or "harness_trouble" in build.get("properties", {})
 
 
 def mail_reporters(mail: Mail) -> list[Any]:

@@ -123,18 +123,26 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
                          {"result": "passed" if ok else "failed", "blame": None if ok else self.blame,
                           "message": self.message(), "vm": None if ok else (self.verdict or {}).get("vm")},
                          "oscarvt")
-        if not ok:
+        if not ok and self.after_product_failure():
+            self.setProperty("harness_trouble", f"{self.phase}: {self.message()}", "oscarvt")
+        elif not ok:
             self.setProperty("blame", self.blame, "oscarvt")
         return result
+
+    def after_product_failure(self) -> bool:
+        """A clean-up step in a build that OSCAR already failed: that failure stays the verdict."""
+        return self.phase in CLEANUP and self.build.results == FAILURE
 
     async def failure_result(self) -> int:
         """FAILURE for the product, EXCEPTION for bad input, RETRY for infrastructure while retries last.
 
         A clean-up step never retries the build: bad input there (no cluster was made) is a
-        warning, infrastructure trouble (a VM left running) an EXCEPTION for the admins.
+        warning, infrastructure trouble (a VM left running) an EXCEPTION for the admins; but
+        after OSCAR's own failure it is a warning, so that the build stays a FAILURE for the
+        developers, and the ``harness_trouble`` property sends the admins their mail too.
         """
         if self.phase in CLEANUP:
-            return WARNINGS if self.blame == "bad input" else EXCEPTION
+            return WARNINGS if self.blame == "bad input" or self.after_product_failure() else EXCEPTION
         if self.blame in RESULTS:
             return RESULTS[self.blame]
         return RETRY if await self.retries_so_far() < self.retries else EXCEPTION

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
 
+from oscarvt_master.reporters import HarnessMail, ProductMail
 from oscarvt_master.settings import SettingsError, settings_from_dict
 
 ROOT = Path(__file__).parent.parent
@@ -89,3 +91,17 @@ def test_setup_worker_checks_the_host_and_refuses_bad_flags(tmp_path):
     password.write_text("x")
     result = setup_worker("--master", "nohost", "--name", "hv1", "--password-file", str(password))
     assert result.stdout == "FAIL: setup-worker: --master must be HOST:PORT, not 'nohost'\n"
+
+
+@pytest.mark.parametrize("results, properties, developers, admins", [
+    (SUCCESS, {}, True, False),
+    (FAILURE, {"blame": ("product", "oscarvt")}, True, False),
+    (RETRY, {"blame": ("infrastructure", "oscarvt")}, False, True),
+    (EXCEPTION, {"blame": ("bad input", "oscarvt")}, False, True),
+    (FAILURE, {"blame": ("product", "oscarvt"), "harness_trouble": ("destroy: headnode still runs", "oscarvt")},
+     True, True),
+])
+def test_mail_goes_to_whom_the_blame_names(results, properties, developers, admins):
+    build = {"results": results, "properties": properties, "prev_build": None}
+    assert ProductMail(mode="all").is_message_needed_by_results(build) is developers
+    assert HarnessMail().is_message_needed_by_results(build) is admins

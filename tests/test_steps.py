@@ -47,9 +47,10 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         return self.setup_test_build_step()
 
     def setup_step(self, step, *args, **kwargs):
-        """The step in build number 7."""
+        """The step in build number 7, whose earlier steps passed."""
         super().setup_step(step, *args, **kwargs)
         self.build.setProperty("buildnumber", 7, "Build")
+        self.build.results = SUCCESS  # the build so far (Buildbot's Build keeps its worst result here)
 
     def retried(self, count: int) -> None:
         """Pretend the build's request already ran ``count`` times before (Buildbot's data API does it for real
@@ -122,6 +123,18 @@ class TestPhases(StepTest):
     async def test_clean_up_steps_never_retry(self):
         await self.check_failure(steps.Destroy(retries=3), 0, "still running after destroy: headnode",
                                  "infrastructure", EXCEPTION)
+
+    async def test_clean_up_trouble_after_oscars_failure_leaves_the_build_a_failure_and_tells_the_admins(self):
+        step = steps.Destroy()
+        self.setup_step(step)
+        self.build.results = FAILURE  # OSCAR failed in an earlier step
+        message = "still running after destroy: headnode"
+        self.expect_commands(shell("destroy", "destroy").log("events", stdout=verdict("destroy", message,
+                                                                                     "infrastructure")).exit(3))
+        self.expect_outcome(result=WARNINGS, state_string=f"failed: {message}")
+        self.expect_property("harness_trouble", f"destroy: {message}")
+        self.expect_no_property("blame")  # the product's blame (set by its step) stays
+        await self.run_step()
 
     async def test_clean_up_of_a_cluster_never_made_is_a_warning(self):
         await self.check_failure(steps.GrabLogs(), 0, "cluster: no cluster here", "bad input", WARNINGS)
