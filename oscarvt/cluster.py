@@ -46,7 +46,10 @@ class ClusterDir:
     path: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
+        try:
+            object.__setattr__(self, "path", Path(os.path.realpath(self.path)))
+        except ValueError:  # a NUL in the name
+            raise InputError(f"--cluster: not a folder name: {str(self.path)[:80]!r}") from None
 
     @property
     def state_file(self) -> Path:
@@ -82,6 +85,8 @@ class ClusterDir:
     def load(self) -> ClusterState:
         """The cluster state; an error if the folder holds no cluster or a damaged state."""
         try:
+            if self.state_file.exists() and not self.state_file.is_file():  # a FIFO would block the read
+                raise ValueError("not a regular file")
             return ClusterState.from_json(self.state_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise InputError(f"{self.path}: no cluster here (run 'oscarvt copy-vm-image' first)") from None
@@ -149,7 +154,10 @@ class ClusterDir:
 
     def spec(self, state: ClusterState) -> ClusterSpec:
         """The spec the cluster was made from (its files are not required to exist still)."""
-        return spec_from_dict(state.spec, self.path, check_files=False)
+        try:
+            return spec_from_dict(state.spec, self.path, check_files=False)
+        except InputError as exc:
+            raise InputError(f"{self.state_file}: the spec in it: {exc}") from None
 
     def profile(self, vm: str) -> Profile:
         return load_profile(self.profile_path(vm))

@@ -22,6 +22,8 @@ command, a copy, QMP, an external program) are infrastructure.
 from __future__ import annotations
 
 import errno
+import reprlib
+from typing import Any
 
 
 class OscarvtError(Exception):
@@ -54,6 +56,22 @@ class InfraError(OscarvtError):
 
     blame = "infrastructure"
     exit_status = 3
+
+
+class _Shown(reprlib.Repr):
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlevel = 2
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 4
+
+    def repr_int(self, x: int, level: int) -> str:
+        return super().repr_int(x, level) if x.bit_length() < 1000 else f"<a number of {x.bit_length()} bits>"
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message quotes it: its repr, cut short (a YAML bomb's too)."""
+    return _Shown().repr(value)
 
 
 def from_os_error(exc: OSError) -> OscarvtError:

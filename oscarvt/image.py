@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import paramiko
 
 from oscarvt.cache import cached_build, recipe_key
-from oscarvt.errors import InfraError
+from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
 from oscarvt.tools import run_tool
 
@@ -41,6 +42,10 @@ MASKED_UNITS = [
 ]
 KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
 FREE_SPACE_NEEDED = 3 * 1024**3
+SIZE = re.compile(r"([1-9][0-9]{0,12})([KMGT]?)")  # mke2fs's size: bytes, or K, M, G, T
+SIZE_RANGE = (1024**3, 16 * 1024**4)  # the root needs about 1G; ext4 files on the host stop at 16T
+SUITE = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # bookworm, trixie, stable, ...
+PUBLIC_KEY = re.compile(r"(?:\S+\s+)?(?:ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-\S+)\s+[A-Za-z0-9+/]+=*(?:\s.*)?")
 
 HOSTKEYS_UNIT = """[Unit]
 Description=Generate SSH host keys for this clone (oscarvt; no RSA: slow under TCG)
@@ -103,12 +108,34 @@ def build_template(suite: str = "bookworm", password: str | None = None,
                    authorized_key: Path | None = None, size: str = "8G",
                    force: bool = False) -> tuple[Template, bool]:
     """Build (or take from the cache) a headnode template; return it and whether it was cached."""
-    public_key = authorized_key.read_text().strip() if authorized_key else None
+    public_key = _check_recipe(suite, password, authorized_key, size)
     secret = hashlib.sha256((password or "").encode()).hexdigest()
     key = recipe_key(Path(__file__).read_text(), suite, secret, public_key or "", size)
     folder, cached = cached_build("templates", key, lambda out: _build(out, suite, password, public_key, size),
                                   force)
     return Template(folder), cached
+
+
+def _check_recipe(suite: str, password: str | None, authorized_key: Path | None, size: str) -> str | None:
+    """Check the flags before the cache or mmdebstrap is touched; return the public key's text."""
+    if not SUITE.fullmatch(suite):
+        raise InputError(f"--suite must be a Debian suite name like bookworm, not {shown(suite)}")
+    match = SIZE.fullmatch(size)
+    if match is None or not SIZE_RANGE[0] <= int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ") \
+            <= SIZE_RANGE[1]:
+        raise InputError(f"--size must be a size from 1G to 16T like 8G, not {shown(size)}")
+    if password is not None and (not password or not password.isprintable()):
+        raise InputError("--password must be printable characters on one line, and not empty")
+    if authorized_key is None:
+        return None
+    try:
+        public_key = authorized_key.read_bytes().decode("utf-8").strip()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--authorized-key: {authorized_key}: cannot read it: {exc}") from None
+    lines = [line for line in public_key.splitlines() if line.strip()]
+    if not lines or not all(line.isprintable() and PUBLIC_KEY.fullmatch(line) for line in lines):
+        raise InputError(f"--authorized-key: {authorized_key}: not an SSH public key (TYPE BASE64 [COMMENT] a line)")
+    return public_key
 
 
 def _build(out: Path, suite: str, password: str | None, public_key: str | None, size: str) -> None:

@@ -27,12 +27,15 @@ def progress(message: str) -> None:
 def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> None:
     """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame."""
     text = f"PASS: {verb}: {message}" if blame is None else f"FAIL: {verb}: {blame}: {message}"
-    _print(text)
+    _print("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))  # one line, whatever it quotes
     events.emit("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
 
 
 def _print(line: str) -> None:
     try:
-        print(line, file=_stream, flush=True)
+        try:
+            print(line, file=_stream, flush=True)
+        except UnicodeEncodeError:  # a file name that is not UTF-8, on a strict output
+            print(line.encode("utf-8", "backslashreplace").decode(), file=_stream, flush=True)
     except OSError:  # a closed or full output must not hide the verdict event
         pass

@@ -18,6 +18,7 @@ ones a hypervisor needs (numbers, sizes in MB, MAC addresses).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 from lxml import etree
 
-from oscarvt.errors import InputError
+from oscarvt.errors import InputError, shown
 from oscarvt.spec import BOOT_METHODS
 
 OWN_DTD = Path(__file__).parent / "schema" / "v3m_profile.dtd"
@@ -39,6 +40,8 @@ BRIDGED_TAP = "BRIDGED_TAP"
 TUN_TAP = "TUN/TAP"
 NO_NIC = ("", "N/A")  # a NIC slot V2M leaves unconnected
 NIC_TYPES = (*NO_NIC, TUN_TAP, NAT, VLAN, BRIDGED_TAP)  # V2M's ProfileXMLNode.cpp, check_nic_type
+WHOLE = re.compile(r"[0-9]{1,9}")  # a count of CPUs or MB as V2M (atoi) and a hypervisor read it
+MCAST = re.compile(r"((?:[0-9]{1,3}\.){3}[0-9]{1,3}):([0-9]{1,5})")
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,7 @@ def _dtd(path: Path) -> etree.DTD:
 
 
 def _parse(path: Path) -> etree._ElementTree:
+    _regular_file(path, "profile")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     try:
         return etree.parse(str(path), parser)
@@ -219,6 +223,12 @@ def _parse(path: Path) -> etree._ElementTree:
         raise InputError(f"{path}: cannot read profile") from None
     except etree.XMLSyntaxError as exc:
         raise InputError(f"{path}:{exc.lineno}: not well-formed XML: {exc.msg}") from None
+
+
+def _regular_file(path: Path, what: str) -> None:
+    """An error unless ``path`` is a regular file (a FIFO or a device would never end)."""
+    if not path.is_file():
+        raise InputError(f"{path}: cannot read {what}: {'not a regular file' if path.exists() else 'no such file'}")
 
 
 def _check_tree(tree: etree._ElementTree, where: str) -> None:
@@ -250,43 +260,46 @@ def _check_values(root: etree._Element, where: str) -> None:
             text = (element.text or "").strip()
             if not text:
                 raise fail(element, f"<{element.tag}> is empty")
-            if element.tag in ("cpu", "memory") and not (text.isdigit() and int(text) > 0):
-                raise fail(element, f"<{element.tag}> must be a whole number above 0, not {text!r}")
+            if element.tag in ("cpu", "memory") and not (WHOLE.fullmatch(text) and int(text) > 0):
+                raise fail(element, f"<{element.tag}> must be a whole number above 0, not {shown(text)}")
     vm_type = _text_of(root, "type")
     if vm_type not in VM_TYPES:
-        raise fail(_child(root, "type"), f"type {vm_type!r} is not one V2M knows ({', '.join(VM_TYPES)})")
+        raise fail(_child(root, "type"), f"type {shown(vm_type)} is not one V2M knows ({', '.join(VM_TYPES)})")
     image = _child(root, "image")
     size = image.get("size")
-    if size is not None and not (size.isdigit() and int(size) > 0):
+    if size is not None and not (WHOLE.fullmatch(size) and int(size) > 0):
         raise fail(image, f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
-                          f"{{size}}M'), not {size!r}")
+                          f"{{size}}M'), not {shown(size)}")
     for number in (1, 2):
         nic = root.find(f"nic{number}")
         if nic is None:
             continue
         nic_type, mac = _text_of(nic, "type"), _text_of(nic, "mac")
         if nic_type not in NIC_TYPES:
-            raise fail(nic, f"nic{number} type {nic_type!r} is not one V2M knows "
+            raise fail(nic, f"nic{number} type {shown(nic_type)} is not one V2M knows "
                             f"({', '.join(t or repr(t) for t in NIC_TYPES)})")
         if nic_type not in NO_NIC and not _is_mac(mac):
-            raise fail(nic, f"nic{number} MAC {mac!r} is not a MAC address (six hex pairs with ':')")
+            raise fail(nic, f"nic{number} MAC {shown(mac)} is not a MAC address (six hex pairs with ':')")
 
 
 def _load_host_file(path: Path) -> dict[str, Any]:
     """The file beside a profile, checked key by key; {} if there is none."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return {}
+    _regular_file(path, "the file beside the profile")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not a readable JSON file: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a readable JSON file: nested too deeply") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: must be a JSON object")
     for key, value in data.items():
         if key in ("kernel", "initrd", "append") and not isinstance(value, str):
             raise InputError(f"{path}: key '{key}' must be text")
         elif key == "boot" and value not in BOOT_METHODS:
-            raise InputError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {value!r}")
+            raise InputError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {shown(value)}")
         elif key == "networks":
             data[key] = _networks(path, value)
         elif key not in ("kernel", "initrd", "append", "boot"):
@@ -307,7 +320,7 @@ def _networks(path: Path, value: Any) -> dict[str, Network]:
         mcast = raw.get("mcast")
         if mcast is not None and not _is_mcast(mcast):
             raise InputError(f"{path}: key 'networks.{slot}.mcast' must be GROUP:PORT with a "
-                               f"multicast GROUP (224-239.x.x.x), not {mcast!r}")
+                               f"multicast GROUP (224-239.x.x.x), not {shown(mcast)}")
         networks[slot] = Network(**raw)
     return networks
 
@@ -318,10 +331,11 @@ def _is_mac(text: str) -> bool:
 
 
 def _is_mcast(text: str) -> bool:
-    group, _, port = text.rpartition(":")
-    octets = group.split(".")
-    return (len(octets) == 4 and all(o.isdigit() and int(o) < 256 for o in octets)
-            and 224 <= int(octets[0]) <= 239 and port.isdigit() and 0 < int(port) < 65536)
+    match = MCAST.fullmatch(text)
+    if match is None:
+        return False
+    octets = [int(o) for o in match.group(1).split(".")]
+    return all(o < 256 for o in octets) and 224 <= octets[0] <= 239 and 0 < int(match.group(2)) < 65536
 
 
 def _replace(path: Path, data: bytes) -> None:

@@ -29,14 +29,18 @@ from typing import Any
 
 import yaml
 
-from oscarvt.errors import InputError
+from oscarvt.errors import InputError, shown
 from oscarvt.oscar_menus import INSTALL_MODES
 
 BOOT_METHODS = ("cdrom", "network", "disk")
-SIZE = re.compile(r"([1-9][0-9]*)([KMGT]?)")
+SIZE = re.compile(r"([1-9][0-9]{0,15})([KMGT]?)")
 REMOVED_KEYS = {"oscar.image": "OSCAR's define-clients step takes the first image it built; "
                                "name the image in a buildimage answer file (--inputs) instead"}
 NAT_SUBNET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user-mode networking
+MAX_MEMORY = 1024 * 1024  # MiB
+MAX_CPUS = 255            # QEMU's pc machine
+MAX_DISK_MB = 64 * 1024 * 1024  # 64T
+MAX_TIMEOUT = 7 * 24 * 3600     # seconds
 
 
 @dataclass(frozen=True)
@@ -118,18 +122,59 @@ class ClusterSpec:
 
 def load_spec(path: Path) -> ClusterSpec:
     """Read and check a spec file; raise OscarvtError naming the file and key on any problem."""
+    data = read_yaml(path, "cluster spec")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        return spec_from_dict({} if data is None else data, path.parent)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def read_yaml(path: Path, what: str, error: type[InputError] = InputError) -> Any:
+    """The YAML document in file ``path``; any problem is one ``error`` naming the file (and line).
+
+    A key given twice in one mapping is an error (YAML would keep the last one silently).
+    """
+    try:
+        if path.exists() and not path.is_file():  # a FIFO or a device would never end
+            raise error(f"{path}: cannot read {what}: not a regular file")
+        data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read cluster spec: {exc.strerror}") from exc
+        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    except ValueError:
+        raise error(f"{path}: cannot read {what}: the name holds a NUL character") from None
+    try:
+        return yaml.load(data.decode("utf-8"), _UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: line {line} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    try:
-        return spec_from_dict(data, path.parent)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise error(f"{path}:{where} not valid YAML: {problem}") from None
+    except RecursionError:
+        raise error(f"{path}: not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # e.g. a number of more than 4300 digits
+        raise error(f"{path}: not valid YAML: {exc}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"key {shown(key)} given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            except TypeError:  # an unhashable key: YAML's own check names it
+                pass
+        return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call,no-any-return]
 
 
 def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSpec:
@@ -155,7 +200,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
     }
     unknown = set(top) - {f.name for f in fields(ClusterSpec)}
     if unknown:
-        raise InputError(f"unknown key '{sorted(unknown)[0]}'")
+        raise InputError(f"unknown key '{sorted(unknown, key=str)[0]}'")
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
@@ -172,12 +217,16 @@ def _section(cls: type, raw: Any, name: str) -> Any:
             raise InputError(f"unknown key '{name}.{key}'")
         wanted = known[key].type
         if "int" in str(wanted) and (not isinstance(value, int) or isinstance(value, bool)):
-            raise InputError(f"key '{name}.{key}' must be a whole number, not {value!r}")
+            raise InputError(f"key '{name}.{key}' must be a whole number, not {shown(value)}")
         if "Path" in str(wanted) or "str" in str(wanted):
-            if value is not None and not isinstance(value, (str, int)):
-                raise InputError(f"key '{name}.{key}' must be text, not {value!r}")
+            if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
+                raise InputError(f"key '{name}.{key}' must be text, not {shown(value)}")
             if value is not None:
-                value = Path(str(value)) if "Path" in str(wanted) else str(value)
+                value = str(value)
+                if any(ord(c) < 32 or ord(c) == 127 for c in value):  # reaches shells, QEMU, OSCAR's files
+                    raise InputError(f"key '{name}.{key}' must be one line without control characters, "
+                                     f"not {shown(value)}")
+                value = Path(value) if "Path" in str(wanted) else value
         values[key] = value
     return cls(**values)
 
@@ -188,42 +237,50 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         raise InputError("key 'template' needs 'disk' or 'kernel'")
     if t.initrd is not None and t.kernel is None:
         raise InputError("key 'template.initrd' needs 'template.kernel'")
-    for key, value, low in [
-        ("headnode.memory", spec.headnode.memory, 64), ("headnode.cpus", spec.headnode.cpus, 1),
-        ("nodes.memory", spec.nodes.memory, 64), ("nodes.cpus", spec.nodes.cpus, 1),
-        ("nodes.count", spec.nodes.count, 0), ("timeouts.ssh", spec.timeouts.ssh, 1),
-        ("timeouts.kvm_probe", spec.timeouts.kvm_probe, 1), ("timeouts.stop", spec.timeouts.stop, 1),
-        ("timeouts.oscar", spec.timeouts.oscar, 1), ("timeouts.install", spec.timeouts.install, 1),
-        ("timeouts.node", spec.timeouts.node, 1),
+    limits = spec.timeouts
+    for key, value, low, high in [
+        ("headnode.memory", spec.headnode.memory, 64, MAX_MEMORY), ("headnode.cpus", spec.headnode.cpus, 1, MAX_CPUS),
+        ("nodes.memory", spec.nodes.memory, 64, MAX_MEMORY), ("nodes.cpus", spec.nodes.cpus, 1, MAX_CPUS),
+        ("nodes.count", spec.nodes.count, 0, 250), ("timeouts.ssh", limits.ssh, 1, MAX_TIMEOUT),
+        ("timeouts.kvm_probe", limits.kvm_probe, 1, MAX_TIMEOUT), ("timeouts.stop", limits.stop, 1, MAX_TIMEOUT),
+        ("timeouts.oscar", limits.oscar, 1, MAX_TIMEOUT), ("timeouts.install", limits.install, 1, MAX_TIMEOUT),
+        ("timeouts.node", limits.node, 1, MAX_TIMEOUT),
     ]:
         if value < low:
-            raise InputError(f"key '{key}' must be at least {low}, not {value}")
-    if spec.nodes.count > 250:
-        raise InputError(f"key 'nodes.count' must be at most 250, not {spec.nodes.count}")
+            raise InputError(f"key '{key}' must be at least {low}, not {shown(value)}")
+        if value > high:
+            raise InputError(f"key '{key}' must be at most {high}, not {shown(value)}")
     if not SIZE.fullmatch(spec.nodes.disk):
-        raise InputError(f"key 'nodes.disk' must be a size like 4G or 512M, not {spec.nodes.disk!r}")
-    if size_mb(spec.nodes.disk) is None:
+        raise InputError(f"key 'nodes.disk' must be a size like 4G or 512M, not {shown(spec.nodes.disk)}")
+    disk_mb = size_mb(spec.nodes.disk)
+    if disk_mb is None:
         raise InputError(f"key 'nodes.disk' must be a whole number of MB (V2M sizes disks in MB), "
-                           f"not {spec.nodes.disk!r}")
+                           f"not {shown(spec.nodes.disk)}")
+    if disk_mb > MAX_DISK_MB:
+        raise InputError(f"key 'nodes.disk' must be at most 64T, not {shown(spec.nodes.disk)}")
     for key, name in [("headnode.name", spec.headnode.name), ("nodes.name", spec.nodes.name)]:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
-            raise InputError(f"key '{key}' must be a host name (a-z, 0-9, -), not {name!r}")
+            raise InputError(f"key '{key}' must be a host name (a-z, 0-9, -), not {shown(name)}")
+    if spec.headnode.name in {f"{spec.nodes.name}{i}" for i in range(1, spec.nodes.count + 1)}:
+        raise InputError(f"key 'headnode.name' {spec.headnode.name!r} is also a compute node's name "
+                         f"(nodes.name {spec.nodes.name!r} and a number)")
     _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
     _choice(spec.network.private, ("mcast", "bridge"), "network.private")
     try:
         subnet = ipaddress.ip_network(spec.network.subnet)
     except ValueError:
-        raise InputError(f"key 'network.subnet' is not an IPv4 network: {spec.network.subnet!r}") from None
+        raise InputError(f"key 'network.subnet' is not an IPv4 network: {shown(spec.network.subnet)}") from None
     if subnet.version != 4 or subnet.overlaps(NAT_SUBNET):
         raise InputError(f"key 'network.subnet' must be IPv4 and not overlap {NAT_SUBNET} (NAT)")
     if subnet.num_addresses < spec.nodes.count + 3:
         raise InputError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
     if spec.network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", spec.network.bridge):
-        raise InputError(f"key 'network.bridge' is not an interface name: {spec.network.bridge!r}")
-    if not spec.oscar.dir.startswith("/"):
-        raise InputError(f"key 'oscar.dir' must be an absolute path on the headnode, not {spec.oscar.dir!r}")
+        raise InputError(f"key 'network.bridge' is not an interface name: {shown(spec.network.bridge)}")
+    for key, path in [("oscar.dir", spec.oscar.dir), ("oscar.bootcd", spec.oscar.bootcd)]:
+        if not path.startswith("/"):
+            raise InputError(f"key '{key}' must be an absolute path on the headnode, not {shown(path)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
-        raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {spec.oscar.domain!r}")
+        raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(spec.oscar.domain)}")
     _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
     if spec.ssh.password is None and spec.ssh.key is None:
         raise InputError("key 'ssh' needs 'password' or 'key'")
@@ -263,7 +320,7 @@ def _mapping(raw: Any, name: str) -> dict[str, Any]:
 
 def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
-        raise InputError(f"key '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+        raise InputError(f"key '{key}' must be one of {', '.join(allowed)}, not {shown(value)}")
 
 
 def _plain(value: Any) -> Any:

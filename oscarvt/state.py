@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import dacite
 
+VM_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")  # the spec's host names, a node's with its number
 Role = Literal["headnode", "node"]
 Desired = Literal["created", "running", "stopped"]
 PhaseResult = Literal["running", "passed", "failed"]
@@ -140,6 +142,8 @@ class ClusterState:
             data = json.loads(text)
         except ValueError as exc:
             raise StateError(f"not JSON: {exc}") from None
+        except RecursionError:
+            raise StateError("nested too deeply") from None
         if not isinstance(data, dict):
             raise StateError("not a cluster state (a JSON object is expected)")
         try:
@@ -148,4 +152,7 @@ class ClusterState:
             raise StateError(str(exc)) from None
         if [vm.role for vm in state.vms.values()].count("headnode") != 1:
             raise StateError("field \"vms\" must hold exactly one headnode")
+        bad = [name for name in state.vms if not VM_NAME.fullmatch(name)]
+        if bad:  # names become file names: profiles/NAME.xml, consoles/NAME.log
+            raise StateError(f"field \"vms\": {bad[0][:40]!r} is not a VM name (a host name)")
         return state

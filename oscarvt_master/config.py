@@ -21,6 +21,13 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         secrets_dir = (basedir / settings.secrets_dir).resolve()
         if not secrets_dir.is_dir():
             raise SettingsError(f"{settings_file}: key 'secrets_dir': no such folder {secrets_dir}")
+        for i, w in enumerate(settings.workers):  # Buildbot would read it only when the worker connects
+            if not (secrets_dir / f"worker-{w.name}").is_file():
+                raise SettingsError(f"{settings_file}: key 'workers[{i}].name': no password file "
+                                    f"{secrets_dir / f'worker-{w.name}'} (the worker's password, mode 0600)")
+        if settings.admins and not (secrets_dir / "www-users").is_file():
+            raise SettingsError(f"{settings_file}: key 'admins': {secrets_dir / 'www-users'} is missing "
+                                "(USER:PASSWORD a line, mode 0600)")
     except SettingsError as exc:
         raise bbconfig.ConfigErrors([str(exc)]) from None
     return {
@@ -93,11 +100,8 @@ def www(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
         "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
         "change_hook_dialects": {"poller": True},
     }
-    users = secrets_dir / "www-users"
-    if settings.admins:
-        if not users.is_file():
-            raise bbconfig.ConfigErrors([f"key 'admins': {users} is missing (USER:PASSWORD a line, mode 0600)"])
-        config["auth"] = util.HTPasswdAuth(str(users))
+    if settings.admins:  # master_config checked that the file is there
+        config["auth"] = util.HTPasswdAuth(str(secrets_dir / "www-users"))
     config["authz"] = util.Authz(
         allowRules=[util.AnyControlEndpointMatcher(role="admins")],
         roleMatchers=[util.RolesFromUsername(roles=["admins"], usernames=settings.admins)])

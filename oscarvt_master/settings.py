@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from oscarvt.errors import InputError, OscarvtError
-from oscarvt.spec import spec_from_dict
+from oscarvt.errors import InputError, OscarvtError, shown
+from oscarvt.spec import read_yaml, spec_from_dict
 
 BOOTS = ("cdrom", "network")
 MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "cancelled", "change")
@@ -85,13 +83,7 @@ class Settings:
 
 def load_settings(path: Path) -> Settings:
     """Read and check the settings file; a SettingsError names the file and key."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read the settings: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SettingsError(f"{path}:{mark.line + 1 if mark else ''}: not valid YAML") from None
+    data = read_yaml(path, "the settings", SettingsError)
     try:
         return settings_from_dict(data)
     except SettingsError as exc:
@@ -130,15 +122,20 @@ def settings_from_dict(data: Any) -> Settings:
         nightly={"hour": hour, "minute": minute},
         admins=[_name(a, f"admins[{i}]") for i, a in enumerate(_list(top.get("admins", []), "admins"))],
         mail=_mail(top["mail"]) if top.get("mail") is not None else None,
-        logs_port=0 if top.get("logs_port", 8011) == 0 else _port(top.get("logs_port", 8011), "logs_port"),
-        logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") else None,
+        logs_port=_logs_port(top.get("logs_port", 8011)),
+        logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") is not None else None,
         retries=_retries(top.get("retries", 1)))
+
+
+def _logs_port(raw: Any) -> int:
+    port = _int(raw, "logs_port")
+    return 0 if port == 0 else _port(port, "logs_port")
 
 
 def _retries(raw: Any) -> int:
     retries = _int(raw, "retries")
     if not 0 <= retries <= 10:
-        raise SettingsError(f"key 'retries' must be 0 to 10, not {retries}")
+        raise SettingsError(f"key 'retries' must be 0 to 10, not {shown(retries)}")
     return retries
 
 
@@ -147,7 +144,7 @@ def _repository(raw: Any, key: str) -> Repository:
     _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval"}, f"{key}.")
     vcs = values.get("vcs", "git")
     if vcs not in ("git", "svn"):
-        raise SettingsError(f"key '{key}.vcs' must be git or svn, not {vcs!r}")
+        raise SettingsError(f"key '{key}.vcs' must be git or svn, not {shown(vcs)}")
     interval = _int(values.get("poll_interval", 60), f"{key}.poll_interval")
     if interval < 1:
         raise SettingsError(f"key '{key}.poll_interval' must be at least 1 second")
@@ -158,8 +155,10 @@ def _repository(raw: Any, key: str) -> Repository:
 def _worker(raw: Any, key: str) -> Worker:
     values = _mapping(raw, key)
     if "password" in values:
+        name = values.get("name")
         raise SettingsError(f"key '{key}.password': passwords go in the secrets folder "
-                            f"(file worker-{values.get('name', 'NAME')}), never in this file")
+                            f"(file worker-{name if isinstance(name, str) and _NAME.fullmatch(name) else 'NAME'}), "
+                            "never in this file")
     _no_unknown(values, {"name", "max_clusters"}, f"{key}.")
     count = _int(values.get("max_clusters", 1), f"{key}.max_clusters")
     if count < 1:
@@ -172,17 +171,17 @@ def _builder(raw: Any, key: str, repositories: list[Repository], workers: list[W
     _no_unknown(values, {"name", "repository", "workers", "spec", "distribution", "arch", "nodes", "boot"}, f"{key}.")
     repository = _text(values.get("repository"), f"{key}.repository")
     if repository not in [r.name for r in repositories]:
-        raise SettingsError(f"key '{key}.repository': no repository named {repository!r}")
+        raise SettingsError(f"key '{key}.repository': no repository named {shown(repository)}")
     names = [_text(w, f"{key}.workers") for w in _list(values.get("workers"), f"{key}.workers")]
     unknown = [n for n in names if n not in [w.name for w in workers]]
     if not names or unknown:
         raise SettingsError(f"key '{key}.workers' must name workers from 'workers' (unknown: {', '.join(unknown)})")
     boot = values.get("boot", "cdrom")
     if boot not in BOOTS:
-        raise SettingsError(f"key '{key}.boot' must be one of {', '.join(BOOTS)}, not {boot!r}")
+        raise SettingsError(f"key '{key}.boot' must be one of {', '.join(BOOTS)}, not {shown(boot)}")
     nodes = _int(values.get("nodes", 2), f"{key}.nodes")
     if not 1 <= nodes <= 250:
-        raise SettingsError(f"key '{key}.nodes' must be 1 to 250, not {nodes}")
+        raise SettingsError(f"key '{key}.nodes' must be 1 to 250, not {shown(nodes)}")
     spec = _mapping(values.get("spec"), f"{key}.spec")
     try:
         spec_from_dict(spec, Path("/"), check_files=False)
@@ -197,15 +196,15 @@ def _mail(raw: Any) -> Mail:
     values = _mapping(raw, "mail")
     _no_unknown(values, {"relay", "from", "to", "admins", "mode"}, "mail.")
     relay = _text(values.get("relay", "localhost:25"), "mail.relay")
-    if not re.fullmatch(r"[^:\s]+:\d+", relay) or not 1 <= int(relay.rsplit(":", 1)[1]) <= 65535:
-        raise SettingsError(f"key 'mail.relay' must be HOST:PORT with a port from 1 to 65535, not {relay!r}")
+    if not re.fullmatch(r"[^:\s]+:[0-9]{1,5}", relay) or not 1 <= int(relay.rsplit(":", 1)[1]) <= 65535:
+        raise SettingsError(f"key 'mail.relay' must be HOST:PORT with a port from 1 to 65535, not {shown(relay)}")
     to = [_address(a, f"mail.to[{i}]") for i, a in enumerate(_list(values.get("to"), "mail.to"))]
     if not to:
         raise SettingsError("key 'mail.to' needs at least one address")
     mode = [_text(m, "mail.mode") for m in _list(values.get("mode", ["failing", "warnings", "exception"]), "mail.mode")]
     bad = [m for m in mode if m not in MAIL_MODES]
     if bad:
-        raise SettingsError(f"key 'mail.mode': {bad[0]!r} is not one of {', '.join(MAIL_MODES)}")
+        raise SettingsError(f"key 'mail.mode': {shown(bad[0])} is not one of {', '.join(MAIL_MODES)}")
     admins = [_address(a, f"mail.admins[{i}]") for i, a in enumerate(_list(values.get("admins", []), "mail.admins"))]
     return Mail(relay, _address(values.get("from", "oscarvt@localhost.localdomain"), "mail.from"), to, admins, mode)
 
@@ -213,14 +212,14 @@ def _mail(raw: Any) -> Mail:
 def _db_url(value: Any) -> str:
     url = _text(value, "db_url")
     if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
-        raise SettingsError(f"key 'db_url' must be a sqlite:// or postgresql:// URL, not {url!r}")
+        raise SettingsError(f"key 'db_url' must be a sqlite:// or postgresql:// URL, not {shown(url)}")
     return url
 
 
 def _address(value: Any, key: str) -> str:
     text = _text(value, key)
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
-        raise SettingsError(f"key '{key}' is not a mail address with a dotted domain: {text!r}")
+        raise SettingsError(f"key '{key}' is not a mail address with a dotted domain: {shown(text)}")
     return text
 
 
@@ -238,33 +237,33 @@ def _list(raw: Any, key: str) -> list[Any]:
 
 def _text(raw: Any, key: str) -> str:
     if not isinstance(raw, str) or not raw.strip():
-        raise SettingsError(f"key '{key}' must be text, not {raw!r}")
+        raise SettingsError(f"key '{key}' must be text, not {shown(raw)}")
     if any(ord(c) < 32 or ord(c) == 127 for c in raw):  # a newline would reach mail headers and logs
-        raise SettingsError(f"key '{key}' must be one line without control characters, not {raw!r}")
+        raise SettingsError(f"key '{key}' must be one line without control characters, not {shown(raw)}")
     return raw
 
 
 def _name(raw: Any, key: str) -> str:
     text = _text(raw, key)
     if not _NAME.fullmatch(text):
-        raise SettingsError(f"key '{key}' must be a name (letters, digits, . _ -), not {text!r}")
+        raise SettingsError(f"key '{key}' must be a name (letters, digits, . _ -), not {shown(text)}")
     return text
 
 
 def _int(raw: Any, key: str) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool):
-        raise SettingsError(f"key '{key}' must be a whole number, not {raw!r}")
+        raise SettingsError(f"key '{key}' must be a whole number, not {shown(raw)}")
     return raw
 
 
 def _port(raw: Any, key: str) -> int:
     port = _int(raw, key)
     if not 1 <= port <= 65535:
-        raise SettingsError(f"key '{key}' must be a TCP port, not {port}")
+        raise SettingsError(f"key '{key}' must be a TCP port, not {shown(port)}")
     return port
 
 
 def _no_unknown(values: dict[str, Any], known: set[str], prefix: str) -> None:
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known, key=str)
     if unknown:
         raise SettingsError(f"unknown key '{prefix}{unknown[0]}'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import shlex
 import time
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def fetch_boot_cd(cluster: ClusterDir, state: ClusterState) -> Path:
     """Copy the autoinstall CD that OSCAR built (spec ``oscar.bootcd``) from the headnode."""
     remote = cluster.spec(state).oscar.bootcd
     with open_headnode(cluster, state) as conn:
-        if conn.run(f"test -s {remote}") != 0:
+        if conn.run(f"test -s {shlex.quote(remote)}") != 0:
             raise ProductError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
                                "or give --iso FILE)")
         progress(f"fetching the boot CD {remote} from the headnode")

@@ -53,7 +53,7 @@ def _readable_state(cluster: ClusterDir) -> ClusterState | None:
         state = cluster.load()
         cluster.spec(state)
         return state
-    except (OscarvtError, TypeError, ValueError) as exc:
+    except (OscarvtError, TypeError, ValueError, RecursionError) as exc:
         progress(f"state unusable, cleaning up from the folder alone: {exc}")
         return None
 

@@ -30,6 +30,7 @@ from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import KEEP
 from oscarvt.phases.destroy import CLAIM_FILE, destroy
+from oscarvt.phases.logs import folder_to_make
 
 DEPTH = 3  # worker folder / builder / cluster: how deep reap looks for cluster folders
 DRIVER_STOP = 120.0  # seconds for a SIGTERMed driver to clean up and exit before SIGKILL
@@ -46,10 +47,12 @@ def claim(cluster: ClusterDir, under: Path, max_clusters: int, wait: float | Non
     host, it waits (``wait`` seconds, default CLAIM_WAIT). Once there is room the folder is
     made with a claim in it, which counts until ``destroy``.
     """
-    if not under.is_dir():
-        raise InputError(f"--under: no such folder {under}")
+    _check_under(under)
     if max_clusters < 1:
         raise InputError(f"--max-clusters must be at least 1, not {max_clusters}")
+    if cluster.path.is_dir() and _is_cluster_folder(cluster.path):
+        raise InputError(f"{cluster.path}: already holds a cluster (claim a new folder for a new one)")
+    folder_to_make(cluster.path, "--cluster")
     limit = CLAIM_WAIT if wait is None else wait
     deadline = time.monotonic() + limit
     said = ""
@@ -73,19 +76,35 @@ def claim(cluster: ClusterDir, under: Path, max_clusters: int, wait: float | Non
         time.sleep(max(0.1, min(CLAIM_POLL, deadline - time.monotonic())))
 
 
+def _check_under(under: Path) -> None:
+    try:
+        if under.is_dir():
+            return
+    except ValueError:  # a NUL in the name
+        pass
+    raise InputError(f"--under: no such folder {str(under)[:200]!r}")
+
+
 def counts(cluster: ClusterDir) -> bool:
     """Whether ``cluster`` takes a place on the host: anything of it left, or claimed by a build."""
     return left_behind(cluster) or (cluster.path / CLAIM_FILE).exists()
 
 
 def _leftovers_beside(cluster: ClusterDir) -> list[ClusterDir]:
-    """The other cluster folders in ``cluster``'s parent that no driver works on and nobody keeps."""
+    """The other cluster folders in ``cluster``'s parent that no driver works on and nobody keeps
+    (a folder counts as a cluster's if it has a state, a claim, pidfiles or profiles)."""
     parent = cluster.path.parent
     if not parent.is_dir():
         return []
     return [ClusterDir(p) for p in sorted(parent.iterdir())
-            if p.is_dir() and p != cluster.path and ClusterDir(p).lock_holder() is None
+            if p.is_dir() and p != cluster.path and _is_cluster_folder(p) and ClusterDir(p).lock_holder() is None
             and kept_reason(ClusterDir(p)) is None]
+
+
+def _is_cluster_folder(path: Path) -> bool:
+    marks = [path / "state.json", path / CLAIM_FILE]
+    return any(mark.exists() or mark.is_symlink() for mark in marks) or any(path.glob("run/*.pid")) \
+        or any(path.glob("profiles/*.xml"))
 
 
 def _describe(cluster: ClusterDir) -> str:
@@ -112,8 +131,7 @@ def keep(cluster: ClusterDir, reason: str | None = None) -> str:
 
 def reap(under: Path, stop_drivers: bool = False) -> str:
     """Destroy every cluster under ``under`` that nobody keeps; the verdict counts them."""
-    if not under.is_dir():
-        raise InputError(f"--under: no such folder {under}")
+    _check_under(under)
     destroyed, kept, busy = [], [], []
     for cluster in cluster_folders(under):
         if not left_behind(cluster):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from oscarvt.errors import InputError
+from oscarvt.errors import InputError, shown
 from oscarvt.oscar_menus import DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, replay, write_answers
 from oscarvt.spec import ClusterSpec
 from oscarvt.state import ClusterState
@@ -66,16 +66,30 @@ def input_files(spec: ClusterSpec, state: ClusterState, overrides: Path | None) 
     files = {"defineclients": define_clients(spec, state), "networkclients": network_clients(spec),
              MAC_FILE: mac_file(state)}
     if overrides is not None:
-        if not overrides.is_dir():
-            raise InputError(f"--inputs: no such folder {overrides}")
-        for path in sorted(overrides.iterdir()):
-            if path.name not in (*FLAG_FILES, MAC_FILE):
-                raise InputError(f"--inputs: {path}: not an input file "
-                                   f"(expected {', '.join((*FLAG_FILES, MAC_FILE))})")
-            try:
-                files[path.name] = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"--inputs: {path}: cannot read it: {exc}") from None
-            if path.name in MENUS:
-                replay(MENUS[path.name], files[path.name], str(path))
+        files.update(read_overrides(overrides))
+    return files
+
+
+def read_overrides(overrides: Path) -> dict[str, str]:
+    """The files of an ``--inputs`` folder by name, checked (answer files replayed as OSCAR reads them)."""
+    if not overrides.is_dir():
+        raise InputError(f"--inputs: {'not a folder' if overrides.exists() else 'no such folder'}: "
+                         f"{shown(str(overrides))}")
+    files = {}
+    for path in sorted(overrides.iterdir()):
+        if path.name not in (*FLAG_FILES, MAC_FILE):
+            raise InputError(f"--inputs: {path}: not an input file "
+                               f"(expected {', '.join((*FLAG_FILES, MAC_FILE))})")
+        if not path.is_file():  # a folder, or a FIFO that would never end
+            raise InputError(f"--inputs: {path}: not a regular file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"--inputs: {path}: cannot read it: {exc}") from None
+        if "\0" in text:
+            line = text.count("\n", 0, text.index("\0")) + 1
+            raise InputError(f"--inputs: {path} line {line}: a NUL character (OSCAR reads text)")
+        if path.name in MENUS:
+            replay(MENUS[path.name], text, f"--inputs: {path}")
+        files[path.name] = text
     return files

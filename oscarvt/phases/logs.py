@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import OscarvtError
+from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.log import progress
 from oscarvt.phase_table import GRAB_LOGS
 from oscarvt.phases.access import open_headnode
@@ -35,8 +35,8 @@ HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemima
 
 def grab_logs(cluster: ClusterDir, dest: Path) -> str:
     """Collect the cluster's logs into ``dest`` and ``dest``.tar.gz."""
+    dest = folder_to_make(dest, "--dest")
     with cluster.phase(GRAB_LOGS.name) as state:
-        dest = dest.resolve()
         dest.mkdir(parents=True, exist_ok=True)
         missing: list[str] = []
         grab_headnode(cluster, state, dest / "headnode", missing)
@@ -66,6 +66,20 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         files = sum(1 for path in dest.rglob("*") if path.is_file())
     note = f", missing: {len(missing)} (see missing.txt)" if missing else ""
     return f"{files} files in {dest} and {tarball.name}{note}"
+
+
+def folder_to_make(dest: Path, flag: str) -> Path:
+    """``dest`` made absolute, if it is a folder or can be made one (``flag`` names it in errors)."""
+    try:
+        dest = dest.resolve()
+    except (OSError, ValueError):  # a NUL in the name, a symlink loop
+        raise InputError(f"{flag}: not a usable folder name: {shown(str(dest))}") from None
+    for folder in (dest, *dest.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise InputError(f"{flag}: {dest}: {folder} is not a folder")
+            break
+    return dest
 
 
 def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:

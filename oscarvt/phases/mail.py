@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError
+from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
 from oscarvt.phase_table import SEND_LOGS
 from oscarvt.phases.logs import failed_phase, summary
@@ -27,11 +27,15 @@ TAIL_LINES = 30
 def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", sender: str | None = None) -> str:
     """Mail the summary and the log tarball of the last grab-logs to ``to``."""
     host, _, port = smtp.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--smtp must be HOST:PORT, not {smtp!r}")
+    if not re.fullmatch(r"\S+", host) or not host.isprintable() or not re.fullmatch(r"[0-9]{1,9}", port):
+        raise InputError(f"--smtp must be HOST:PORT, not {shown(smtp)}")
+    if not 0 < int(port) < 65536:
+        raise InputError(f"--smtp: port {int(port)} is not from 1 to 65535")
     for address in to:
-        if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
-            raise InputError(f"--to: {address!r} is not a mail address")
+        if not _is_address(address):
+            raise InputError(f"--to: {shown(address)} is not a mail address")
+    if sender is not None and not _is_address(sender):
+        raise InputError(f"--sender: {shown(sender)} is not a mail address")
     with cluster.phase(SEND_LOGS.name) as state:
         if not state.logs or not Path(state.logs.tarball).is_file():
             raise InputError("no logs to send (run 'oscarvt grab-logs' first)")
@@ -43,6 +47,11 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
         except (OSError, smtplib.SMTPException) as exc:
             raise InfraError(f"cannot send mail through {host}:{port}: {exc}") from None
     return f"mailed {message['Subject']!r} to {', '.join(to)}"
+
+
+def _is_address(text: str) -> bool:
+    """One address, no space or control character (a newline would add mail headers)."""
+    return text.isprintable() and re.fullmatch(r"[^@\s]+@[^@\s]+", text) is not None
 
 
 def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str) -> EmailMessage:

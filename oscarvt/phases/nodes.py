@@ -12,6 +12,7 @@ the hook is released with a failure, so OSCAR stops as it does when its boot scr
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -62,6 +63,8 @@ class Node:
 
 def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise InputError(f"--timeout must be a number of seconds above 0, not {timeout:g}")
     with cluster.phase(WAIT_FOR_NODES.name) as state:
         spec = cluster.spec(state)
         if state.oscar is None:

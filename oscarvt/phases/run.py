@@ -15,7 +15,8 @@ from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
 from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.host import keep as keep_cluster
-from oscarvt.phases.logs import grab_logs
+from oscarvt.phases.inputs import read_overrides
+from oscarvt.phases.logs import folder_to_make, grab_logs
 
 
 def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | None = None,
@@ -24,6 +25,12 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
     """Run every phase of ``RUN_PHASES`` with these values; the verdict names the phase that failed."""
     if (source is None) == (url is None):
         raise InputError("give one of --source DIR or --url URL")
+    if source is not None and not source.is_dir():  # the flags are checked before any VM starts
+        raise InputError(f"--source: no such folder {source}")
+    if inputs is not None:
+        read_overrides(inputs)
+    if logs is not None:
+        folder_to_make(logs, "--logs")
     if cluster.exists():
         raise InputError(f"{cluster.path} already holds a cluster (destroy it, or pick a new folder)")
     logs = logs or cluster.path / "logs"
