@@ -16,11 +16,12 @@ import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import IO, Callable, cast
 
 import paramiko
 
-from oscarvt.errors import InfraError, InputError, OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
+from oscarvt.unpack import DamagedStream, Unpacked, unpack
 from oscarvt.waiting import wait_for
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while sshd starts
@@ -108,23 +109,30 @@ class Connection:
         quoted = shlex.quote(remote_dir)
         self._stream_in(f"mkdir -p {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
 
-    def get(self, remote: str, local_dir: Path) -> Path:
-        """Copy a file or folder from the VM into ``local_dir``; return the local path."""
+    def get(self, remote: str, local_dir: Path) -> tuple[Path, Unpacked]:
+        """Copy a file or folder from the VM into ``local_dir``: the local path, and what was written
+        and refused. The guest's tar stream is checked entry by entry (``oscarvt.unpack``)."""
         path = PurePosixPath(remote)
-        channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} {shlex.quote(path.name)}")
+        channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} -- {shlex.quote(path.name)}")
         local_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with channel.makefile("rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4; Debian 12 has 3.11.2
-                    tar.extraction_filter = tarfile.data_filter
-                tar.extractall(local_dir)
+            with channel.makefile("rb") as stream:
+                unpacked = unpack(cast(IO[bytes], stream), local_dir, path.name)  # file-like enough
         except (socket.timeout, paramiko.SSHException, EOFError) as exc:
             channel.close()
             raise InfraError(f"{self.label}: copy of {remote} failed: {exc or 'timed out'}") from None
+        except DamagedStream as exc:
+            status = self._exit_status(channel, f"copy of {remote}")
+            if status != 0:
+                raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})") from None
+            raise ProductError(f"{self.label}: copy of {remote}: the guest sent no usable tar stream ({exc})") from None
+        if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
+            channel.close()
+            return local_dir / path.name, unpacked
         status = self._exit_status(channel, f"copy of {remote}")
         if status != 0:
             raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
-        return local_dir / path.name
+        return local_dir / path.name, unpacked
 
     def close(self) -> None:
         self.client.close()

@@ -87,7 +87,11 @@ def fetch_boot_cd(cluster: ClusterDir, state: ClusterState) -> Path:
             raise ProductError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
                                "or give --iso FILE)")
         progress(f"fetching the boot CD {remote} from the headnode")
-        return conn.get(remote, cluster.path / "disks")
+        path, unpacked = conn.get(remote, cluster.path / "disks")
+        if unpacked.refused or not path.is_file() or path.is_symlink():
+            why = unpacked.refused[0] if unpacked.refused else "not a regular file"
+            raise ProductError(f"the headnode's boot CD {remote} was refused: {why}")
+        return path
 
 
 def start_vm(cluster: ClusterDir, state: ClusterState, name: str) -> int:

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InputError, OscarvtError, shown
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.log import progress
 from oscarvt.phase_table import GRAB_LOGS
 from oscarvt.phases.access import open_headnode
@@ -27,6 +27,7 @@ from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
 from oscarvt.state import ClusterState, Logs, PhaseRecord
+from oscarvt.unpack import Unpacked
 from oscarvt.waiting import wait_for
 
 HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemimager/clients.xml",
@@ -95,19 +96,24 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
                 into = dest / posixpath.dirname(path).lstrip("/")
                 into.mkdir(parents=True, exist_ok=True)
                 try:
-                    wait_for(partial(copy_or_none, conn, path, into), timeout=10, interval=1,
-                             what=f"a copy of headnode:{path}")
+                    unpacked = wait_for(partial(copy_or_none, conn, path, into), timeout=10, interval=1,
+                                        what=f"a copy of headnode:{path}")
+                except ProductError as exc:  # the guest's stream itself
+                    missing.append(f"headnode:{path}: {exc}")
+                    continue
                 except OscarvtError:  # e.g. a log that kept growing while a node imaged
                     missing.append(f"headnode:{path}: no complete copy within 10s")
+                    continue
+                missing += [f"headnode:{path}: refused {why}" for why in unpacked.refused]
     except OscarvtError as exc:
         missing.append(f"headnode logs: {exc}")
 
 
-def copy_or_none(conn: Connection, path: str, into: Path) -> Path | None:
+def copy_or_none(conn: Connection, path: str, into: Path) -> Unpacked | None:
     """Copy ``path`` from the VM into ``into``; None if tar failed (a file changed as it read)."""
     try:
-        return conn.get(path, into)
-    except OscarvtError:
+        return conn.get(path, into)[1]
+    except InfraError:
         return None
 
 

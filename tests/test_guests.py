@@ -1,0 +1,89 @@
+"""Guests stay inside: a hostile headnode cannot write on the host through what oscarvt copies out.
+
+A real headnode (the test guest) whose root login shell is replaced, as code under test could
+replace it, by one that answers every ``tar -c`` with a crafted stream: ``../escape``, an absolute path, a
+symlink to /etc/shadow, a device node, a FIFO and a 2 GiB file whose data never ends.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import oscarvt, qemu_pids_of, spec_data, write_spec
+
+from oscarvt.cluster import ClusterDir
+from oscarvt.phases.access import open_vm
+from oscarvt.phases.destroy import destroy
+
+pytestmark = pytest.mark.vm
+
+
+def hostile_stream() -> bytes:
+    """What the hostile tar sends for ``/var/log/oscar``: one good log, then every kind of attack."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        def add(name: str, kind: bytes = tarfile.REGTYPE, body: bytes = b"", link: str = "") -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.linkname = kind, len(body), link
+            tar.addfile(info, io.BytesIO(body) if body else None)
+        add("oscar/oscarinstall.log", body=b"Step 1 - Select packages\n")
+        add("../escape", body=b"escaped\n")
+        add("/tmp/oscarvt-escape", body=b"escaped\n")
+        add("oscar/shadow", tarfile.SYMTYPE, link="/etc/shadow")
+        add("oscar/console", tarfile.CHRTYPE)
+        add("oscar/pipe", tarfile.FIFOTYPE)
+        huge = tarfile.TarInfo("oscar/sparse.img")
+        huge.size = 2 << 30  # its header, then zeros without end: the host must not wait for 2 GiB
+        tar.fileobj.write(huge.tobuf(tarfile.GNU_FORMAT))  # type: ignore[union-attr]
+        tar.fileobj.write(b"\0" * 4096)  # type: ignore[union-attr]
+    return data.getvalue()
+
+
+@pytest.fixture(scope="module")
+def hostile(guest, tmp_path_factory) -> Iterator[ClusterDir]:
+    root = tmp_path_factory.mktemp("hostile")
+    cluster = ClusterDir(root / "c")
+    spec = write_spec(root / "spec.yaml", spec_data(guest, nodes={"count": 0}))
+    try:
+        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
+            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
+            assert result.returncode == 0, result.output
+        conn, opened = open_vm(cluster, cluster.load(), "headnode")
+        try:
+            conn.write_file("/root/hostile.tar", hostile_stream())
+            # root's login shell answers every tar with the crafted stream and zeros without end
+            conn.write_file("/root/shell", b'#!/bin/sh\ncase "$2" in "tar -c"*) cat /root/hostile.tar; '
+                            b'exec cat /dev/zero;; esac\nexec /bin/sh "$@"\n', mode=0o755)
+            conn.check_output("mkdir -p /var/log/oscar && echo /root/shell >> /etc/shells && "
+                              "sed -i 's#^root:\\(.*\\):[^:]*$#root:\\1:/root/shell#' /etc/passwd && "
+                              "grep '^root:.*:/root/shell$' /etc/passwd")
+        finally:
+            for c in opened:
+                c.close()
+        yield cluster
+    finally:
+        destroy(cluster)
+        assert qemu_pids_of(cluster.path) == []
+
+
+def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entry(hostile, tmp_path):
+    result = oscarvt("grab-logs", "--cluster", hostile.path, "--dest", tmp_path / "logs", timeout=300)
+    assert result.returncode == 0, result.output
+    assert result.last_line.startswith("PASS: grab-logs: ") and "(see missing.txt)" in result.last_line
+    assert not Path("/tmp/oscarvt-escape").exists()
+    headnode = tmp_path / "logs" / "headnode"
+    assert {str(p.relative_to(headnode)) for p in headnode.rglob("*")} == {
+        "var", "var/log", "var/log/oscar", "var/log/oscar/oscarinstall.log"}  # no ../escape beside it
+    copied = tmp_path / "logs" / "headnode" / "var" / "log" / "oscar"
+    assert (copied / "oscarinstall.log").read_text() == "Step 1 - Select packages\n"
+    assert sorted(p.name for p in copied.iterdir()) == ["oscarinstall.log"]
+    missing = (tmp_path / "logs" / "missing.txt").read_text()
+    for refused in ("'../escape': not under the copied path", "'/tmp/oscarvt-escape': not under the copied path",
+                    "'oscar/shadow': a link (to '/etc/shadow')", "'oscar/console': not a regular file",
+                    "'oscar/pipe': not a regular file",
+                    "'oscar/sparse.img': 2048 MiB, over the 1024 MiB a file may have; copy stopped"):
+        assert f"headnode:/var/log/oscar: refused {refused}" in missing, missing
