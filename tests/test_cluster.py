@@ -113,13 +113,14 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
         conn.put(tree, "/tmp/in")
         assert conn.check_output("/tmp/in/tree/run.sh; cat /tmp/in/tree/sub/a.txt") == "ran\nalpha\n"
         conn.check_output("mkdir -p /tmp/out/logs && echo beta > /tmp/out/logs/b.log")
-        got = conn.get("/tmp/out/logs", tmp_path / "back")
-        single = conn.get("/tmp/in/tree/sub/a.txt", tmp_path / "single")
+        got, folder = conn.get("/tmp/out/logs", tmp_path / "back")
+        single, file = conn.get("/tmp/in/tree/sub/a.txt", tmp_path / "single")
     finally:
         for c in opened:
             c.close()
     assert (got / "b.log").read_text() == "beta\n"
     assert single.read_text() == "alpha\n"
+    assert (folder.files, folder.refused, file.files, file.size, file.refused) == (1, [], 1, 6, [])
     assert os.access(tmp_path / "back" / "logs", os.R_OK)
 
 
