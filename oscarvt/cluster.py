@@ -9,6 +9,7 @@ Layout of ``--cluster DIR``::
     consoles/VM.log     each VM's serial console
     run/VM.pid|.qmp     QEMU pidfile and QMP socket
     lock                the PID of the oscarvt command working on the cluster (flock)
+    claim               a build's claim on a place for the cluster on its host (phases.host)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from oscarvt.state import ClusterState, PhaseRecord
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
 LOCK_FILE = "lock"      # holds the PID of the oscarvt working on the cluster
+CLAIM_FILE = "claim"    # a build's claim on a place on the host, until destroy (phases.host)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class ClusterDir:
             qmp = Path(tempfile.gettempdir()) / f"oscarvt-{os.getuid()}-{digest}" / f"{vm}.qmp"
         qmp.parent.mkdir(parents=True, exist_ok=True)
         return VmFiles(pidfile=run / f"{vm}.pid", qmp=qmp, console=self.path / "consoles" / f"{vm}.log")
+
+    def holds_cluster(self) -> bool:
+        """Whether the folder holds a cluster's files: a state (even a damaged one), pidfiles or profiles."""
+        return self.state_file.exists() or self.state_file.is_symlink() or bool(self.pidfiles()) \
+            or any((self.path / "profiles").glob("*.xml"))
 
     def pidfiles(self) -> list[Path]:
         """Every pidfile in the folder, whatever the state says (for destroy after a crash)."""

@@ -22,9 +22,7 @@ def copy_vm_image(cluster: ClusterDir, spec: Path) -> str:
 
 
 def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
-    state_file = cluster.state_file
-    if state_file.exists() or state_file.is_symlink() or cluster.pidfiles() \
-            or any((cluster.path / "profiles").glob("*.xml")):  # another cluster's, even without its state
+    if cluster.holds_cluster():  # another cluster's, even without its state
         raise InputError(f"{cluster.path}: already holds a cluster (run 'oscarvt destroy' first)")
     cluster_id = network.new_cluster_id()
     vms = _vm_records(spec, cluster_id)

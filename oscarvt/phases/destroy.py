@@ -20,13 +20,12 @@ from typing import Iterator
 
 from oscarvt import events, network
 from oscarvt.backends import qemu
-from oscarvt.cluster import ClusterDir
+from oscarvt.cluster import CLAIM_FILE, ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY
 from oscarvt.state import ClusterState, PhaseRecord
 
-CLAIM_FILE = "claim"  # a build's claim on a place for this cluster on the host (see phases.host)
 DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
 _OWN_BRIDGE = re.compile(r"ovt[0-9a-f]{4}")  # network.bridge_name's pattern
 

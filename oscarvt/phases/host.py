@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Iterator
 
 from oscarvt.backends import qemu
-from oscarvt.cluster import ClusterDir
+from oscarvt.cluster import CLAIM_FILE, ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import KEEP
-from oscarvt.phases.destroy import CLAIM_FILE, destroy
+from oscarvt.phases.destroy import destroy
 from oscarvt.phases.logs import folder_to_make
+from oscarvt.waiting import wait_for
 
 DEPTH = 3  # worker folder / builder / cluster: how deep reap looks for cluster folders
 DRIVER_STOP = 120.0  # seconds for a SIGTERMed driver to clean up and exit before SIGKILL
@@ -102,9 +103,8 @@ def _leftovers_beside(cluster: ClusterDir) -> list[ClusterDir]:
 
 
 def _is_cluster_folder(path: Path) -> bool:
-    marks = [path / "state.json", path / CLAIM_FILE]
-    return any(mark.exists() or mark.is_symlink() for mark in marks) or any(path.glob("run/*.pid")) \
-        or any(path.glob("profiles/*.xml"))
+    """A cluster's folder, or one a build has claimed for its cluster."""
+    return ClusterDir(path).holds_cluster() or (path / CLAIM_FILE).exists()
 
 
 def _describe(cluster: ClusterDir) -> str:
@@ -186,18 +186,14 @@ def stop_driver(pid: int, cluster: ClusterDir) -> None:
         raise InfraError(f"{cluster.path}: its lock holder, pid {pid}, is not an oscarvt")
     progress(f"{cluster.path}: stopping oscarvt pid {pid}, left from an interrupted build")
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + DRIVER_STOP
-    while _is_oscarvt(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            progress(f"{cluster.path}: oscarvt pid {pid} killed after {DRIVER_STOP:.0f}s")
-            break
-        time.sleep(0.2)
-    deadline = time.monotonic() + qemu.KILL_WAIT
-    while cluster.lock_holder() is not None:
-        if time.monotonic() > deadline:
-            raise InfraError(f"{cluster.path}: oscarvt pid {pid} still holds the cluster after SIGKILL")
-        time.sleep(0.2)
+    try:
+        wait_for(lambda: None if _is_oscarvt(pid) else True, timeout=DRIVER_STOP, interval=0.2,
+                 what=f"oscarvt pid {pid} to exit")
+    except OscarvtError:
+        os.kill(pid, signal.SIGKILL)
+        progress(f"{cluster.path}: oscarvt pid {pid} killed after {DRIVER_STOP:.0f}s")
+    wait_for(lambda: True if cluster.lock_holder() is None else None, timeout=qemu.KILL_WAIT, interval=0.2,
+             what=f"oscarvt pid {pid} to let go of {cluster.path} after SIGKILL")
 
 
 def _is_oscarvt(pid: int) -> bool:
