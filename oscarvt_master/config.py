@@ -11,6 +11,7 @@ from buildbot.plugins import changes, schedulers, secrets, util, worker
 from oscarvt_master.factory import BUILDER_DEFAULT, build_factory
 from oscarvt_master.logserver import LogServer
 from oscarvt_master.reporters import mail_reporters
+from oscarvt_master.secret_files import CHANGE_HOOK_USERS, WWW_USERS, HashedPasswords, SecretFileError, check_private
 from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
 
 
@@ -25,22 +26,23 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
             if not (secrets_dir / f"worker-{w.name}").is_file():
                 raise SettingsError(f"{settings_file}: key 'workers[{i}].name': no password file "
                                     f"{secrets_dir / f'worker-{w.name}'} (the worker's password, mode 0600)")
-        if settings.admins and not (secrets_dir / "www-users").is_file():
-            raise SettingsError(f"{settings_file}: key 'admins': {secrets_dir / 'www-users'} is missing "
-                                "(USER:PASSWORD a line, mode 0600)")
-    except SettingsError as exc:
+        for path in sorted(secrets_dir.iterdir()):  # SecretInAFile reads them all
+            check_private(path)
+        www_auth = users_file(settings_file, secrets_dir, WWW_USERS, "admins", settings.admins)
+        hook_auth = users_file(settings_file, secrets_dir, CHANGE_HOOK_USERS, "change_hook", settings.change_hook)
+    except (SettingsError, SecretFileError) as exc:
         raise bbconfig.ConfigErrors([str(exc)]) from None
     return {
         "title": settings.title, "titleURL": settings.url, "buildbotURL": settings.url,
         "db": {"db_url": settings.db_url},
         "buildbotNetUsageData": None,
-        "protocols": {"pb": {"port": f"tcp:{settings.worker_port}"}},
+        "protocols": {"pb": {"port": listen(settings.worker_port, settings.worker_listen)}},
         "secretsProviders": [secrets.SecretInAFile(dirname=str(secrets_dir))],
         "workers": [worker.Worker(w.name, util.Secret(f"worker-{w.name}")) for w in settings.workers],
         "change_source": change_sources(settings),
         "schedulers": all_schedulers(settings),
         "builders": builders(settings),
-        "www": www(settings, secrets_dir),
+        "www": www(settings, www_auth, hook_auth),
         "services": mail(settings) + log_server(settings, basedir),
     }
 
@@ -93,15 +95,39 @@ def builders(settings: Settings) -> list[util.BuilderConfig]:
         tags=[b.distribution, b.arch, b.boot]) for b in settings.builders]
 
 
-def www(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
-    """The web UI: waterfall, console and grid; anyone reads, admins (www-users file) control."""
+def users_file(settings_file: Path, secrets_dir: Path, name: str, key: str, wanted: Any) -> HashedPasswords | None:
+    """The login check for the users in ``secrets_dir/name``, if the setting ``key`` calls for it."""
+    if not wanted:
+        return None
+    path = secrets_dir / name
+    if not path.exists():
+        raise SettingsError(f"{settings_file}: key '{key}': {path} is missing (USER:HASH lines, a bcrypt hash "
+                            "each, mode 0600)")
+    auth = HashedPasswords(path)
+    if isinstance(wanted, list):
+        absent = [user for user in wanted if user not in auth.users]
+        if absent:
+            raise SettingsError(f"{settings_file}: key '{key}': {absent[0]} has no line in {path}")
+    return auth
+
+
+def listen(port: int, address: str) -> str:
+    """A Twisted endpoint description: TCP ``port`` on ``address`` only."""
+    return f"tcp:{port}:interface={address.replace(':', chr(92) + ':')}"
+
+
+def www(settings: Settings, auth: HashedPasswords | None, hook_auth: HashedPasswords | None) -> dict[str, Any]:
+    """The web UI: waterfall, console and grid; anyone reads, admins (www-users) control; the
+    change hook, when on, takes posts from the users in change-hook-users only."""
     config: dict[str, Any] = {
-        "port": settings.www_port,
+        "port": listen(settings.www_port, settings.www_listen),
         "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
-        "change_hook_dialects": {"poller": True},
     }
-    if settings.admins:  # master_config checked that the file is there
-        config["auth"] = util.HTPasswdAuth(str(secrets_dir / "www-users"))
+    if hook_auth is not None:
+        config["change_hook_dialects"] = {"poller": True}
+        config["change_hook_auth"] = [hook_auth]
+    if auth is not None:
+        config["auth"] = auth
     config["authz"] = util.Authz(
         allowRules=[util.AnyControlEndpointMatcher(role="admins")],
         roleMatchers=[util.RolesFromUsername(roles=["admins"], usernames=settings.admins)])
@@ -112,7 +138,8 @@ def log_server(settings: Settings, basedir: Path) -> list[Any]:
     """The master's own server for the uploaded logs (unless logs_port is 0)."""
     if not settings.logs_port:
         return []
-    return [LogServer(port=settings.logs_port, folder=str(basedir / "public_html" / "logs"))]
+    return [LogServer(port=settings.logs_port, folder=str(basedir / "public_html" / "logs"),
+                      interface=settings.logs_listen)]
 
 
 def mail(settings: Settings) -> list[Any]:

@@ -43,7 +43,7 @@ def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str
 
 
 def create_worker(folder: Path, name: str, master_port: int, password: str) -> None:
-    run_tool([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o22", str(folder),
+    run_tool([str(BIN / "buildbot-worker"), "create-worker", "--umask=0o077", str(folder),
               f"127.0.0.1:{master_port}", name, password], "buildbot-worker create-worker", timeout=STARTUP)
 
 

@@ -8,6 +8,7 @@ error naming the file and the key.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,10 @@ class Settings:
     logs_port: int = 8011        # the master serves public_html/logs here (0: it does not)
     logs_url: str | None = None  # where public_html/logs is served (default: the master, logs_port)
     retries: int = 1             # runs again of a build that failed for infrastructure trouble
+    www_listen: str = "127.0.0.1"     # the addresses the web UI, the workers' port and the logs
+    worker_listen: str = "127.0.0.1"  # listen on: this host only, unless the admin says otherwise
+    logs_listen: str = "127.0.0.1"
+    change_hook: bool = False    # POST /change_hook/poller (secrets_dir/change-hook-users may post)
 
 
 def load_settings(path: Path) -> Settings:
@@ -93,7 +98,8 @@ def load_settings(path: Path) -> Settings:
 def settings_from_dict(data: Any) -> Settings:
     top = _mapping(data, "settings")
     known = {"title", "url", "repositories", "builders", "workers", "www_port", "worker_port", "db_url",
-             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url", "retries"}
+             "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url", "retries",
+             "www_listen", "worker_listen", "logs_listen", "change_hook"}
     _no_unknown(top, known, "")
     for key in ("title", "url", "repositories", "builders", "workers"):
         if key not in top:
@@ -124,7 +130,27 @@ def settings_from_dict(data: Any) -> Settings:
         mail=_mail(top["mail"]) if top.get("mail") is not None else None,
         logs_port=_logs_port(top.get("logs_port", 8011)),
         logs_url=_text(top["logs_url"], "logs_url") if top.get("logs_url") is not None else None,
-        retries=_retries(top.get("retries", 1)))
+        retries=_retries(top.get("retries", 1)),
+        www_listen=_address_to_listen(top.get("www_listen", "127.0.0.1"), "www_listen"),
+        worker_listen=_address_to_listen(top.get("worker_listen", "127.0.0.1"), "worker_listen"),
+        logs_listen=_address_to_listen(top.get("logs_listen", "127.0.0.1"), "logs_listen"),
+        change_hook=_bool(top.get("change_hook", False), "change_hook"))
+
+
+def _address_to_listen(raw: Any, key: str) -> str:
+    """An IP address of this host to listen on (0.0.0.0 or :: for all, which the admin must say)."""
+    text = _text(raw, key)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise SettingsError(f"key '{key}' must be an IP address to listen on (127.0.0.1, ::1, 0.0.0.0, ...), "
+                            f"not {shown(text)}") from None
+
+
+def _bool(raw: Any, key: str) -> bool:
+    if not isinstance(raw, bool):
+        raise SettingsError(f"key '{key}' must be true or false, not {shown(raw)}")
+    return raw
 
 
 def _logs_port(raw: Any) -> int:

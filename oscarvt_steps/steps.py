@@ -28,6 +28,7 @@ from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCE
 
 from oscarvt import events
 from oscarvt import phase_table as table
+from oscarvt_steps.capped_logs import CappedStdio, read_capped
 
 CLUSTERS = "clusters"  # the builder's cluster folders, relative to the build directory, one per build
 CLUSTER = util.Interpolate(f"{CLUSTERS}/%(prop:buildnumber)s")  # this build's (a kept one stays beside it)
@@ -114,7 +115,11 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     async def run(self) -> int:
         command = [self.oscarvt, self.phase, "--cluster", self.cluster, *self.extra_args]
         cmd = await self.makeRemoteShellCommand(command=command)
-        await self.runCommand(cmd)
+        stdio = cmd.logs["stdio"] = CappedStdio(cmd.logs["stdio"])  # OSCAR's output comes from a guest
+        try:
+            await self.runCommand(cmd)
+        finally:
+            await stdio.finish()
         if self.stopped:
             return CANCELLED
         ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True
@@ -291,7 +296,8 @@ class Keep(OscarvtPhase):
 
 class AttachLogs(buildstep.BuildStep):
     """On the master: OSCAR's log, the monitor log, each VM's console and the console of the
-    node a failed phase names ("failing console", for the mail) as step logs.
+    node a failed phase names ("failing console", for the mail) as step logs, each capped
+    (``capped_logs``: head and tail) and never read through a link.
 
     Reads the folder the upload step put on the master (``masterdest``, renderable).
     """
@@ -317,8 +323,8 @@ class AttachLogs(buildstep.BuildStep):
             wanted["failing console"] = f"consoles/{failing}.log"
         for name, relative in wanted.items():
             path = folder / relative
-            if path.is_file():
-                await self.addCompleteLog(name, path.read_text(errors="replace"))
+            if path.is_file() and not path.is_symlink():
+                await self.addCompleteLog(name, read_capped(path))
                 attached += 1
         self.descriptionDone = [f"{attached} logs attached" + (f", {failing} failed" if failing else "")]
         return SUCCESS

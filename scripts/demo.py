@@ -25,6 +25,7 @@ from oscarvt.errors import InfraError, OscarvtError, ProductError  # noqa: E402
 from oscarvt.image import build_template  # noqa: E402
 from oscarvt.waiting import wait_for  # noqa: E402
 from oscarvt_master import local  # noqa: E402
+from oscarvt_master.secret_files import hashed_line  # noqa: E402
 
 DEMO = ROOT / ".demo"
 PIDS = DEMO / "pids.json"
@@ -60,10 +61,13 @@ def start() -> str:
                  "mode": ["all"]},
     }
     local.create_master(DEMO / "master", settings, {"worker-localhost": worker_password,
-                                                    "www-users": f"admin:{admin_password}\n"})
+                                                    "www-users": hashed_line("admin", admin_password) + "\n"})
+    password_file = DEMO / "admin-password"
+    password_file.touch(mode=0o600)
+    password_file.write_text(admin_password + "\n")
     pids["master"] = local.start_master(DEMO / "master")
     PIDS.write_text(json.dumps(pids))
-    log.progress(f"master up: waterfall at {URL}#/waterfall (admin password in {DEMO}/master/secrets/www-users)")
+    log.progress(f"master up: waterfall at {URL}#/waterfall (user admin, password in {password_file})")
     local.create_worker(DEMO / "worker", "localhost", WORKER_PORT, worker_password)
     pids["worker"] = local.start_worker(DEMO / "worker")
     PIDS.write_text(json.dumps(pids))

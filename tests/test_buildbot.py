@@ -10,7 +10,9 @@ import json
 import os
 import signal
 import subprocess
+import urllib.error
 import urllib.request
+from base64 import b64encode
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -26,11 +28,14 @@ from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 from oscarvt_master.local import Rest
+from oscarvt_master.secret_files import hashed_line
 
 ROOT = Path(__file__).parent.parent
 SUITE = ROOT / "examples" / "oscar-mini"
 ARTIFACTS = ROOT / "test-artifacts"
 ADMIN = ("admin", "admin-password")
+HOOK = ("svn-hook", "hook-password")  # the SVN post-commit hook's user for the change hook
+SCRIPT = "<script>document.title='owned'</script>"  # what a commit prints on each node's console
 PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
                "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "keep", "destroy"]
 
@@ -86,7 +91,7 @@ def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink
     return {
         "title": "oscarvt test", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
         "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
-        "admins": ["admin"],
+        "admins": ["admin"], "change_hook": True,
         "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
                          {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # the webhook polls
         "workers": [{"name": "hv1", "max_clusters": 1}],
@@ -116,7 +121,8 @@ def master(tmp_path_factory) -> Iterator[Master]:
     try:
         local.create_master(root / "master", settings(template_spec_data(template), repo, svn, sink, www_port,
                                                       worker_port),
-                            {"worker-hv1": "worker-password", "www-users": f"{ADMIN[0]}:{ADMIN[1]}\n"})
+                            {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
+                             "change-hook-users": hashed_line(*HOOK, rounds=4) + "\n"})
         running.pids.append(local.start_master(root / "master"))
         local.create_worker(root / "worker", "hv1", worker_port, "worker-password")
         running.pids.append(local.start_worker(root / "worker"))
@@ -138,8 +144,10 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
 
 @pytest.mark.vm
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
-    build = master.build_of_commit("README.md", "# oscar-mini", "# oscar-mini (a new revision)",
-                                   "README: a new revision")
+    anchor = "log_subsection \"$name: /etc/hosts and root's key installed\""
+    greeting = anchor + f'\n        node_ssh "$ip" "echo \\"{SCRIPT}\\" > /dev/console" < /dev/null'
+    build = master.build_of_commit("steps/post_install", anchor, greeting,
+                                   "post-install: greet each node's console (with a script tag)")
     steps = master.rest.steps(build)
     names = [s["name"] for s in steps]
     assert build["results"] == 0, [(s["name"], s["state_string"]) for s in steps]
@@ -156,6 +164,11 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
         assert "phases.json" in listing.read().decode()
     with urllib.request.urlopen(f"{link}headnode/var/log/oscar/cluster_tests.xml", timeout=30) as report:
         assert b'failures="0"' in report.read()
+    console = f"{link}consoles/oscarnode1.log"  # what the commit printed there, served inert
+    with urllib.request.urlopen(console, timeout=30) as reply:
+        assert SCRIPT.encode() in reply.read()
+        assert (reply.headers["Content-Type"], reply.headers["Content-Security-Policy"]) == \
+            ("text/plain; charset=utf-8", "sandbox")
 
     mail = mail_for(master, "b1", build["number"])
     assert str(mail["Subject"]).startswith("oscarvt success: b1 build")
@@ -170,6 +183,8 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
     (ARTIFACTS / "builder-page.html").write_text(dom)
     assert f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"' in dom, "see builder-page.html"
+    dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
+    assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
     shot = ARTIFACTS / "waterfall.png"
     subprocess.run([*chromium, f"--screenshot={shot}", f"{master.rest.url}#/waterfall"], capture_output=True,
                    timeout=120)
@@ -271,15 +286,19 @@ def test_a_worker_stopped_during_wait_for_nodes_destroys_the_left_cluster_when_i
 @pytest.mark.vm
 def test_an_svn_commit_triggers_a_build_through_svnpoller_and_the_webhook(master):
     """The SVN poller only polls when its post-commit webhook is called (its interval is an hour)."""
-    hook = f"{master.rest.url}change_hook/poller?poller=oscar-svn"
-    with urllib.request.urlopen(urllib.request.Request(hook, data=b""), timeout=30) as reply:
+    hook = urllib.request.Request(f"{master.rest.url}change_hook/poller?poller=oscar-svn", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(hook, timeout=30)
+    assert anonymous.value.code == 401  # the change hook takes posts from its users only
+    hook.add_header("Authorization", "Basic " + b64encode(f"{HOOK[0]}:{HOOK[1]}".encode()).decode())
+    with urllib.request.urlopen(hook, timeout=30) as reply:
         assert reply.status == 200  # the first poll records where the repository is
     master.wait_logged("SVNPoller: starting at change", times=1)
     checkout = master.svn_checkout
     readme = checkout / "README.md"
     readme.write_text(readme.read_text() + "\nA new SVN revision.\n")
     subprocess.run(["svn", "commit", "-q", "-m", "README: a new SVN revision", str(checkout)], check=True)
-    with urllib.request.urlopen(urllib.request.Request(hook, data=b""), timeout=30) as reply:
+    with urllib.request.urlopen(hook, timeout=30) as reply:
         assert reply.status == 200  # what a post-commit hook does
     build = wait_for(lambda: (master.rest.builds("b2-svn") or [None])[0], timeout=300, what="a build of b2-svn")
     assert build["number"] == 1

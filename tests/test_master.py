@@ -13,6 +13,7 @@ import yaml
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
 
 from oscarvt_master.reporters import HarnessMail, ProductMail
+from oscarvt_master.secret_files import hashed_line
 from oscarvt_master.settings import SettingsError, settings_from_dict
 
 ROOT = Path(__file__).parent.parent
@@ -27,7 +28,8 @@ def master_dir(tmp_path: Path, settings: dict) -> Path:
     (folder / "settings.yaml").write_text(yaml.safe_dump(settings))
     secrets = folder / "secrets"
     secrets.mkdir(mode=0o700)
-    for name, text in (("worker-hv1", "worker-password"), ("www-users", "admin:admin-password\n")):
+    admin = hashed_line("admin", "admin-password", rounds=4)  # rounds: a quick hash for tests
+    for name, text in (("worker-hv1", "worker-password"), ("www-users", admin + "\n")):
         (secrets / name).write_text(text)
         (secrets / name).chmod(0o600)
     return folder

@@ -4,6 +4,7 @@ summaries, properties, and the result its verdict's blame gives (FAILURE, EXCEPT
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from twisted.trial import unittest
 
 from oscarvt import events
 from oscarvt.errors import InfraError, InputError, ProductError
-from oscarvt_steps import steps
+from oscarvt_steps import capped_logs, steps
 
 CLUSTER = ["--cluster", "clusters/7"]  # build 7's cluster folder
 
@@ -84,6 +85,21 @@ class TestPhases(StepTest):
         self.expect_property("phase_boot_headnode", {"result": "passed", "blame": None, "vm": None,
                                                      "message": "headnode up, SSH on 127.0.0.1:40001"})
         await self.run_step()
+
+    async def test_a_phase_that_prints_without_end_keeps_the_head_and_tail_of_its_output(self):
+        self.setup_step(steps.StartOscar())
+        self.retried(0)
+        head, middle, tail = "h" * (capped_logs.HEAD - 1) + "\n", "m\n" * 500, "t" * (capped_logs.TAIL - 1) + "\n"
+        self.expect_commands(shell("start-oscar", "start-oscar")
+                             .stdout(head).stdout(middle).stdout(tail)
+                             .log("events", stdout=verdict("start-oscar", "OSCAR waits for the nodes"))
+                             .exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="OSCAR waits for the nodes")
+        # the head whole, the middle left out, the tail (less what the exit-code header takes of it)
+        self.expect_log_file("stdio", re.compile(re.escape(head) + "t{%d,}\n\\Z" % (capped_logs.TAIL - 100)))
+        await self.run_step()
+        headers = self.get_nth_step(0).logs["stdio"].header
+        assert re.search(r"\[oscarvt: 10[0-9][0-9] characters left out here", headers), headers[-300:]
 
     async def test_a_product_failure_is_failure_naming_oscars_step(self):
         self.setup_step(steps.StartOscar())
@@ -211,6 +227,18 @@ class TestAttachLogs(StepTest):
         self.expect_log_file("oscarinstall.log", "Step 1 - Select Packages\n")
         self.expect_log_file("console oscarnode2", "Kernel panic\n")
         self.expect_log_file("failing console", "Kernel panic\n")
+        await self.run_step()
+
+    async def test_a_huge_console_keeps_head_and_tail_and_a_link_is_not_followed(self):
+        root = Path(tempfile.mkdtemp(prefix="oscarvt-attach."))
+        self.addCleanup(shutil.rmtree, root)
+        (root / "consoles").mkdir()
+        head, middle, tail = "h" * capped_logs.HEAD, "m" * 1000, "t" * capped_logs.TAIL
+        (root / "consoles/oscarnode1.log").write_text(head + middle + tail)
+        (root / "consoles/oscarnode2.log").symlink_to("/etc/passwd")  # what a damaged upload could hold
+        self.setup_step(steps.AttachLogs(masterdest=str(root)))
+        self.expect_outcome(result=SUCCESS, state_string="1 logs attached")
+        self.expect_log_file("console oscarnode1", head + capped_logs.left_out(1000) + tail)
         await self.run_step()
 
 
