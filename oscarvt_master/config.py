@@ -8,7 +8,7 @@ from typing import Any
 from buildbot import config as bbconfig
 from buildbot.plugins import changes, schedulers, secrets, util, worker
 
-from oscarvt_master.factory import BUILDER_DEFAULT, build_factory
+from oscarvt_master.factory import BUILDER_DEFAULT, build_factory, repository_login
 from oscarvt_master.logserver import LogServer
 from oscarvt_master.reporters import mail_reporters
 from oscarvt_master.secret_files import CHANGE_HOOK_USERS, WWW_USERS, HashedPasswords, SecretFileError, check_private
@@ -26,6 +26,10 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
             if not (secrets_dir / f"worker-{w.name}").is_file():
                 raise SettingsError(f"{settings_file}: key 'workers[{i}].name': no password file "
                                     f"{secrets_dir / f'worker-{w.name}'} (the worker's password, mode 0600)")
+        for i, repo in enumerate(settings.repositories):
+            if repo.user is not None and not (secrets_dir / repo.password_secret).is_file():
+                raise SettingsError(f"{settings_file}: key 'repositories[{i}].user': no password file "
+                                    f"{secrets_dir / repo.password_secret} (mode 0600)")
         for path in sorted(secrets_dir.iterdir()):  # SecretInAFile reads them all
             check_private(path)
         www_auth = users_file(settings_file, secrets_dir, WWW_USERS, "admins", settings.admins)
@@ -53,10 +57,13 @@ def change_sources(settings: Settings) -> list[Any]:
     for repo in settings.repositories:
         if repo.vcs == "git":
             found.append(changes.GitPoller(repourl=repo.url, branches=[repo.branch], pollInterval=repo.poll_interval,
-                                           workdir=f"gitpoller-{repo.name}", name=repo.name))
+                                           workdir=f"gitpoller-{repo.name}", name=repo.name,
+                                           auth_credentials=repository_login(repo)))
         else:
+            user, password = repository_login(repo) or (None, None)
             found.append(changes.SVNPoller(repourl=repo.url, pollInterval=repo.poll_interval, name=repo.name,
-                                           split_file=util.svn.split_file_alwaystrunk))
+                                           split_file=util.svn.split_file_alwaystrunk, svnuser=user,
+                                           svnpasswd=password))
     return found
 
 

@@ -98,14 +98,21 @@ def logs_link(settings: Settings) -> util.Interpolate | None:
     return util.Interpolate(f"{base.rstrip('/')}/%(prop:buildername)s/%(prop:buildnumber)s/") if base else None
 
 
+def repository_login(repo: Repository) -> tuple[str, Any] | None:
+    """The repository's user and password (a Buildbot secret, masked in every step log), if it has a user."""
+    return (repo.user, util.Secret(repo.password_secret)) if repo.user is not None else None
+
+
 def build_factory(settings: Settings, builder: Builder, repository: Repository) -> BuildFactory:
     factory = BuildFactory()
     if repository.vcs == "git":
         factory.addStep(steps.Git(repourl=repository.url, branch=repository.branch, workdir=SOURCE,
-                                  mode="full", method="clobber", name="checkout"))
+                                  mode="full", method="clobber", name="checkout",
+                                  auth_credentials=repository_login(repository)))
     else:
+        user, password = repository_login(repository) or (None, None)
         factory.addStep(steps.SVN(repourl=repository.url, workdir=SOURCE, mode="full", method="clobber",
-                                  name="checkout"))
+                                  name="checkout", username=user, password=password))
     run: dict[str, Any] = {"oscarvt": settings.oscarvt, "workdir": ".", "retries": settings.retries}
 
     def phase(step: type[OscarvtPhase], **kwargs: Any) -> OscarvtPhase:

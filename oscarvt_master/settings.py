@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.spec import read_yaml, spec_from_dict
@@ -33,6 +34,12 @@ class Repository:
     vcs: str = "git"
     branch: str = "main"
     poll_interval: int = 60
+    user: str | None = None  # with a password in secrets_dir/repository-NAME (never in the URL)
+
+    @property
+    def password_secret(self) -> str:
+        """The secret file (in secrets_dir) with the password of ``user``."""
+        return f"repository-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -167,15 +174,35 @@ def _retries(raw: Any) -> int:
 
 def _repository(raw: Any, key: str) -> Repository:
     values = _mapping(raw, key)
-    _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval"}, f"{key}.")
+    _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval", "user"}, f"{key}.")
     vcs = values.get("vcs", "git")
     if vcs not in ("git", "svn"):
         raise SettingsError(f"key '{key}.vcs' must be git or svn, not {shown(vcs)}")
     interval = _int(values.get("poll_interval", 60), f"{key}.poll_interval")
     if interval < 1:
         raise SettingsError(f"key '{key}.poll_interval' must be at least 1 second")
-    return Repository(_name(values.get("name"), f"{key}.name"), _text(values.get("url"), f"{key}.url"), vcs,
-                      _text(values.get("branch", "main"), f"{key}.branch"), interval)
+    name = _name(values.get("name"), f"{key}.name")
+    branch = _text(values.get("branch", "main"), f"{key}.branch")
+    if branch.startswith("-"):
+        raise SettingsError(f"key '{key}.branch' must not start with '-' (git would take it for an option)")
+    user = _name(values["user"], f"{key}.user") if values.get("user") is not None else None
+    return Repository(name, _repository_url(values.get("url"), f"{key}.url", name), vcs, branch, interval, user)
+
+
+def _repository_url(raw: Any, key: str, name: str) -> str:
+    """A repository URL or path without a password in it (it would reach logs, pages and mail)."""
+    url = _text(raw, key)
+    if url.startswith("-"):
+        raise SettingsError(f"key '{key}' must not start with '-' (git and svn would take it for an option)")
+    try:
+        has_password = urlsplit(url).password is not None
+    except ValueError:
+        raise SettingsError(f"key '{key}' is not a URL or path") from None
+    if has_password:
+        raise SettingsError(f"key '{key}' holds a password, which would be shown in logs, pages and mail: "
+                            f"give the user as '{key.rsplit('.', 1)[0]}.user' and the password in the secret "
+                            f"file repository-{name}")
+    return url
 
 
 def _worker(raw: Any, key: str) -> Worker:

@@ -17,7 +17,7 @@ from test_master import checkconfig, example, master_dir
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
-from oscarvt_master.config import listen
+from oscarvt_master.config import listen, master_config
 from oscarvt_master.secret_files import SecretFileError, hashed_line, read_users
 
 ROOT = Path(__file__).parent.parent
@@ -198,3 +198,34 @@ def test_served_logs_are_inert_text_and_links_are_not_followed(master):
     control = subprocess.run([*CHROMIUM, "--dump-dom", f"data:text/html,{SCRIPT}"], capture_output=True,
                              text=True, timeout=120).stdout
     assert "<title>owned</title>" in control  # the same page as HTML would have run: the check can see it
+
+
+def test_a_repository_url_with_a_password_is_refused_without_showing_it(tmp_path):
+    settings = example()
+    settings["repositories"][0]["url"] = "https://ada:s3cret-token@git.example.org/oscar.git"
+    line = one_line(master_dir(tmp_path, settings))
+    assert line.endswith("key 'repositories[0].url' holds a password, which would be shown in logs, pages and "
+                         "mail: give the user as 'repositories[0].user' and the password in the secret file "
+                         "repository-oscar")
+    assert "s3cret" not in line
+    settings["repositories"][0]["url"] = "--upload-pack=touch /tmp/owned"
+    (tmp_path / "2").mkdir()
+    assert "key 'repositories[0].url' must not start with '-'" in one_line(master_dir(tmp_path / "2", settings))
+
+
+def test_a_repository_user_takes_its_password_from_a_secret_file(tmp_path):
+    settings = example()
+    settings["repositories"][0].update(url="https://git.example.org/oscar.git", user="ada")
+    folder = master_dir(tmp_path, settings)
+    assert one_line(folder) == (f"{folder}/settings.yaml: key 'repositories[0].user': no password file "
+                                f"{folder}/secrets/repository-oscar (mode 0600)")
+    secret = folder / "secrets" / "repository-oscar"
+    secret.write_text("s3cret-token")
+    secret.chmod(0o600)
+    assert checkconfig(folder).returncode == 0
+    config = master_config(folder / "settings.yaml", folder)
+    poller, = config["change_source"]
+    user, password = poller._config_kwargs["auth_credentials"]  # what Buildbot configures the poller with
+    assert (user, password.secret_name) == ("ada", "repository-oscar")  # a secret: rendered when used, masked
+    checkout = config["builders"][0].factory.steps[0]
+    assert checkout.kwargs["auth_credentials"][1].secret_name == "repository-oscar"  # rendered by Buildbot, masked
