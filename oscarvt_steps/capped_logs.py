@@ -34,10 +34,11 @@ def read_capped(path: Path, head: int = HEAD, tail: int = TAIL) -> str:
     return first.decode("utf-8", "replace") + left_out(size - head - tail) + last.decode("utf-8", "replace")
 
 
-class CappedStdio:
-    """Stands for a step's stdio log while a remote command writes to it: passes on the first
-    ``head`` characters, then keeps only about the last ``tail`` (each with its stream) until
-    :meth:`finish` writes them after the left-out line. Other calls go to the log itself."""
+class CappedLog:
+    """Stands for a step's log while a remote command writes to it (stdio, or a log file it
+    follows): passes on the first ``head`` characters, then keeps only the last ``tail`` (each
+    with its stream) until :meth:`write_tail` writes them after the left-out line (call it
+    when the command has ended, before the log is finished). Other calls go to the log itself."""
 
     STREAMS = {"o": "addStdout", "e": "addStderr", "h": "addHeader"}  # Buildbot's stream letters
 
@@ -84,7 +85,7 @@ class CappedStdio:
     async def add_header_lines(self, data: str, *_: Any) -> None:
         await self._add("h", data, "add_header_lines")
 
-    async def finish(self) -> None:
+    async def write_tail(self) -> None:
         """Write the left-out line and the kept tail (if anything was left out)."""
         if not self.kept:
             return

@@ -28,7 +28,7 @@ from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCE
 
 from oscarvt import events
 from oscarvt import phase_table as table
-from oscarvt_steps.capped_logs import CappedStdio, read_capped
+from oscarvt_steps.capped_logs import CappedLog, read_capped
 
 CLUSTERS = "clusters"  # the builder's cluster folders, relative to the build directory, one per build
 CLUSTER = util.Interpolate(f"{CLUSTERS}/%(prop:buildnumber)s")  # this build's (a kept one stays beside it)
@@ -115,11 +115,13 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     async def run(self) -> int:
         command = [self.oscarvt, self.phase, "--cluster", self.cluster, *self.extra_args]
         cmd = await self.makeRemoteShellCommand(command=command)
-        stdio = cmd.logs["stdio"] = CappedStdio(cmd.logs["stdio"])  # OSCAR's output comes from a guest
+        capped = [CappedLog(cmd.logs[name]) for name in ("stdio", "events")]  # OSCAR's output comes from a guest
+        cmd.logs.update((log.getName(), log) for log in capped)
         try:
             await self.runCommand(cmd)
         finally:
-            await stdio.finish()
+            for log in capped:
+                await log.write_tail()  # the verdict is the events' last line
         if self.stopped:
             return CANCELLED
         ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True

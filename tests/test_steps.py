@@ -101,6 +101,18 @@ class TestPhases(StepTest):
         headers = self.get_nth_step(0).logs["stdio"].header
         assert re.search(r"\[oscarvt: 10[0-9][0-9] characters left out here", headers), headers[-300:]
 
+    async def test_a_flood_of_events_is_capped_and_the_verdict_at_its_end_still_counts(self):
+        self.setup_step(steps.StartOscar())
+        flood = event("progress", text="oscar| " + "x" * 1000) * (3 * capped_logs.HEAD // 1000)
+        self.expect_commands(shell("start-oscar", "start-oscar")
+                             .log("events", stdout=flood + verdict("start-oscar", "OSCAR waits for the nodes"))
+                             .exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="OSCAR waits for the nodes")
+        await self.run_step()
+        events_log = self.get_nth_step(0).logs["events"]
+        assert len(events_log.stdout) <= capped_logs.HEAD + capped_logs.TAIL, len(events_log.stdout)
+        assert "characters left out here" in events_log.header
+
     async def test_a_product_failure_is_failure_naming_oscars_step(self):
         self.setup_step(steps.StartOscar())
         short = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
