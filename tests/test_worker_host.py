@@ -7,6 +7,9 @@ last process ends. No network: every Debian package is already installed (the sc
 no apt-get) and pip installs from a wheelhouse that the test repacks from this interpreter's own
 installed distributions (``--wheels``). The headnode template is not built (``--no-template``:
 mmdebstrap needs a Debian mirror, and there is none without network).
+
+Then systemd 252 boots in that root as PID 1 of its namespaces (a container, in a cgroup of its
+own): the installed unit starts the worker, and a unit with the same sandbox boots a QEMU guest.
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ import os
 import re
 import signal
 import subprocess
+import time
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
+import yaml
+from conftest import spec_data
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+if TYPE_CHECKING:
+    from oscarvt.testguest import TestGuest
 
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "workers/setup-worker.sh"
@@ -40,7 +49,9 @@ ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="makes namespaces and mounts: needs root")
 
 # In the new namespaces: a tmpfs for the overlay's writes, the overlay of /, /dev, /proc, /sys
-# and an empty /run (so no systemd runs there), then chroot; PID 1 sleeps until the test kills it.
+# and an empty /run (so no systemd runs there yet), then chroot. PID 1 sleeps until the test kills
+# it, or (with $2 = systemd) waits for a line in /run/boot and becomes systemd, the cgroup
+# namespace's root its cgroup tree, its console a file.
 MAKE_ROOT = r"""
 set -e
 base=$1
@@ -52,20 +63,39 @@ mount -t proc proc "$base/root/proc"
 mount -t sysfs -o ro sysfs "$base/root/sys"
 mount -t tmpfs -o mode=0755 oscarvt-test "$base/root/run"
 ip link set lo up
+if [ "$2" = systemd ]; then
+    mount -t cgroup2 cgroup2 "$base/root/sys/fs/cgroup"
+    mkfifo "$base/root/run/boot"
+    echo ready
+    exec chroot "$base/root" /bin/sh -c 'read line < /run/boot
+        exec env container=oscarvt-test /lib/systemd/systemd --unit=multi-user.target > /run/console 2>&1'
+fi
 echo ready
 exec chroot "$base/root" /bin/sleep infinity
 """
 
 
-class DisposableRoot:
-    """The overlay root in its own namespaces; ``run`` runs a command in it as root."""
+def cgroup2_mount() -> Path | None:
+    """Where this host mounts the cgroup v2 hierarchy (/sys/fs/cgroup, or .../unified on a hybrid host)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "cgroup2":
+            return Path(fields[4])
+    return None
 
-    def __init__(self, base: Path) -> None:
+
+class DisposableRoot:
+    """The overlay root in its own namespaces; ``run`` runs a command in it as root. With ``cgroup``
+    (a new cgroup v2 folder), it is in that cgroup and its own cgroup namespace, ready to boot systemd."""
+
+    def __init__(self, base: Path, cgroup: Path | None = None) -> None:
         base.mkdir()
-        self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--pid", "--net", "--fork", "--kill-child", "--propagation", "private",
-             "/bin/sh", "-c", MAKE_ROOT, "make-root", str(base)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+        unshare = ["unshare", "--mount", "--pid", "--net", "--fork", "--kill-child", "--propagation", "private"]
+        argv = [*unshare, "/bin/sh", "-c", MAKE_ROOT, "make-root", str(base), "sleep"]
+        if cgroup is not None:
+            argv = ["/bin/sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "in-cgroup",
+                    *unshare, "--cgroup", "/bin/sh", "-c", MAKE_ROOT, "make-root", str(base), "systemd"]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
         self.init = 0
         try:
             assert self.proc.stdout is not None and self.proc.stderr is not None
@@ -279,3 +309,123 @@ def test_setup_worker_refuses_a_bad_folder_or_memory_cap_in_one_line(root: Dispo
         result = setup_worker(root, *common, *flags)
         assert (result.returncode, result.stdout + result.stderr) == (1, verdict + "\n")
     assert root.run("id", USER).returncode != 0  # nothing was done
+
+
+# Run by a unit with the worker's sandbox (the installed unit, another ExecStart): one line per
+# check, then a cluster of the test guest, booted, reached over SSH and destroyed.
+PROBE = r"""#!/bin/sh
+d=@DIR@
+echo "umask $(umask)"
+touch $d/probe-file && echo "new file mode $(stat -c %a $d/probe-file)"
+touch /etc/probe 2>&1 | sed 's/^/write \/etc: /'
+ls /root 2>&1 | sed 's/^/list \/root: /'
+echo "own /tmp holds $(ls -A /tmp | wc -l) files"
+echo "processes of other users: $(ps -e -o user= | grep -cvx @USER@)"
+for dev in /dev/kvm /dev/net/tun /dev/fuse; do
+    [ -e $dev ] || continue
+    $d/venv/bin/python -c "import os, sys; os.close(os.open(sys.argv[1], os.O_RDWR)); print(sys.argv[1], 'opens')" \
+        $dev 2>&1 | sed "s|.*Error: |$dev: |"
+done
+ip tuntap add dev probetap mode tap 2>&1 | sed 's/^/ip tuntap add: /'
+unshare --net true 2>&1 | sed 's/^/unshare --net: /'
+oscarvt=$d/venv/bin/oscarvt cluster=$d/worker/probe-builder/build/cluster
+$oscarvt copy-vm-image --cluster $cluster --spec $d/probe/spec.yaml 2>&1 | tail -n 1
+$oscarvt boot-headnode --cluster $cluster 2>&1 | tail -n 1
+$oscarvt ssh --cluster $cluster headnode -- uname -r 2>&1 | tail -n 1
+$oscarvt destroy --cluster $cluster 2>&1 | tail -n 1
+echo "probe done"
+"""
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Path]:
+    """A cgroup v2 folder of its own for the booted root; removed after the root's processes are gone."""
+    hierarchy = cgroup2_mount()
+    if hierarchy is None:
+        pytest.skip("this host has no cgroup v2 hierarchy for systemd")
+    own = next(line[3:] for line in Path("/proc/self/cgroup").read_text().splitlines() if line.startswith("0::"))
+    folder = hierarchy / own.lstrip("/") / f"oscarvt-test-{os.getpid()}"
+    try:
+        folder.mkdir()
+    except OSError as error:
+        pytest.skip(f"cannot make a cgroup for systemd: {error}")
+    try:
+        yield folder
+    finally:
+        for _ in range(300):  # the kernel empties the tree once the namespaces' processes are reaped
+            if "populated 0" in (folder / "cgroup.events").read_text():
+                break
+            time.sleep(0.1)
+        for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            sub.rmdir()
+        folder.rmdir()
+
+
+@pytest.mark.vm
+def test_systemd_runs_the_worker_and_qemu_inside_the_unit(tmp_path: Path, cgroup: Path, guest: TestGuest) -> None:
+    root = DisposableRoot(tmp_path / "overlay", cgroup)
+    try:
+        secret = tmp_path / "password"
+        secret.write_text(PASSWORD)
+        result = setup_worker(root, "--master", MASTER, "--name", "hv1", "--password-file", str(secret),
+                              "--no-template", "--wheels", str(make_wheelhouse(tmp_path / "wheels")),
+                              "--memory-max", "2G")
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        # The probe: the installed unit with another ExecStart, the test guest and its spec in DIR.
+        probe = tmp_path / "probe"
+        probe.mkdir()
+        (probe / "probe.sh").write_text(PROBE.replace("@DIR@", DIR).replace("@USER@", USER))
+        (probe / "spec.yaml").write_text(yaml.safe_dump(spec_data(
+            guest, nodes={"count": 0}, template={"kernel": f"{DIR}/probe/{guest.kernel.name}",
+                                                 "initrd": f"{DIR}/probe/{guest.initrd.name}"})))
+        root.out("sh", "-c", f"cp -r {probe} {DIR}/probe && cp {guest.kernel} {guest.initrd} {DIR}/probe/ && "
+                             f"chmod 0755 {DIR}/probe/probe.sh && chown -R {USER}: {DIR}/probe")
+        root.out("sh", "-c", f"sed -e 's|^ExecStartPre=.*||' -e 's|^ExecStart=.*|ExecStart={DIR}/probe/probe.sh|' "
+                             "-e 's|^Type=.*|Type=oneshot|' -e 's|^Restart.*||' -e 's|^\\[Install\\]||' "
+                             f"-e 's|^WantedBy=.*||' {UNIT} > /etc/systemd/system/oscarvt-probe.service")
+        # Only the worker among the units an admin enabled on this host (in the disposable root only).
+        root.out("find", "/etc/systemd/system", "-path", "*.wants/*", "!", "-name", "oscarvt-worker.service",
+                 "-delete")
+
+        root.out("sh", "-c", "echo boot > /run/boot")
+        for _ in range(300):  # systemd makes /run/systemd/system as it starts
+            if root.run("test", "-d", "/run/systemd/system").returncode == 0:
+                break
+            time.sleep(0.1)
+        booted = root.run("systemctl", "is-system-running", "--wait", timeout=180)
+        assert booted.stdout.strip() in ("running", "degraded"), booted.stdout + root.out("cat", "/run/console")
+
+        # The worker started at boot (the wants link), reap ran first, the cap is in place.
+        show = root.out("systemctl", "show", "-p", "ActiveState,MainPID,MemoryMax,User", "oscarvt-worker")
+        assert "ActiveState=active" in show and "MemoryMax=2147483648" in show and f"User={USER}" in show, show
+        main_pid = re.search(r"MainPID=(\d+)", show)
+        assert main_pid is not None
+        assert "buildbot-worker" in root.out("cat", f"/proc/{main_pid[1]}/cmdline")
+        journal = root.out("journalctl", "--no-pager", "-o", "cat", "-u", "oscarvt-worker")
+        assert f"PASS: reap: 0 left-behind clusters destroyed, 0 kept for a person, 0 in use, under {DIR}/worker" \
+            in journal, journal
+
+        started = root.run("systemctl", "start", "oscarvt-probe", timeout=300)
+        said = root.out("journalctl", "--no-pager", "-o", "cat", "-u", "oscarvt-probe", "_UID=" +
+                        root.out("id", "-u", USER).strip())
+        assert started.returncode == 0, started.stderr + said
+        lines = said.splitlines()
+        expected = ["umask 0077", "new file mode 600",
+                    "write /etc: touch: cannot touch '/etc/probe': Read-only file system",
+                    "list /root: ls: cannot open directory '/root': Permission denied",
+                    "own /tmp holds 0 files", "processes of other users: 0",
+                    "ip tuntap add: ioctl(TUNSETIFF): Operation not permitted",
+                    "unshare --net: unshare: unshare failed: Operation not permitted",
+                    "/dev/net/tun opens"]
+        expected += ["/dev/kvm opens"] if Path("/dev/kvm").exists() else []
+        expected += ["/dev/fuse: [Errno 1] Operation not permitted: '/dev/fuse'"] if Path("/dev/fuse").exists() else []
+        for line in expected:
+            assert line in lines, said
+        assert any(line.startswith("PASS: copy-vm-image: ") for line in lines), said
+        assert any(line.startswith("PASS: boot-headnode: headnode up") for line in lines), said
+        assert "PASS: ssh: headnode: 'uname -r' exited 0" in lines, said
+        assert any(line.startswith("PASS: destroy: 1 VMs stopped") for line in lines), said
+        assert lines[-1] == "probe done", said
+    finally:
+        root.close()
