@@ -24,7 +24,7 @@ from typing import Any, Generator
 
 from buildbot.plugins import util
 from buildbot.process import buildstep, logobserver
-from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
+from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 
 from oscarvt import events
 from oscarvt import phase_table as table
@@ -108,6 +108,8 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             return {"step": self.passed_summary()}
         if self.results == CANCELLED:
             return {"step": "cancelled"}
+        if self.results == SKIPPED:
+            return {"step": "skipped"}
         summary = f"failed: {self.short_message() or 'see stdio'}"[:120]
         retry = " (the build is retried)" if self.results == RETRY else ""
         return {"step": summary, "build": f"{self.blame}: {self.phase} {summary}{retry}"[:160]}

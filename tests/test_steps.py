@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS, WARNINGS
+from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.trial import unittest
@@ -199,6 +199,11 @@ class TestPhases(StepTest):
                                                       "message": "oscarnode2: Kernel panic - not syncing: VFS"})
         await self.run_step()
         self.assertEqual(self.get_nth_step(0).getCurrentSummary(), {"step": "2/4 nodes installed, 0 booted"})
+
+    async def test_a_skipped_keep_step_says_skipped_not_failed(self):
+        self.setup_step(steps.Keep(doStepIf=False))
+        self.expect_outcome(result=SKIPPED, state_string="skipped")
+        await self.run_step()
 
     async def test_finish_oscar_counts_the_cluster_tests(self):
         self.setup_step(steps.FinishOscar())
