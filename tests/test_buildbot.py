@@ -185,6 +185,11 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     assert f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"' in dom, "see builder-page.html"
     dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
     assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
+    attached = (f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}/steps/"
+                f"{by_name['attach-logs']['number']}/logs/console_oscarnode1")  # Buildbot's own log view
+    dom = subprocess.run([*chromium, "--dump-dom", attached], capture_output=True, text=True, timeout=120).stdout
+    (ARTIFACTS / "console-log-page.html").write_text(dom)
+    assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
     shot = ARTIFACTS / "waterfall.png"
     subprocess.run([*chromium, f"--screenshot={shot}", f"{master.rest.url}#/waterfall"], capture_output=True,
                    timeout=120)
