@@ -98,7 +98,7 @@ class Connection:
     def write_file(self, remote: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to the file ``remote`` on the VM (its folder must exist)."""
         quoted = shlex.quote(remote)
-        self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} {quoted}.tmp && mv {quoted}.tmp {quoted}", data)
+        self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} -- {quoted}.tmp && mv -- {quoted}.tmp {quoted}", data)
 
     def put(self, local: Path, remote_dir: str) -> None:
         """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""
@@ -108,7 +108,7 @@ class Connection:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(str(local), arcname=local.name)
         quoted = shlex.quote(remote_dir)
-        self._stream_in(f"mkdir -p {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+        self._stream_in(f"mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
 
     def get(self, remote: str, local_dir: Path) -> tuple[Path, Unpacked]:
         """Copy a file or folder from the VM into ``local_dir``: the local path, and what was written

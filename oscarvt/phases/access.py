@@ -15,6 +15,8 @@ phase without its lock). The way to a node is a channel of the checked headnode 
 
 from __future__ import annotations
 
+import shlex
+
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.spec import ClusterSpec
@@ -57,6 +59,6 @@ def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connec
 def wait_pingable(conn: Connection, ips: list[str], timeout: float) -> None:
     """Wait until the VM behind ``conn`` gets a ping answer from every address in ``ips``."""
     for ip in ips:
-        command = f"ping -c 1 -W 1 {ip}"
+        command = f"ping -c 1 -W 1 -- {shlex.quote(ip)}"
         wait_for(lambda: True if conn.run(command) == 0 else None,  # noqa: B023 (called at once)
                  timeout=timeout, what=f"{ip} to answer ping from {conn.label}", interval=0.5)

@@ -160,7 +160,8 @@ def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
         fields = line.split()
         if mac.lower() in line.lower() and len(fields) > 1:
             iface = fields[1].rstrip(":").split("@")[0]
-            conn.check_output(f"ip link set {iface} up && ip addr replace {address} dev {iface}")
+            dev, quoted = shlex.quote(iface), shlex.quote(address)
+            conn.check_output(f"ip link set dev {dev} up && ip addr replace {quoted} dev {dev}")
             return iface
     raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
 

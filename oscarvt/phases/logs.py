@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import shlex
 import shutil
 import tarfile
 from functools import partial
@@ -89,7 +90,7 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
     try:
         with open_headnode(cluster, state) as conn:
             for path in HEADNODE_PATHS:
-                if conn.run(f"test -e {path}") != 0:
+                if conn.run(f"test -e {shlex.quote(path)}") != 0:
                     missing.append(f"headnode:{path} (not there)")
                     continue
                 progress(f"copying headnode:{path}")
