@@ -4,14 +4,16 @@ A real headnode (the test guest) whose root login shell is replaced, as code und
 replace it, by one that answers every ``tar -c`` with a crafted stream: ``../escape``, an absolute path, a
 symlink to /etc/shadow, a device node, a FIFO and a 2 GiB file whose data never ends.
 
-A plain headnode whose SSH host key is replaced after boot-headnode: the driver refuses to log
-in to it again.
+A plain headnode: a credentialed checkout URL reaches its VCS and nothing else (the verdict, the
+events, state.json show it masked); then its SSH host key is replaced, and the driver refuses
+to log in to it again.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Iterator
@@ -119,6 +121,44 @@ def on_headnode(cluster: ClusterDir, command: str) -> str:
     finally:
         for c in opened:
             c.close()
+
+
+SECRET = "s3cret-pw"
+FAKE_GIT = b"""#!/bin/sh
+# git as checkout-oscar runs it: 'clone --quiet -- URL DIR', then '-C DIR rev-parse HEAD'
+case "$1" in
+clone) printf '%s\\n' "$@" > /tmp/git-args
+       case "$4" in *unreachable*) echo "fatal: unable to access '$4/': Could not resolve host" >&2; exit 128;; esac
+       mkdir -p "$5";;
+-C) echo 0c35a10c0c35a10c0c35a10c0c35a10c0c35a10c;;
+esac
+"""
+
+
+def test_a_credentialed_url_reaches_the_vcs_and_nothing_else(headnode, tmp_path, monkeypatch):
+    conn, opened = open_vm(headnode, headnode.load(), "headnode")
+    try:
+        conn.write_file("/bin/git", FAKE_GIT, mode=0o755)  # the test guest has no git: one that echoes the URL
+    finally:
+        for c in opened:
+            c.close()
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("OSCARVT_EVENTS", str(events))
+    failed = oscarvt("checkout-oscar", "--cluster", headnode.path,
+                     "--url", f"https://oscar:{SECRET}@unreachable.example.org/oscar.git")
+    assert failed.returncode == 3, failed.output
+    masked = "https://oscar:***@unreachable.example.org/oscar.git"
+    assert failed.last_line == (f"FAIL: checkout-oscar: infrastructure: git checkout of {masked} failed on the "
+                                f"headnode: fatal: unable to access '{masked}/': Could not resolve host")
+    written = [failed.output, events.read_text(), headnode.state_file.read_text()]
+    assert on_headnode(headnode, "cat /tmp/git-args").splitlines() == [  # the VCS got the real URL, after '--'
+        "clone", "--quiet", "--", f"https://oscar:{SECRET}@unreachable.example.org/oscar.git", "/opt/oscar"]
+    passed = oscarvt("checkout-oscar", "--cluster", headnode.path,
+                     "--url", f"https://oscar:{SECRET}@git.example.org/oscar.git")
+    assert passed.returncode == 0, passed.output
+    written += [passed.output, events.read_text(), headnode.state_file.read_text()]
+    assert json.loads(written[-1])["checkout"]["source"] == "https://oscar:***@git.example.org/oscar.git"
+    assert not [text for text in written if SECRET in text]
 
 
 def fingerprint(key: str) -> str:
