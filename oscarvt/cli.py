@@ -19,6 +19,7 @@ from typing import Callable, NoReturn
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error
+from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import PHASES, Phase
 
 
@@ -100,7 +101,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         log.use_stream(sys.stderr)
     status = cluster_status(ClusterDir(args.cluster))
-    print(json.dumps(status, indent=2) if args.json else format_status(status), flush=True)
+    print(mask_credentials(json.dumps(status, indent=2) if args.json else format_status(status)), flush=True)
     dead = [name for name, vm in status["vms"].items() if vm["state"] == "dead"]
     running = sum(vm["state"] == "running" for vm in status["vms"].values())
     if dead:

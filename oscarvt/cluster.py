@@ -28,6 +28,7 @@ from typing import Iterator
 from oscarvt import events
 from oscarvt.backends.qemu import VmFiles
 from oscarvt.errors import InputError, OscarvtError
+from oscarvt.masking import mask_credentials
 from oscarvt.profile import Profile, load_profile
 from oscarvt.spec import ClusterSpec, spec_from_dict
 from oscarvt.state import ClusterState, PhaseRecord
@@ -174,7 +175,8 @@ class ClusterDir:
         """Record a phase's start, end and result in the state; yields the state to update.
 
         The state is saved at the start and at the end, whether the phase passes,
-        fails (OscarvtError; its message is recorded) or is interrupted. Each is an event too.
+        fails (OscarvtError; its message is recorded, credentials in URLs masked) or is
+        interrupted. Each is an event too.
         """
         state = self.load()
         record = PhaseRecord(phase=name, start=time.time())
@@ -184,7 +186,7 @@ class ClusterDir:
         try:
             yield state
         except BaseException as exc:
-            record.result, record.message = "failed", str(exc) or type(exc).__name__
+            record.result, record.message = "failed", mask_credentials(str(exc) or type(exc).__name__)
             if isinstance(exc, OscarvtError):
                 record.blame = exc.blame
             raise

@@ -20,7 +20,8 @@ writes that file anew (its folder is created), one JSON object per line, each wi
                 failure names, or null)
 ==============  ===========================================================================
 
-A command always ends with exactly one ``verdict``; one that wrote none was killed.
+A command always ends with exactly one ``verdict``; one that wrote none was killed. Credentials in
+URLs are masked in every event (``oscarvt.masking``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import os
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from oscarvt.masking import mask_credentials
 
 ENV = "OSCARVT_EVENTS"
 KINDS = ("progress", "phase", "accel", "node", "oscar_step", "test", "verdict")
@@ -45,7 +48,8 @@ def emit(kind: str, **fields: Any) -> None:
     if sink is None:
         return
     try:
-        sink.write(json.dumps({"event": kind, "time": round(time.time(), 3), **fields}) + "\n")
+        line = json.dumps({"event": kind, "time": round(time.time(), 3), **fields})
+        sink.write(mask_credentials(line) + "\n")
         sink.flush()
     except (OSError, ValueError):  # a full disk must not turn the verdict into a traceback
         pass

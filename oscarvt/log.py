@@ -1,4 +1,7 @@
-"""Progress lines and the one-line verdict every command ends with (each also an event)."""
+"""Progress lines and the one-line verdict every command ends with (each also an event).
+
+Credentials in URLs are masked in every line (``oscarvt.masking``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import time
 from typing import TextIO
 
 from oscarvt import events
+from oscarvt.masking import mask_credentials
 
 _stream: TextIO = sys.stdout
 _started = time.monotonic()
@@ -32,6 +36,7 @@ def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = 
 
 
 def _print(line: str) -> None:
+    line = mask_credentials(line)
     try:
         try:
             print(line, file=_stream, flush=True)

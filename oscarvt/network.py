@@ -89,8 +89,8 @@ def ensure_bridge(name: str) -> bool:
     """Create bridge ``name`` and bring it up unless it exists; True if this call created it."""
     if link_exists(name):
         return False
-    _ip("link", "add", name, "type", "bridge")
-    _ip("link", "set", name, "up")
+    _ip("link", "add", "name", name, "type", "bridge")
+    _ip("link", "set", "dev", name, "up")
     return True
 
 
@@ -98,13 +98,13 @@ def add_tap(tap: str, bridge: str) -> None:
     """Create tap ``tap`` (replacing a stale one) and attach it to ``bridge``."""
     remove_link(tap)
     _ip("tuntap", "add", "dev", tap, "mode", "tap")
-    _ip("link", "set", tap, "master", bridge, "up")
+    _ip("link", "set", "dev", tap, "master", bridge, "up")
 
 
 def remove_link(name: str) -> None:
     """Delete a tap or bridge if it exists."""
     if link_exists(name):
-        _ip("link", "del", name)
+        _ip("link", "del", "dev", name)
 
 
 def link_exists(name: str) -> bool:

@@ -8,6 +8,7 @@ only ``tar`` (busybox's will do), not an SFTP server.
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import shlex
@@ -20,7 +21,7 @@ from typing import IO, Callable, cast
 
 import paramiko
 
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.unpack import DamagedStream, Unpacked, unpack
 from oscarvt.waiting import wait_for
 
@@ -97,7 +98,7 @@ class Connection:
     def write_file(self, remote: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to the file ``remote`` on the VM (its folder must exist)."""
         quoted = shlex.quote(remote)
-        self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} {quoted}.tmp && mv {quoted}.tmp {quoted}", data)
+        self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} -- {quoted}.tmp && mv -- {quoted}.tmp {quoted}", data)
 
     def put(self, local: Path, remote_dir: str) -> None:
         """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""
@@ -107,7 +108,7 @@ class Connection:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(str(local), arcname=local.name)
         quoted = shlex.quote(remote_dir)
-        self._stream_in(f"mkdir -p {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+        self._stream_in(f"mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
 
     def get(self, remote: str, local_dir: Path) -> tuple[Path, Unpacked]:
         """Copy a file or folder from the VM into ``local_dir``: the local path, and what was written
@@ -134,6 +135,17 @@ class Connection:
             raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
         return local_dir / path.name, unpacked
 
+    @property
+    def host_key(self) -> str:
+        """The key the SSH server proved it holds, as known_hosts writes it: ``TYPE BASE64``."""
+        key = self._server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        """The server's key as people compare it: ``TYPE SHA256:...`` (ssh-keygen -l's hash)."""
+        return _described(self._server_key())
+
     def close(self) -> None:
         self.client.close()
 
@@ -142,6 +154,12 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _server_key(self) -> paramiko.PKey:
+        transport = self.client.get_transport()
+        if transport is None:
+            raise InfraError(f"SSH connection to {self.label} is closed")
+        return transport.get_remote_server_key()
 
     def _session(self, command: str) -> paramiko.Channel:
         """A channel running ``command``, each read or write on it bounded by ``IDLE_TIMEOUT``."""
@@ -178,8 +196,13 @@ class Connection:
 
 
 def connect(host: str, port: int, creds: Credentials, label: str,
-            via: Connection | None = None, timeout: float = 10) -> Connection:
-    """Open one SSH connection (optionally through ``via``); raise OscarvtError if it fails."""
+            via: Connection | None = None, timeout: float = 10, host_key: str | None = None) -> Connection:
+    """Open one SSH connection (optionally through ``via``); raise OscarvtError if it fails.
+
+    ``host_key`` (``TYPE BASE64``, as ``Connection.host_key`` gives it): the server must prove it
+    holds that key before any credential is sent, else ``HostKeyChanged``. None: any key is
+    taken (a first contact; the caller records ``Connection.host_key``).
+    """
     sock = None
     if via is not None:
         transport = via.client.get_transport()
@@ -190,12 +213,20 @@ def connect(host: str, port: int, creds: Credentials, label: str,
         except (paramiko.SSHException, OSError) as exc:
             raise InfraError(f"cannot reach {label} at {host}:{port} through {via.label}: {exc}") from None
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh VMs: new host keys each build
+    if host_key is None:
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    else:  # paramiko asks for the known key's type first and compares before logging in
+        client.get_host_keys().add(_known_hosts_name(host, port), *_parse_key(host_key, label))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         client.connect(host, port, username=creds.user, password=creds.password,
                        key_filename=str(creds.key) if creds.key else None, sock=sock,
                        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
                        look_for_keys=False, allow_agent=False)
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyChanged(f"{label}'s SSH host key changed: recorded {_described(exc.expected_key)}, "
+                             f"offered {_described(exc.key)}; refused before logging in") from None
     except paramiko.AuthenticationException:
         client.close()
         raise InputError(f"{label}: SSH login as {creds.user} refused (check ssh.password/ssh.key)") from None
@@ -206,6 +237,38 @@ def connect(host: str, port: int, creds: Credentials, label: str,
     if transport is not None:
         transport.set_keepalive(KEEPALIVE)  # a dead guest or forward shows as a closed connection
     return Connection(client, label)
+
+
+class HostKeyChanged(InfraError):
+    """The SSH server offered another host key than the one recorded: the connection is refused.
+
+    Blamed on the infrastructure. The driver cannot tell who answers with the new key: OSCAR's
+    code, which runs as root on the headnode, may have replaced the key, but so may whatever
+    holds the forwarded port on 127.0.0.1 now (the headnode's QEMU went away and another
+    process, another cluster's QEMU say, bound the port) or anything between. Refusing keeps the
+    password and the commands from an impostor, and the people who must look are the host's
+    admins (an infrastructure failure mails them, after a retry on a fresh cluster: a product
+    that really replaces the key fails that way again, with this line naming both keys).
+    """
+
+
+def _known_hosts_name(host: str, port: int) -> str:
+    """The name known_hosts (and paramiko) file a server's key under: ``host``, or ``[host]:port``."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _parse_key(text: str, label: str) -> tuple[str, paramiko.PKey]:
+    """A recorded ``TYPE BASE64`` host key as paramiko takes it; InputError if it is no key."""
+    kind, _, data = text.partition(" ")
+    try:
+        return kind, paramiko.PKey.from_type_string(kind, base64.b64decode(data, validate=True))
+    except Exception:  # paramiko's key parsers raise many kinds of error on damaged data
+        raise InputError(f"{label}: its recorded SSH host key (state.json) is not a usable "
+                         f"{shown(kind)} key") from None
+
+
+def _described(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
 
 
 def wait_for_ssh(host: str, port: int, creds: Credentials, label: str, timeout: float,

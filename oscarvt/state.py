@@ -16,6 +16,7 @@ from typing import Any, Literal
 import dacite
 
 VM_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")  # the spec's host names, a node's with its number
+HOST_KEY = re.compile(r"[a-z][a-z0-9@.-]{0,60} [A-Za-z0-9+/]{1,20000}={0,2}")  # known_hosts' "TYPE BASE64"
 Role = Literal["headnode", "node"]
 Desired = Literal["created", "running", "stopped"]
 PhaseResult = Literal["running", "passed", "failed"]
@@ -38,6 +39,7 @@ class Vm:
     iface: str | None = None  # the headnode's private interface, OSCAR's --cli argument
     console_start: int = 0  # console size when it was last started: its new output starts here
     started: float | None = None  # when it was last started (a node's imaging is timed from it)
+    host_key: str | None = None  # the headnode's SSH host key, 'TYPE BASE64': see oscarvt.phases.access
 
 
 @dataclass
@@ -155,4 +157,7 @@ class ClusterState:
         bad = [name for name in state.vms if not VM_NAME.fullmatch(name)]
         if bad:  # names become file names: profiles/NAME.xml, consoles/NAME.log
             raise StateError(f"field \"vms\": {bad[0][:40]!r} is not a VM name (a host name)")
+        damaged = [name for name, vm in state.vms.items() if vm.host_key and not HOST_KEY.fullmatch(vm.host_key)]
+        if damaged:
+            raise StateError(f"field \"vms.{damaged[0]}.host_key\" is not an SSH host key (TYPE BASE64)")
         return state

@@ -1,23 +1,32 @@
-"""Guests stay inside: a hostile headnode cannot write on the host through what oscarvt copies out.
+"""Guests stay inside: what a virtual cluster does never reaches the worker host.
 
 A real headnode (the test guest) whose root login shell is replaced, as code under test could
 replace it, by one that answers every ``tar -c`` with a crafted stream: ``../escape``, an absolute path, a
 symlink to /etc/shadow, a device node, a FIFO and a 2 GiB file whose data never ends.
+
+A plain headnode: a credentialed checkout URL reaches its VCS and nothing else (the verdict, the
+events, state.json show it masked); then its SSH host key is replaced, and the driver refuses
+to log in to it again.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Iterator
 
+import paramiko
 import pytest
 from conftest import oscarvt, qemu_pids_of, spec_data, write_spec
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import open_vm
+from oscarvt.phases.access import credentials, open_vm
 from oscarvt.phases.destroy import destroy
+from oscarvt.ssh import connect
+from oscarvt.waiting import wait_for
 
 pytestmark = pytest.mark.vm
 
@@ -87,3 +96,103 @@ def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entr
                     "'oscar/pipe': not a regular file",
                     "'oscar/sparse.img': 2048 MiB, over the 1024 MiB a file may have; copy stopped"):
         assert f"headnode:/var/log/oscar: refused {refused}" in missing, missing
+
+
+@pytest.fixture(scope="module")
+def headnode(guest, tmp_path_factory) -> Iterator[ClusterDir]:
+    """A plain test-guest headnode, booted by the driver (so its SSH host key is recorded)."""
+    root = tmp_path_factory.mktemp("headnode")
+    cluster = ClusterDir(root / "c")
+    spec = write_spec(root / "spec.yaml", spec_data(guest, nodes={"count": 0}))
+    try:
+        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
+            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
+            assert result.returncode == 0, result.output
+        yield cluster
+    finally:
+        destroy(cluster)
+        assert qemu_pids_of(cluster.path) == []
+
+
+def on_headnode(cluster: ClusterDir, command: str) -> str:
+    conn, opened = open_vm(cluster, cluster.load(), "headnode")
+    try:
+        return conn.check_output(command)
+    finally:
+        for c in opened:
+            c.close()
+
+
+SECRET = "s3cret-pw"
+FAKE_GIT = b"""#!/bin/sh
+# git as checkout-oscar runs it: 'clone --quiet -- URL DIR', then '-C DIR rev-parse HEAD'
+case "$1" in
+clone) printf '%s\\n' "$@" > /tmp/git-args
+       case "$4" in *unreachable*) echo "fatal: unable to access '$4/': Could not resolve host" >&2; exit 128;; esac
+       mkdir -p "$5";;
+-C) echo 0c35a10c0c35a10c0c35a10c0c35a10c0c35a10c;;
+esac
+"""
+
+
+def test_a_credentialed_url_reaches_the_vcs_and_nothing_else(headnode, tmp_path, monkeypatch):
+    conn, opened = open_vm(headnode, headnode.load(), "headnode")
+    try:
+        conn.write_file("/bin/git", FAKE_GIT, mode=0o755)  # the test guest has no git: one that echoes the URL
+    finally:
+        for c in opened:
+            c.close()
+    events = tmp_path / "events.jsonl"
+    monkeypatch.setenv("OSCARVT_EVENTS", str(events))
+    failed = oscarvt("checkout-oscar", "--cluster", headnode.path,
+                     "--url", f"https://oscar:{SECRET}@unreachable.example.org/oscar.git")
+    assert failed.returncode == 3, failed.output
+    masked = "https://oscar:***@unreachable.example.org/oscar.git"
+    assert failed.last_line == (f"FAIL: checkout-oscar: infrastructure: git checkout of {masked} failed on the "
+                                f"headnode: fatal: unable to access '{masked}/': Could not resolve host")
+    written = [failed.output, events.read_text(), headnode.state_file.read_text()]
+    assert on_headnode(headnode, "cat /tmp/git-args").splitlines() == [  # the VCS got the real URL, after '--'
+        "clone", "--quiet", "--", f"https://oscar:{SECRET}@unreachable.example.org/oscar.git", "/opt/oscar"]
+    passed = oscarvt("checkout-oscar", "--cluster", headnode.path,
+                     "--url", f"https://oscar:{SECRET}@git.example.org/oscar.git")
+    assert passed.returncode == 0, passed.output
+    written += [passed.output, events.read_text(), headnode.state_file.read_text()]
+    assert json.loads(written[-1])["checkout"]["source"] == "https://oscar:***@git.example.org/oscar.git"
+    assert not [text for text in written if SECRET in text]
+
+
+def fingerprint(key: str) -> str:
+    kind, data = key.split()
+    return f"{kind} {paramiko.PKey.from_type_string(kind, base64.b64decode(data)).fingerprint}"
+
+
+def test_a_replaced_host_key_is_refused_by_every_later_connection(headnode, tmp_path):
+    recorded = headnode.load().vms["headnode"].host_key
+    port = headnode.load().vms["headnode"].ssh_port
+    assert recorded and port
+    creds = credentials(headnode.spec(headnode.load()))
+    with connect("127.0.0.1", port, creds, "headnode") as conn:
+        assert conn.host_key == recorded  # boot-headnode recorded the key the guest's dropbear has
+    # As OSCAR's code could, as root: new host keys, and dropbear started again with them.
+    on_headnode(headnode, "setsid sh -c 'sleep 1; kill $(pidof dropbear); rm -f /etc/dropbear/dropbear_*; "
+                          "dropbear -R -E -p 22 2>>/var/log/dropbear.log' </dev/null >/dev/null 2>&1 &")
+
+    def new_key() -> str | None:
+        try:
+            with connect("127.0.0.1", port, creds, "headnode", timeout=5) as conn:
+                return conn.host_key if conn.host_key != recorded else None
+        except Exception:  # noqa: BLE001 (dropbear is restarting)
+            return None
+    offered = wait_for(new_key, timeout=60, what="dropbear with a new host key", interval=1)
+    line = (f"headnode's SSH host key changed: recorded {fingerprint(recorded)}, offered {fingerprint(offered)}; "
+            "refused before logging in")
+    result = oscarvt("ssh", "--cluster", headnode.path, "headnode", "--", "hostname")
+    assert (result.returncode, result.stdout, result.last_line) == (3, "", f"FAIL: ssh: infrastructure: {line}")
+    result = oscarvt("checkout-oscar", "--cluster", headnode.path, "--source", tmp_path)
+    assert (result.returncode, result.last_line) == (3, f"FAIL: checkout-oscar: infrastructure: {line}")
+    assert headnode.load().phases[-1].blame == "infrastructure"
+    with connect("127.0.0.1", port, creds, "headnode") as conn:
+        log = conn.check_output("cat /var/log/dropbear.log")
+    since = log.split("Running in background", 1)[1]  # the new dropbear's log: the probe that saw its key,
+    assert since.count("Password auth succeeded") == 2  # the driver's two connections, this one
+    assert since.count("Exit before auth") == 2  # the driver's two ended before logging in

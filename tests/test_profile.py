@@ -170,6 +170,20 @@ def test_render_qemu_maps_nics_and_boot(tmp_path):
     assert "-boot order=d" in node
 
 
+def test_a_comma_in_a_path_adds_no_qemu_option(tmp_path):
+    folder = tmp_path / "c,readonly=off"  # e.g. --cluster, --iso: QEMU reads ',,' as a comma in a value
+    files = qemu.VmFiles(pidfile=folder / "h.pid", qmp=folder / "h.qmp", console=folder / "h.log")
+    profile = Profile(name="headnode", image=folder / "h.qcow2", cdrom=folder / "boot,x.iso")
+    argv = qemu.qemu_command(profile, files, "tcg", None)
+    quoted = str(tmp_path).replace(",", ",,")
+    for option in (f"file={quoted}/c,,readonly=off/h.qcow2,if=virtio,index=0,format=qcow2",
+                   f"file={quoted}/c,,readonly=off/boot,,x.iso,media=cdrom,if=ide,index=2,readonly=on",
+                   f"file,id=console,path={quoted}/c,,readonly=off/h.log,append=on",
+                   f"unix:{quoted}/c,,readonly=off/h.qmp,server=on,wait=off"):
+        assert option in argv
+    assert argv[argv.index("-pidfile") + 1] == str(folder / "h.pid")  # a plain argument: as it is
+
+
 def test_render_libvirt_is_valid_under_libvirts_schema(tmp_path):
     shutil.copy(DATA / "v2m-node.xml", tmp_path / "v2m-node.xml")
     write_profile(ours(tmp_path), tmp_path / "head.xml")

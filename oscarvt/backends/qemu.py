@@ -57,9 +57,9 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
     if accel == "kvm":
         argv += ["-cpu", "host"]
     for index, disk in enumerate(_disks(profile)):
-        argv += ["-drive", f"file={disk},if=virtio,index={index},format={disks.disk_format(disk)}"]
+        argv += ["-drive", f"file={_value(disk)},if=virtio,index={index},format={disks.disk_format(disk)}"]
     if profile.cdrom is not None:
-        argv += ["-drive", f"file={profile.cdrom},media=cdrom,if=ide,index=2,readonly=on"]
+        argv += ["-drive", f"file={_value(profile.cdrom)},media=cdrom,if=ide,index=2,readonly=on"]
     for number, nic in profile.connected_nics():
         argv += ["-netdev", _netdev(profile, number, ssh_port),
                  "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}"]
@@ -74,10 +74,16 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
         if profile.boot_device in INSTALLER_BOOTS:
             argv.append("-no-reboot")
     argv += ["-device", "virtio-rng-pci",
-             "-chardev", f"file,id=console,path={files.console},append=on", "-serial", "chardev:console",
-             "-qmp", f"unix:{files.qmp},server=on,wait=off",
+             "-chardev", f"file,id=console,path={_value(files.console)},append=on", "-serial", "chardev:console",
+             "-qmp", f"unix:{_value(files.qmp)},server=on,wait=off",
              "-pidfile", str(files.pidfile), "-daemonize"]
     return argv
+
+
+def _value(path: Path) -> str:
+    """``path`` as a value in QEMU's ``key=value,...`` options: a comma in it doubled, as QEMU reads it
+    (a folder named ``c,readonly=off`` must not add options)."""
+    return str(path).replace(",", ",,")
 
 
 def _disks(profile: Profile) -> list[Path]:

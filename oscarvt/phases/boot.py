@@ -24,7 +24,12 @@ PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken 
 
 
 def boot_headnode(cluster: ClusterDir) -> str:
-    """Start the headnode, wait until SSH answers, give its private NIC its address."""
+    """Start the headnode, wait until SSH answers, give its private NIC its address.
+
+    The first login records the headnode's SSH host key, which every later connection requires
+    (``oscarvt.phases.access``): this boot, from the cluster's own disk on a port just forwarded
+    on 127.0.0.1, is the one moment the driver knows who answers.
+    """
     with cluster.phase(BOOT_HEADNODE.name) as state:
         spec = cluster.spec(state)
         name = state.headnode_name()
@@ -35,7 +40,9 @@ def boot_headnode(cluster: ClusterDir) -> str:
         conn = wait_for_ssh("127.0.0.1", vm.ssh_port, credentials(spec), name, spec.timeouts.ssh,
                             give_up=lambda: vm_gone(cluster, name))
         with conn:
-            progress(f"{name}: SSH answers")
+            vm.host_key = conn.host_key
+            cluster.save(state)
+            progress(f"{name}: SSH answers; its host key {conn.host_key_fingerprint} is recorded")
             vm.iface = configure_private_nic(conn, vm.mac, f"{vm.ip}/{_prefix(spec.network.subnet)}")
             progress(f"{name}: private NIC {vm.iface} is {vm.ip}")
     return f"{name} up, SSH on 127.0.0.1:{vm.ssh_port}, private address {vm.ip}"
@@ -153,7 +160,8 @@ def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
         fields = line.split()
         if mac.lower() in line.lower() and len(fields) > 1:
             iface = fields[1].rstrip(":").split("@")[0]
-            conn.check_output(f"ip link set {iface} up && ip addr replace {address} dev {iface}")
+            dev, quoted = shlex.quote(iface), shlex.quote(address)
+            conn.check_output(f"ip link set dev {dev} up && ip addr replace {quoted} dev {dev}")
             return iface
     raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
 

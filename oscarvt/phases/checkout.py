@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError
+from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
+from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import CHECKOUT_OSCAR
 from oscarvt.phases.access import open_headnode
 from oscarvt.state import Checkout
@@ -25,18 +26,34 @@ CHECKOUT_TIMEOUT = 1800.0  # seconds for a VCS checkout inside the headnode
 
 def guess_vcs(url: str) -> str:
     """``svn`` for svn:// and svn+ssh:// URLs, else ``git``."""
-    return "svn" if url.startswith(("svn://", "svn+ssh://")) else "git"
+    return "svn" if url.lower().startswith(("svn://", "svn+ssh://")) else "git"
+
+
+def check_url_flags(url: str | None, revision: str | None) -> None:
+    """Refuse a ``--url`` or ``--revision`` the VCS would take for an option, or that is not one line."""
+    for flag, value in (("--url", url), ("--revision", revision)):
+        if value is None:
+            continue
+        shown_value = shown(mask_credentials(value))
+        if not value or not value.isprintable():
+            raise InputError(f"{flag} must be one line of printable text, not {shown_value}")
+        if value.startswith("-"):
+            raise InputError(f"{flag} must not start with '-' (git and svn would take it for an option): {shown_value}")
 
 
 def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | None = None,
                    revision: str | None = None, vcs: str | None = None) -> str:
-    """Push ``source`` or check out ``url`` (at ``revision``) into the headnode's OSCAR folder."""
+    """Push ``source`` or check out ``url`` (at ``revision``) into the headnode's OSCAR folder.
+
+    Only the VCS is given ``url`` as it is: what is printed and recorded has its credentials masked.
+    """
     if (source is None) == (url is None):
         raise InputError("give one of --source DIR or --url URL")
     if source is not None and (revision or vcs):
         raise InputError("--revision and --vcs go with --url, not --source")
     if source is not None and not source.is_dir():
         raise InputError(f"--source: no such folder {source}")
+    check_url_flags(url, revision)
     with cluster.phase(CHECKOUT_OSCAR.name) as state:
         target = cluster.spec(state).oscar.dir
         quoted = shlex.quote(target)
@@ -55,28 +72,36 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                 kind = vcs or guess_vcs(url)
                 if kind not in VCS:
                     raise InputError(f"--vcs must be one of {', '.join(VCS)}, not {kind!r}")
-                progress(f"{kind} checkout of {url}{f' at {revision}' if revision else ''} on the headnode")
+                where = mask_credentials(url)
+                progress(f"{kind} checkout of {where}{f' at {revision}' if revision else ''} on the headnode")
                 chunks: list[bytes] = []
                 command = checkout_command(kind, url, target, revision)
-                status = conn.run(command, chunks.append, timeout=CHECKOUT_TIMEOUT)
-                output = b"".join(chunks).decode(errors="replace").strip()
+                try:
+                    status = conn.run(command, chunks.append, timeout=CHECKOUT_TIMEOUT)
+                except InfraError as exc:  # its message holds the command, and so the URL
+                    raise InfraError(mask_credentials(str(exc))) from None
+                output = mask_credentials(b"".join(chunks).decode(errors="replace").strip())
                 if status != 0:
-                    raise InfraError(f"{kind} checkout of {url} failed on the headnode: "
-                                       f"{(output.splitlines() or ['(no output)'])[-1]}")
+                    raise InfraError(f"{kind} checkout of {where} failed on the headnode: "
+                                     f"{(output.splitlines() or ['(no output)'])[-1]}")
                 revision_text = (output.splitlines() or [""])[-1]
-                where = url
         state.checkout = Checkout(source=where, revision=revision_text, dir=target)
     return f"{where} ({revision_text or 'no revision'}) is in the headnode's {target}"
 
 
 def checkout_command(kind: str, url: str, target: str, revision: str | None) -> str:
-    """The shell command that checks ``url`` out into ``target`` and prints the revision it got."""
+    """The shell command that checks ``url`` out into ``target`` and prints the revision it got.
+
+    Every value is quoted; the URL and folder come after ``--``; git's ``checkout REV --`` takes
+    REV for a branch, tag or commit, never a path. A revision before ``--`` would still be read
+    as an option if it started with '-': ``check_url_flags`` has refused those.
+    """
     url_q, target_q = shlex.quote(url), shlex.quote(target)
     if kind == "svn":
         at = f" -r {shlex.quote(revision)}" if revision else ""
-        return f"svn checkout --quiet --non-interactive{at} {url_q} {target_q} && svnversion {target_q}"
-    at = f" && git -C {target_q} checkout --quiet {shlex.quote(revision)}" if revision else ""
-    return f"git clone --quiet {url_q} {target_q}{at} && git -C {target_q} rev-parse HEAD"
+        return f"svn checkout --quiet --non-interactive{at} -- {url_q} {target_q} && svnversion -- {target_q}"
+    at = f" && git -C {target_q} checkout --quiet {shlex.quote(revision)} --" if revision else ""
+    return f"git clone --quiet -- {url_q} {target_q}{at} && git -C {target_q} rev-parse HEAD"
 
 
 def local_revision(source: Path) -> str:

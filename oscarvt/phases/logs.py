@@ -4,8 +4,8 @@
 output, the test report, each under its own path, e.g. ``headnode/var/log/oscar/``),
 ``consoles/VM.log`` (each VM's serial console) and ``consoles.log`` (all of them, each line
 prefixed by its VM's name), ``phases.json`` (phase timings and results, per node times) and
-``summary.txt``; then ``DEST.tar.gz`` holds it all. It works on a half-failed cluster: what
-cannot be had is listed in ``missing.txt`` instead.
+``summary.txt`` (both with credentials in URLs masked); then ``DEST.tar.gz`` holds it all. It
+works on a half-failed cluster: what cannot be had is listed in ``missing.txt`` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
+import shlex
 import shutil
 import tarfile
 from functools import partial
@@ -21,6 +22,7 @@ from pathlib import Path
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.log import progress
+from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import GRAB_LOGS
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
@@ -54,9 +56,9 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
             merged += [f"{name}| {line}" for line in text.splitlines()]
         (dest / "consoles.log").write_text("\n".join(merged) + "\n")
         record = dataclasses.asdict(state)
-        (dest / "phases.json").write_text(json.dumps(
-            {key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}, indent=2) + "\n")
-        (dest / "summary.txt").write_text(summary(state) + "\n")
+        (dest / "phases.json").write_text(mask_credentials(json.dumps(  # a state from before the masking too
+            {key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}, indent=2)) + "\n")
+        (dest / "summary.txt").write_text(mask_credentials(summary(state)) + "\n")
         (dest / "missing.txt").unlink(missing_ok=True)  # from an earlier grab into the same folder
         if missing:
             (dest / "missing.txt").write_text("".join(f"{item}\n" for item in missing))
@@ -89,7 +91,7 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
     try:
         with open_headnode(cluster, state) as conn:
             for path in HEADNODE_PATHS:
-                if conn.run(f"test -e {path}") != 0:
+                if conn.run(f"test -e {shlex.quote(path)}") != 0:
                     missing.append(f"headnode:{path} (not there)")
                     continue
                 progress(f"copying headnode:{path}")

@@ -2,7 +2,7 @@
 
 The mail says the verdict, the phase that failed and its message (which names the node),
 the phase timings, and the tails of OSCAR's log and of the failing node's console; the
-grab-logs tarball is attached.
+grab-logs tarball is attached. Credentials in URLs are masked in the subject and the text.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
+from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import SEND_LOGS
 from oscarvt.phases.logs import failed_phase, summary
 from oscarvt.phases.oscar import OSCAR_LOG
@@ -74,8 +75,8 @@ def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str
         if failed and re.search(rf"\b{re.escape(name)}\b", failed.message):
             body += tail(f"{name}'s console", logs / "consoles" / f"{name}.log")
     message = EmailMessage()
-    message["Subject"], message["From"], message["To"] = subject, sender, ", ".join(to)
-    message.set_content("\n".join(body) + "\n")
+    message["Subject"], message["From"], message["To"] = mask_credentials(subject), sender, ", ".join(to)
+    message.set_content(mask_credentials("\n".join(body)) + "\n")
     tarball = Path(state.logs.tarball)
     message.add_attachment(tarball.read_bytes(), maintype="application", subtype="gzip", filename=tarball.name)
     return message

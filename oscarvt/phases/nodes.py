@@ -13,6 +13,7 @@ the hook is released with a failure, so OSCAR stops as it does when its boot scr
 from __future__ import annotations
 
 import math
+import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -115,7 +116,7 @@ class LogReader:
     offset: int
 
     def read(self, conn: Connection) -> list[str]:
-        data = conn.check_output_bytes(f"tail -c +{self.offset + 1} {self.path} 2>/dev/null || true")
+        data = conn.check_output_bytes(f"tail -c +{self.offset + 1} -- {shlex.quote(self.path)} 2>/dev/null || true")
         lines, used = complete_lines(data)
         self.offset += used
         return lines

@@ -74,7 +74,7 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
                 conn.write_file(f"{INPUTS_DIR}/{name}", text.encode())
             conn.write_file(HOOK, HOOK_SCRIPT.encode(), mode=0o755)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
-            command = f"{shlex.quote(install)} --cli {iface} {flags} --bootscript {HOOK}"
+            command = f"{shlex.quote(install)} --cli {shlex.quote(iface)} {flags} --bootscript {HOOK}"
             progress(f"starting OSCAR: {command}")
             record = OscarRun(command=command, started=time.time(),
                               monitor_offset=remote_size(conn, MONITOR_LOG),  # logs are read from here on
@@ -127,7 +127,7 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
     deadline = time.monotonic() + timeout
     while True:
         status = conn.check_output(f"cat {STATUS} 2>/dev/null || true").strip()  # before the output:
-        reached = not status and until is not None and conn.run(f"test -e {until}") == 0
+        reached = not status and until is not None and conn.run(f"test -e {shlex.quote(until)}") == 0
         print_output(conn, record)  # all it wrote before exiting is in the file by now
         if status:
             time.sleep(1)  # its output may still be passing through a pipe (tee)
@@ -171,7 +171,7 @@ def stop_oscar(conn: Connection) -> None:
 
 def remote_size(conn: Connection, path: str) -> int:
     """Size of a file on the VM in bytes (0 if it is not there)."""
-    return int(conn.check_output(f"stat -c %s {path} 2>/dev/null || echo 0").strip() or 0)
+    return int(conn.check_output(f"stat -c %s -- {shlex.quote(path)} 2>/dev/null || echo 0").strip() or 0)
 
 
 def oscar_ended(record: OscarRun, status: int) -> str:

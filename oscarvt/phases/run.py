@@ -13,6 +13,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
+from oscarvt.phases.checkout import check_url_flags
 from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.host import keep as keep_cluster
 from oscarvt.phases.inputs import read_overrides
@@ -27,6 +28,7 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
         raise InputError("give one of --source DIR or --url URL")
     if source is not None and not source.is_dir():  # the flags are checked before any VM starts
         raise InputError(f"--source: no such folder {source}")
+    check_url_flags(url, revision)
     if inputs is not None:
         read_overrides(inputs)
     if logs is not None:
