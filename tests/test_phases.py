@@ -19,6 +19,7 @@ from oscarvt.errors import OscarvtError
 from oscarvt.limits import phase_limit
 from oscarvt.oscar_menus import replay
 from oscarvt.phase_table import CLEANUP_PHASES, PHASES, RUN_PHASES
+from oscarvt.phases import nodes
 from oscarvt.phases.host import CLAIM_WAIT
 from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
@@ -219,3 +220,20 @@ def test_send_logs_errors_are_one_line(tmp_path):
     assert result.returncode == 3
     assert result.output.splitlines()[-1].startswith(
         "FAIL: send-logs: infrastructure: cannot send mail through 127.0.0.1:9: ")
+
+
+@pytest.mark.parametrize("line, blame", [
+    ("Kernel panic - not syncing: IO-APIC + timer doesn't work!  Boot with apic=debug", "infrastructure"),
+    ("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "product"),
+])
+def test_a_console_error_is_blamed_on_who_caused_it(tmp_path, line, blame):
+    """A timer check that TCG on a busy host failed is the host's trouble; other panics are the node's."""
+    cluster = ClusterDir(tmp_path)
+    files = cluster.files("oscarnode1")
+    files.console.parent.mkdir(parents=True)
+    files.console.write_text(f"[    1.0] booting\n{line}\n")
+    node = nodes.Node(name="oscarnode1", ip="10.0.0.11", started=time.time(), console_offset=0)
+    with pytest.raises(OscarvtError) as error:
+        nodes.watch_vm(cluster, None, node, take_in_logs=lambda: None)  # type: ignore[arg-type]
+    assert error.value.blame == blame and error.value.vm == "oscarnode1"
+    assert str(error.value).startswith("oscarnode1: ")

@@ -5,7 +5,8 @@ lines) and rsync log (imaging_complete markers), each node's QEMU process and se
 A node whose installer rebooted (QEMU exits, see the QEMU back end) is started again from its
 disk. Once every node has reported 102 (booted from its disk) the boot hook is released and
 OSCAR goes on. It fails early, naming the node, on an error status, an error on a console
-(``CONSOLE_ERRORS``), a VM that died, or a node with no progress for ``timeouts.node``; then
+(``CONSOLE_ERRORS``; ``HOST_SIGNS`` are the virtual hardware's, so infrastructure), a VM
+that died, or a node with no progress for ``timeouts.node``; then
 the hook is released with a failure, so OSCAR stops as it does when its boot script fails
 (an interrupt leaves the hook waiting, so wait-for-nodes can be run again).
 """
@@ -32,6 +33,9 @@ from oscarvt.ssh import Connection
 from oscarvt.state import ClusterState, NodeRecord
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
+# Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
+# check of the timer fails when TCG on a busy host runs the guest too slowly.
+HOST_SIGNS = {"IO-APIC + timer doesn't work": "the guest's timer check failed (TCG on a busy host is too slow)"}
 POLL = 2.0
 REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
 
@@ -160,6 +164,9 @@ def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs:
         node.console_offset += used
         node.last_activity = time.time()
     for line in lines:
+        host_trouble = next((why for sign, why in HOST_SIGNS.items() if sign in line), None)
+        if host_trouble:
+            raise InfraError(f"{node.name}: {host_trouble}: {line.strip()} (console {files.console})", vm=node.name)
         if any(error in line for error in CONSOLE_ERRORS):
             # An installer that prints an error also reports it to the monitor a moment later;
             # that report (raised by take_in_logs) is the verdict when it comes, the console line if not.
