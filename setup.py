@@ -4,7 +4,8 @@ from setuptools import find_packages, setup
 
 # The master and the worker (a hypervisor host installs buildbot-worker only, see workers/).
 BUILDBOT = ["buildbot==4.3.0", "buildbot-worker==4.3.0", "buildbot-www==4.3.0",
-            "buildbot-waterfall-view==4.3.0", "buildbot-console-view==4.3.0", "buildbot-grid-view==4.3.0"]
+            "buildbot-waterfall-view==4.3.0", "buildbot-console-view==4.3.0", "buildbot-grid-view==4.3.0",
+            "bcrypt==5.0.0"]  # the master checks www-users and change-hook-users hashes (oscarvt_master.secret_files)
 
 setup(
     name="oscarvt",
