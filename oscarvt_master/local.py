@@ -98,7 +98,11 @@ def stop(pid: int, timeout: float = 20) -> None:
 
 
 class Rest:
-    """The master's REST API (reads anonymously; control calls as a user if given)."""
+    """The master's REST API (reads anonymously; control calls as a user if given).
+
+    Every answer is read to its end: a client that leaves before the end of an answer can
+    wedge Twisted's epoll reactor, and so the master, for every later connection
+    (twisted/twisted#11625)."""
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/") + "/"
@@ -123,7 +127,8 @@ class Rest:
         if user is not None:
             login = urllib.request.Request(f"{self.url}auth/login")
             login.add_header("Authorization", "Basic " + b64encode(f"{user[0]}:{user[1]}".encode()).decode())
-            opener.open(login, timeout=30)
+            with opener.open(login, timeout=30) as reply:
+                reply.read()  # to its end (see the class's note)
         body = json.dumps({"jsonrpc": "2.0", "method": method, "id": 1, "params": params}).encode()
         request = urllib.request.Request(f"{self.url}api/v2/{path}", data=body,
                                          headers={"Content-Type": "application/json"})

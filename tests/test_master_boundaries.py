@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -101,14 +102,25 @@ class Running:
         self.logs_url = f"http://127.0.0.1:{self.logs}/"
         self.pid = 0
 
-    def get(self, url: str, user: tuple[str, str] | None = None, data: bytes | None = None) -> Any:
+    def get(self, url: str, user: tuple[str, str] | None = None, data: bytes | None = None) -> Answer:
+        """One request, its answer read whole: a client that leaves before the end of an answer can
+        wedge Twisted's epoll reactor for every later connection (twisted/twisted#11625)."""
         request = urllib.request.Request(url, data=data)
         if user is not None:
             request.add_header("Authorization", "Basic " + b64encode(f"{user[0]}:{user[1]}".encode()).decode())
         try:
-            return urllib.request.urlopen(request, timeout=30)
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return Answer(reply.status, reply.headers, reply.read())
         except urllib.error.HTTPError as error:
-            return error
+            with error:
+                return Answer(error.code, error.headers, error.read())
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Any
+    body: bytes
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +137,7 @@ def master(tmp_path_factory) -> Iterator[Running]:
     try:
         running.pid = local.start_master(root / "master")
         wait_for(lambda: True if running.get(f"{running.url}api/v2/builders").status == 200 else None,
-                 timeout=60, what="the master's web UI")
+                 timeout=60, what="the master's web UI")  # start_master waited for "BuildMaster is running"
         yield running
     finally:
         if running.pid:
@@ -177,7 +189,7 @@ def test_served_logs_are_inert_text_and_links_are_not_followed(master):
     base = f"{master.logs_url}b1/1/"
 
     console = master.get(f"{base}consoles/oscarnode1.log")
-    assert console.status == 200 and console.read() == f"login: {SCRIPT}\n".encode()
+    assert console.status == 200 and console.body == f"login: {SCRIPT}\n".encode()
     assert console.headers["Content-Type"] == "text/plain; charset=utf-8"
     assert console.headers["X-Content-Type-Options"] == "nosniff"
     assert console.headers["Content-Security-Policy"] == "sandbox"
@@ -189,7 +201,7 @@ def test_served_logs_are_inert_text_and_links_are_not_followed(master):
         answer = master.get(base + path)
         assert answer.status == 404, path
         assert answer.headers["Content-Security-Policy"] == "sandbox"
-    listing = master.get(f"{base}consoles/").read().decode()
+    listing = master.get(f"{base}consoles/").body.decode()
     assert TAG not in listing and "&lt;img" in listing and SCRIPT not in listing  # names escaped; no index.html
 
     for page in (f"{base}consoles/oscarnode1.log", f"{base}consoles/", f"{base}consoles/index.html"):
