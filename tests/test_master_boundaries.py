@@ -19,7 +19,7 @@ from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 from oscarvt_master.config import listen, master_config
-from oscarvt_master.secret_files import SecretFileError, hashed_line, read_users
+from oscarvt_master.secret_files import HashedPasswords, SecretFileError, hashed_line, read_users
 
 ROOT = Path(__file__).parent.parent
 ADMIN = ("admin", "admin-password")
@@ -81,6 +81,11 @@ def test_users_files_and_listen_descriptions(tmp_path):
     users.write_text(f"# admins\n{hashed_line(*ADMIN, rounds=4)}\n\n")
     users.chmod(0o600)
     assert list(read_users(users)) == ["admin"]
+    apache = hashed_line(*ADMIN, rounds=4).replace("$2b$", "$2y$")  # the prefix htpasswd -B writes
+    users.write_text(apache + "\n")
+    auth = HashedPasswords(users)
+    assert auth.check_credentials(b"admin", b"admin-password") and not auth.check_credentials(b"admin", b"x")
+    assert not auth.check_credentials(b"nobody", b"admin-password")
     users.write_text(f"{hashed_line(*ADMIN, rounds=4)}\n{hashed_line(*ADMIN, rounds=4)}\n")
     with pytest.raises(SecretFileError, match="line 2: 'admin' has a line already"):
         read_users(users)
