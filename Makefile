@@ -4,7 +4,7 @@
 # Debian's own Python, as on a fresh worker host (this machine has a newer python3 on PATH).
 PYTHON ?= /usr/bin/python3
 VENV := .venv
-APT_PACKAGES := python3-venv qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
+APT_PACKAGES := python3-venv python3-pip python3-setuptools python3-wheel qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \
 	mmdebstrap e2fsprogs passwd systemd git subversion chromium
 PYTEST_ARGS ?=

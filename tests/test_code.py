@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,8 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_ruff_finds_nothing():
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "oscarvt", "tests", "bench"],
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "oscarvt", "oscarvt_master", "oscarvt_steps",
+                             "tests", "bench", "scripts"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -32,3 +34,12 @@ def test_oscar_mini_shell_scripts_parse():
     result = subprocess.run(["perl", "-c", str(ROOT / "examples/oscar-mini/share/si_monitor")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_make_installs_every_package_setup_worker_needs():
+    """`make test` runs setup-worker.sh for real (test_worker_host) with no network: the Makefile
+    must already have installed every Debian package the script wants."""
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    make = set(re.search(r"^APT_PACKAGES := (.*)$", makefile, re.M).group(1).split())
+    script = re.search(r'^PACKAGES="([^"]*)"', (ROOT / "workers/setup-worker.sh").read_text(), re.M).group(1)
+    assert set(script.split()) - make == set()
