@@ -32,7 +32,8 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
                                     f"{secrets_dir / repo.password_secret} (mode 0600)")
         for path in sorted(secrets_dir.iterdir()):  # SecretInAFile reads them all
             check_private(path)
-        www_auth = users_file(settings_file, secrets_dir, WWW_USERS, "admins", settings.admins)
+        www_auth = users_file(settings_file, secrets_dir, WWW_USERS, "admins", bool(settings.admins),
+                              tuple(settings.admins))
         hook_auth = users_file(settings_file, secrets_dir, CHANGE_HOOK_USERS, "change_hook", settings.change_hook)
     except (SettingsError, SecretFileError) as exc:
         raise bbconfig.ConfigErrors([str(exc)]) from None
@@ -102,8 +103,10 @@ def builders(settings: Settings) -> list[util.BuilderConfig]:
         tags=[b.distribution, b.arch, b.boot]) for b in settings.builders]
 
 
-def users_file(settings_file: Path, secrets_dir: Path, name: str, key: str, wanted: Any) -> HashedPasswords | None:
-    """The login check for the users in ``secrets_dir/name``, if the setting ``key`` calls for it."""
+def users_file(settings_file: Path, secrets_dir: Path, name: str, key: str, wanted: bool,
+               required: tuple[str, ...] = ()) -> HashedPasswords | None:
+    """The login check for the users in ``secrets_dir/name`` if the setting ``key`` wants one;
+    each of ``required`` must have a line there."""
     if not wanted:
         return None
     path = secrets_dir / name
@@ -111,16 +114,16 @@ def users_file(settings_file: Path, secrets_dir: Path, name: str, key: str, want
         raise SettingsError(f"{settings_file}: key '{key}': {path} is missing (USER:HASH lines, a bcrypt hash "
                             "each, mode 0600)")
     auth = HashedPasswords(path)
-    if isinstance(wanted, list):
-        absent = [user for user in wanted if user not in auth.users]
-        if absent:
-            raise SettingsError(f"{settings_file}: key '{key}': {absent[0]} has no line in {path}")
+    absent = [user for user in required if user not in auth.users]
+    if absent:
+        raise SettingsError(f"{settings_file}: key '{key}': {absent[0]} has no line in {path}")
     return auth
 
 
 def listen(port: int, address: str) -> str:
     """A Twisted endpoint description: TCP ``port`` on ``address`` only."""
-    return f"tcp:{port}:interface={address.replace(':', chr(92) + ':')}"
+    escaped = address.replace(":", "\\:")  # an IPv6 address's colons, escaped for the description
+    return f"tcp:{port}:interface={escaped}"
 
 
 def www(settings: Settings, auth: HashedPasswords | None, hook_auth: HashedPasswords | None) -> dict[str, Any]:

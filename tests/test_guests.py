@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +26,7 @@ from conftest import oscarvt, qemu_pids_of, spec_data, write_spec
 from oscarvt.cluster import ClusterDir
 from oscarvt.phases.access import credentials, open_vm
 from oscarvt.phases.destroy import destroy
-from oscarvt.ssh import connect
+from oscarvt.ssh import Connection, connect
 from oscarvt.waiting import wait_for
 
 pytestmark = pytest.mark.vm
@@ -52,17 +53,36 @@ def hostile_stream() -> bytes:
     return data.getvalue()
 
 
-@pytest.fixture(scope="module")
-def hostile(guest, tmp_path_factory) -> Iterator[ClusterDir]:
-    root = tmp_path_factory.mktemp("hostile")
+@contextmanager
+def booted_headnode(guest, root: Path) -> Iterator[ClusterDir]:
+    """A test-guest headnode booted by the driver (so its SSH host key is recorded), destroyed after."""
     cluster = ClusterDir(root / "c")
     spec = write_spec(root / "spec.yaml", spec_data(guest, nodes={"count": 0}))
     try:
         for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
             result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
             assert result.returncode == 0, result.output
-        conn, opened = open_vm(cluster, cluster.load(), "headnode")
-        try:
+        yield cluster
+    finally:
+        destroy(cluster)
+        assert qemu_pids_of(cluster.path) == []
+
+
+@contextmanager
+def headnode_connection(cluster: ClusterDir) -> Iterator[Connection]:
+    """The test's own SSH connection to the cluster's headnode."""
+    conn, opened = open_vm(cluster, cluster.load(), "headnode")
+    try:
+        yield conn
+    finally:
+        for c in opened:
+            c.close()
+
+
+@pytest.fixture(scope="module")
+def hostile(guest, tmp_path_factory) -> Iterator[ClusterDir]:
+    with booted_headnode(guest, tmp_path_factory.mktemp("hostile")) as cluster:
+        with headnode_connection(cluster) as conn:
             conn.write_file("/root/hostile.tar", hostile_stream())
             # root's login shell answers every tar with the crafted stream and zeros without end
             conn.write_file("/root/shell", b'#!/bin/sh\ncase "$2" in "tar -c"*) cat /root/hostile.tar; '
@@ -70,13 +90,7 @@ def hostile(guest, tmp_path_factory) -> Iterator[ClusterDir]:
             conn.check_output("mkdir -p /var/log/oscar && echo /root/shell >> /etc/shells && "
                               "sed -i 's#^root:\\(.*\\):[^:]*$#root:\\1:/root/shell#' /etc/passwd && "
                               "grep '^root:.*:/root/shell$' /etc/passwd")
-        finally:
-            for c in opened:
-                c.close()
         yield cluster
-    finally:
-        destroy(cluster)
-        assert qemu_pids_of(cluster.path) == []
 
 
 def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entry(hostile, tmp_path):
@@ -100,27 +114,14 @@ def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entr
 
 @pytest.fixture(scope="module")
 def headnode(guest, tmp_path_factory) -> Iterator[ClusterDir]:
-    """A plain test-guest headnode, booted by the driver (so its SSH host key is recorded)."""
-    root = tmp_path_factory.mktemp("headnode")
-    cluster = ClusterDir(root / "c")
-    spec = write_spec(root / "spec.yaml", spec_data(guest, nodes={"count": 0}))
-    try:
-        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
-            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
-            assert result.returncode == 0, result.output
+    """A plain test-guest headnode."""
+    with booted_headnode(guest, tmp_path_factory.mktemp("headnode")) as cluster:
         yield cluster
-    finally:
-        destroy(cluster)
-        assert qemu_pids_of(cluster.path) == []
 
 
 def on_headnode(cluster: ClusterDir, command: str) -> str:
-    conn, opened = open_vm(cluster, cluster.load(), "headnode")
-    try:
+    with headnode_connection(cluster) as conn:
         return conn.check_output(command)
-    finally:
-        for c in opened:
-            c.close()
 
 
 SECRET = "s3cret-pw"
@@ -136,12 +137,8 @@ esac
 
 
 def test_a_credentialed_url_reaches_the_vcs_and_nothing_else(headnode, tmp_path, monkeypatch):
-    conn, opened = open_vm(headnode, headnode.load(), "headnode")
-    try:
+    with headnode_connection(headnode) as conn:
         conn.write_file("/bin/git", FAKE_GIT, mode=0o755)  # the test guest has no git: one that echoes the URL
-    finally:
-        for c in opened:
-            c.close()
     events = tmp_path / "events.jsonl"
     monkeypatch.setenv("OSCARVT_EVENTS", str(events))
     failed = oscarvt("checkout-oscar", "--cluster", headnode.path,
