@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import glob
 import os
+import platform
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from oscarvt.arches import ARCHES, Arch
 from oscarvt.errors import InputError
 
 KERNEL_DONE = ("Kernel panic", "VFS: Unable to mount root", "Run /init")
@@ -29,15 +31,21 @@ class Accel:
     reason: str
 
 
-def choose_accel(wanted: str, kernel: Path | None, timeout: float) -> Accel:
-    """Resolve the spec's ``accel`` (auto | kvm | tcg) into the one to use.
+def choose_accel(wanted: str, kernel: Path | None, timeout: float, arch: Arch = ARCHES["amd64"]) -> Accel:
+    """Resolve the spec's ``accel`` (auto | kvm | tcg) into the one to use for guests of ``arch``.
 
     ``kernel`` is a Linux kernel to probe with (the template's); without one the
-    host's /boot/vmlinuz-* is tried. ``kvm`` that fails the probe is an error.
+    host's /boot/vmlinuz-* is tried. ``kvm`` that fails the probe is an error, and so
+    is ``kvm`` for guests of another architecture than the host's.
     """
     if wanted == "tcg":
         return Accel("tcg", "the spec asks for TCG")
-    problem = _kvm_problem(kernel, timeout)
+    if not arch.native():
+        reason = f"{arch.name} guests cannot use KVM on this {platform.machine()} host"
+        if wanted == "kvm":
+            raise InputError(f"the spec asks for KVM, but {reason}")
+        return Accel("tcg", reason)
+    problem = _kvm_problem(kernel, timeout, arch)
     if problem is None:
         return Accel("kvm", "a probe guest booted under KVM")
     if wanted == "kvm":
@@ -45,7 +53,7 @@ def choose_accel(wanted: str, kernel: Path | None, timeout: float) -> Accel:
     return Accel("tcg", problem)
 
 
-def _kvm_problem(kernel: Path | None, timeout: float) -> str | None:
+def _kvm_problem(kernel: Path | None, timeout: float, arch: Arch) -> str | None:
     if not os.path.exists("/dev/kvm"):
         return "there is no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -56,10 +64,11 @@ def _kvm_problem(kernel: Path | None, timeout: float) -> str | None:
     with tempfile.TemporaryDirectory(prefix="oscarvt-kvm-probe.") as tmp:
         console = Path(tmp) / "console"
         console.touch()
+        machine = ["-machine", arch.machine, "-cpu", "host"] if arch.machine else []
         proc = subprocess.Popen(
-            ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-display", "none",
+            [arch.qemu, "-accel", "kvm", *machine, "-m", "256", "-display", "none",
              "-nodefaults", "-no-reboot", "-net", "none", "-serial", f"file:{console}",
-             "-kernel", str(probe_kernel), "-append", "console=ttyS0 panic=-1"],
+             "-kernel", str(probe_kernel), "-append", f"console={arch.console} panic=-1"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout
         try:

@@ -149,16 +149,20 @@ def _profile_render(args: argparse.Namespace) -> int:
 
 
 def _image_build(args: argparse.Namespace) -> str:
+    import yaml
+
     from oscarvt.image import build_template
     if args.authorized_key is not None and not args.authorized_key.is_file():
         raise InputError(f"--authorized-key: no such file {args.authorized_key}")
-    template, cached = build_template(args.suite, args.password, args.authorized_key, args.size, args.force)
-    for line in (f"template: {template.folder}",
-                 f"  disk: {template.disk}", f"  kernel: {template.kernel}", f"  initrd: {template.initrd}",
-                 f"  append: {template.append}",
-                 f"ssh: {{key: {template.key}}}" if template.key.exists() else "ssh: (your key or password)"):
-        print(line, flush=True)
-    return f"image build: {template.disk} ({'from the cache' if cached else 'built'})"
+    template, cached = build_template(args.suite, args.password, args.authorized_key, args.size, args.force,
+                                      args.arch)
+    data = template.spec_data()
+    print(f"# {template.suite} {template.arch} headnode template in {template.folder}; a cluster spec's lines:")
+    print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000), end="")
+    if "ssh" not in data:
+        print("# ssh: give the private key of --authorized-key, or the --password, as ssh.key or ssh.password")
+    sys.stdout.flush()
+    return f"image build: {template.suite} {template.arch} {template.disk} ({'from the cache' if cached else 'built'})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -196,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = tools.add_parser("build", help="build a Debian headnode template (cached by recipe)",
                            description="Build a Debian headnode template (qcow2, kernel, initrd), cached by recipe. "
                            "Prints the spec lines that use it.")
-    sub.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
+    sub.add_argument("--suite", default="bookworm", help="Debian suite: bullseye, bookworm (default), trixie")
+    sub.add_argument("--arch", default="amd64", help="amd64 (default) or arm64 (on an amd64 host: needs "
+                     "qemu-user-static and binfmt-support, and takes minutes more)")
     sub.add_argument("--password", help="root's password (default: key login only)")
     sub.add_argument("--authorized-key", type=Path, metavar="FILE",
                      help="public key for root (default: a key pair made beside the template)")

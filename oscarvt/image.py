@@ -1,20 +1,29 @@
 """``oscarvt image build``: a headnode template from Debian packages, cached by recipe.
 
-mmdebstrap builds a Debian root (bookworm by default) with the cloud kernel,
+mmdebstrap builds a Debian root (bookworm and amd64 by default; bullseye, trixie, arm64)
+with the cloud kernel,
 openssh-server, the version-control clients and what the example suite needs;
 the root is then set up for a virtual headnode (root login by key or password,
 SSH host keys made per clone at first boot, DHCP on the NAT NIC only, services a
 headnode does not need masked), written into an ext4 file system without
 mounting it (``mke2fs -d``) and converted to qcow2. The kernel and initrd are
-copied beside it for direct kernel boot. The result lives in
-``cache_root()/templates/<recipe hash>/``; a second build with the same recipe
-returns at once, and a failed build leaves nothing that looks finished.
+copied beside it for direct kernel boot, and ``template.json`` says which suite and
+architecture it is. The result lives in ``cache_root()/templates/<recipe hash>/``; a
+second build with the same recipe returns at once, and a failed build leaves nothing
+that looks finished. ``cache_root()/templates/SUITE-ARCH`` links to the newest template
+of each target, so ``find_template`` needs no path or hash.
+
+A template of another architecture than the host's (arm64 on amd64) is built the same
+way: mmdebstrap runs its maintainer scripts through qemu-user-static, which the kernel's
+binfmt_misc must have registered (Debian's binfmt-support does). That takes minutes more.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import re
 import shutil
 from dataclasses import dataclass
@@ -23,28 +32,31 @@ from typing import Any
 
 import paramiko
 
-from oscarvt.cache import cached_build, recipe_key
+from oscarvt import arches
+from oscarvt.cache import cache_root, cached_build, recipe_key
 from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
 from oscarvt.tools import run_tool
 
+# Every headnode's; the arch adds its kernel and its boot-media tools (arches.Arch).
 PACKAGES = [
-    "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "openssh-server",
+    "initramfs-tools", "systemd-sysv", "udev", "openssh-server",
     "git", "subversion", "rsync", "perl", "dnsmasq", "busybox-static", "dropbear-bin",
-    "xorriso", "isolinux", "syslinux-common", "pxelinux", "extlinux", "cpio", "e2fsprogs", "iproute2",
-    "iputils-ping", "procps", "tar", "gzip",
+    "xorriso", "cpio", "e2fsprogs", "iproute2", "iputils-ping", "procps", "tar", "gzip",
 ]
+SUITES = ("bullseye", "bookworm", "trixie")  # Debian 11, 12, 13: the ones oscarvt's recipe is tested on
 # Not needed on a headnode under test, and slow under TCG.
 MASKED_UNITS = [
     "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer", "e2scrub_all.timer",
     "e2scrub_reap.service", "fstrim.timer", "systemd-networkd-wait-online.service",
     "getty@tty1.service", "getty-static.service", "dnsmasq.service", "systemd-timesyncd.service",
 ]
-KERNEL_APPEND = "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet"
+KERNEL_APPEND = "root=/dev/vda rw console={console} net.ifnames=0 quiet"
 FREE_SPACE_NEEDED = 3 * 1024**3
 SIZE = re.compile(r"([1-9][0-9]{0,12})([KMGT]?)")  # mke2fs's size: bytes, or K, M, G, T
 SIZE_RANGE = (1024**3, 16 * 1024**4)  # the root needs about 1G; ext4 files on the host stop at 16T
 SUITE = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # bookworm, trixie, stable, ...
+METADATA = "template.json"
 PUBLIC_KEY = re.compile(r"(?:\S+\s+)?(?:ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-\S+)\s+[A-Za-z0-9+/]+=*(?:\s.*)?")
 
 HOSTKEYS_UNIT = """[Unit]
@@ -72,9 +84,28 @@ DHCP=ipv4
 
 @dataclass(frozen=True)
 class Template:
-    """A built headnode template: disk, kernel, initrd, and the key root accepts."""
+    """A built headnode template: disk, kernel, initrd, the key root accepts, its suite and arch."""
 
     folder: Path
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """``template.json``: suite, arch, kernel command line."""
+        try:
+            data = json.loads((self.folder / METADATA).read_text())
+        except (OSError, ValueError) as exc:
+            raise InfraError(f"{self.folder / METADATA}: cannot read the template's description: {exc}") from None
+        if not isinstance(data, dict) or data.get("arch") not in arches.ARCHES:
+            raise InfraError(f"{self.folder / METADATA}: not a template description")
+        return {key: str(value) for key, value in data.items()}
+
+    @property
+    def suite(self) -> str:
+        return self.metadata["suite"]
+
+    @property
+    def arch(self) -> str:
+        return self.metadata["arch"]
 
     @property
     def disk(self) -> Path:
@@ -95,31 +126,56 @@ class Template:
 
     @property
     def append(self) -> str:
-        return KERNEL_APPEND
+        return self.metadata["append"]
 
     def spec_data(self) -> dict[str, Any]:
-        """The cluster spec's ``template`` and ``ssh`` sections for a headnode of this template."""
-        return {"template": {"disk": str(self.disk), "kernel": str(self.kernel), "initrd": str(self.initrd),
-                             "append": self.append},
-                "ssh": {"key": str(self.key)}}
+        """The cluster spec's ``template`` and ``ssh`` sections for a headnode of this template
+        (``ssh`` only when the template has its own key)."""
+        data: dict[str, Any] = {"template": {"disk": str(self.disk), "kernel": str(self.kernel),
+                                             "initrd": str(self.initrd), "append": self.append, "arch": self.arch}}
+        if self.key.exists():
+            data["ssh"] = {"key": str(self.key)}
+        return data
 
 
 def build_template(suite: str = "bookworm", password: str | None = None,
                    authorized_key: Path | None = None, size: str = "8G",
-                   force: bool = False) -> tuple[Template, bool]:
+                   force: bool = False, arch: str = arches.DEFAULT) -> tuple[Template, bool]:
     """Build (or take from the cache) a headnode template; return it and whether it was cached."""
-    public_key = _check_recipe(suite, password, authorized_key, size)
+    public_key = _check_recipe(suite, password, authorized_key, size, arch)
     secret = hashlib.sha256((password or "").encode()).hexdigest()
-    key = recipe_key(Path(__file__).read_text(), suite, secret, public_key or "", size)
-    folder, cached = cached_build("templates", key, lambda out: _build(out, suite, password, public_key, size),
-                                  force)
+    key = recipe_key(Path(__file__).read_text(), suite, arch, secret, public_key or "", size)
+    folder, cached = cached_build(
+        "templates", key, lambda out: _build(out, suite, arches.arch(arch), password, public_key, size), force)
+    _link_target(folder, suite, arch)
     return Template(folder), cached
 
 
-def _check_recipe(suite: str, password: str | None, authorized_key: Path | None, size: str) -> str | None:
+def find_template(suite: str, arch: str) -> Template:
+    """The newest template built on this host for ``suite`` and ``arch`` (``image build`` makes it)."""
+    link = cache_root() / "templates" / f"{suite}-{arch}"
+    if not link.is_dir():
+        raise InfraError(f"no {suite} {arch} template on this host: run 'oscarvt image build "
+                         f"--suite {suite} --arch {arch}'")
+    return Template(link.resolve())
+
+
+def _link_target(folder: Path, suite: str, arch: str) -> None:
+    """Point ``templates/SUITE-ARCH`` at ``folder``, replacing the link in one step."""
+    link = folder.parent / f"{suite}-{arch}"
+    new = folder.parent / f".{suite}-{arch}.{os.getpid()}"
+    new.unlink(missing_ok=True)
+    new.symlink_to(folder.name)
+    new.rename(link)
+
+
+def _check_recipe(suite: str, password: str | None, authorized_key: Path | None, size: str,
+                  arch: str) -> str | None:
     """Check the flags before the cache or mmdebstrap is touched; return the public key's text."""
     if not SUITE.fullmatch(suite):
         raise InputError(f"--suite must be a Debian suite name like bookworm, not {shown(suite)}")
+    if arch not in arches.ARCHES:
+        raise InputError(f"--arch must be one of {', '.join(arches.ARCHES)}, not {shown(arch)}")
     match = SIZE.fullmatch(size)
     if match is None or not SIZE_RANGE[0] <= int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ") \
             <= SIZE_RANGE[1]:
@@ -138,12 +194,18 @@ def _check_recipe(suite: str, password: str | None, authorized_key: Path | None,
     return public_key
 
 
-def _build(out: Path, suite: str, password: str | None, public_key: str | None, size: str) -> None:
+def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, public_key: str | None,
+           size: str) -> None:
     _check_free_space(out.parent)
+    if not arch.native():
+        _check_emulation(arch)
     root = out / "root"
-    progress(f"mmdebstrap {suite}: {len(PACKAGES)} packages and their dependencies (about a minute)")
-    run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--include={','.join(PACKAGES)}",
-              suite, str(root)], "mmdebstrap", hint="is the Debian package registry reachable?")
+    packages = [*PACKAGES, arch.kernel_package, *arch.boot_packages]
+    how_long = "about a minute" if arch.native() else "10 to 20 minutes: its scripts run emulated"
+    progress(f"mmdebstrap {suite} {arch.name}: {len(packages)} packages and their dependencies ({how_long})")
+    run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--architectures={arch.name}",
+              f"--include={','.join(packages)}", suite, str(root)],
+             "mmdebstrap", hint="is the Debian package registry reachable?")
     progress("setting up the root: login, SSH host keys per clone, NAT NIC, masked services")
     _set_up_root(root, out, password, public_key)
     for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
@@ -159,6 +221,20 @@ def _build(out: Path, suite: str, password: str | None, public_key: str | None, 
              "qemu-img convert")
     raw.unlink()
     shutil.rmtree(root)
+    append = KERNEL_APPEND.format(console=arch.console)
+    _write(out / METADATA, json.dumps({"suite": suite, "arch": arch.name, "append": append}, indent=2) + "\n")
+
+
+def _check_emulation(arch: arches.Arch) -> None:
+    """A foreign arch's programs must run here through qemu-user-static, registered with binfmt_misc."""
+    entry = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{arch.machine_name}"
+    try:
+        enabled = entry.read_text().splitlines()[0] == "enabled"
+    except (OSError, IndexError):
+        enabled = False
+    if not enabled:
+        raise InfraError(f"an {arch.name} template on this {platform.machine()} host needs {arch.name} programs to run "
+                         f"emulated: install qemu-user-static and binfmt-support ({entry} is missing or disabled)")
 
 
 def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | None) -> None:

@@ -5,8 +5,9 @@ A VM lives in two files side by side:
 - ``NAME.xml``, a V2M profile exactly as V2M (libv3m) reads it: a DOCTYPE naming
   ``v3m_profile.dtd``, the DTD's elements in the DTD's order (name, type, cpu, memory,
   image, virtual_disks, cdrom, nic1, nic2), the image size in MB, V2M's type names;
-- ``NAME.oscarvt.json``, what V2M has no element for (optional): which network each NIC
-  joins, the boot device, and a kernel, initrd and command line for direct kernel boot.
+- ``NAME.oscarvt.json``, what V2M has no element for (optional): the architecture (amd64
+  when absent), which network each NIC joins, the boot device, and a kernel, initrd and
+  command line for direct kernel boot.
 
 A profile is checked in this order, and the first broken rule is one OscarvtError naming
 the file and line: well-formed XML; a DOCTYPE naming V2M's DTD; V2M's DTD (the one V2M
@@ -26,6 +27,7 @@ from typing import Any
 
 from lxml import etree
 
+from oscarvt import arches
 from oscarvt.errors import InputError, shown
 from oscarvt.spec import BOOT_METHODS
 
@@ -84,6 +86,7 @@ class Profile:
     cdrom: Path | None = None
     nics: tuple[Nic, ...] = field(default_factory=tuple)  # nic1, nic2
     # Beside the profile (NAME.oscarvt.json):
+    arch: str = arches.DEFAULT
     boot: str | None = None
     kernel: Path | None = None
     initrd: Path | None = None
@@ -138,9 +141,11 @@ def to_xml(profile: Profile) -> bytes:
 
 
 def host_data(profile: Profile) -> dict[str, Any]:
-    """What goes beside the profile: networks, boot device, direct kernel boot (only what is set)."""
+    """What goes beside the profile: arch, networks, boot device, direct kernel boot (only what is set)."""
     data: dict[str, Any] = {key: str(value) for key in ("boot", "kernel", "initrd", "append")
                             if (value := getattr(profile, key)) is not None}
+    if profile.arch != arches.DEFAULT:
+        data["arch"] = profile.arch
     networks = {f"nic{number}": {k: v for k, v in vars(nic.network).items() if v is not None}
                 for number, nic in enumerate(profile.nics, start=1) if nic.network is not None}
     if networks:
@@ -191,6 +196,7 @@ def load_profile(path: Path) -> Profile:
                             for d in root.iterfind("virtual_disks/virtual_disk")),
         cdrom=_path(root.findtext("cdrom")),
         nics=tuple(nics),
+        arch=extra.get("arch", arches.DEFAULT),
         boot=extra.get("boot"),
         kernel=_path(extra.get("kernel")),
         initrd=_path(extra.get("initrd")),
@@ -300,9 +306,11 @@ def _load_host_file(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: key '{key}' must be text")
         elif key == "boot" and value not in BOOT_METHODS:
             raise InputError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {shown(value)}")
+        elif key == "arch" and (not isinstance(value, str) or value not in arches.ARCHES):
+            raise InputError(f"{path}: key 'arch' must be one of {', '.join(arches.ARCHES)}, not {shown(value)}")
         elif key == "networks":
             data[key] = _networks(path, value)
-        elif key not in ("kernel", "initrd", "append", "boot"):
+        elif key not in ("kernel", "initrd", "append", "boot", "arch"):
             raise InputError(f"{path}: unknown key '{key}'")
     return data
 

@@ -6,7 +6,8 @@ Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.k
       disk: /var/cache/oscarvt/headnode.qcow2
       kernel: /var/cache/oscarvt/vmlinuz      # direct kernel boot (optional)
       initrd: /var/cache/oscarvt/initrd.img
-      append: "root=/dev/vda ro console=ttyS0"
+      append: "root=/dev/vda ro console=ttyS0"   # default: console=ttyS0 (ttyAMA0 on arm64)
+      arch: amd64                             # amd64 | arm64: the whole cluster's architecture
     headnode: {memory: 1024, cpus: 1}
     nodes: {count: 2, memory: 512, cpus: 1, disk: 4G, boot: cdrom, name: oscarnode}
     network: {private: mcast, subnet: 192.168.77.0/24, bridge: null}
@@ -29,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from oscarvt import arches
 from oscarvt.errors import InputError, shown
 from oscarvt.oscar_menus import INSTALL_MODES
 
@@ -45,12 +47,13 @@ MAX_TIMEOUT = 7 * 24 * 3600     # seconds
 
 @dataclass(frozen=True)
 class Template:
-    """What the headnode boots: a disk image, a kernel+initrd pair, or both."""
+    """What the headnode boots: a disk image, a kernel+initrd pair, or both; and the cluster's arch."""
 
     disk: Path | None = None
     kernel: Path | None = None
     initrd: Path | None = None
-    append: str = "console=ttyS0"
+    append: str | None = None  # the kernel's command line; None: the arch's serial console only
+    arch: str = arches.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,9 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
         raise InputError("key 'template' needs 'disk' or 'kernel'")
     if t.initrd is not None and t.kernel is None:
         raise InputError("key 'template.initrd' needs 'template.kernel'")
+    _choice(t.arch, tuple(arches.ARCHES), "template.arch")
+    if t.append is None:
+        spec = replace(spec, template=replace(t, append=f"console={arches.arch(t.arch).console}"))
     limits = spec.timeouts
     for key, value, low, high in [
         ("headnode.memory", spec.headnode.memory, 64, MAX_MEMORY), ("headnode.cpus", spec.headnode.cpus, 1, MAX_CPUS),
@@ -307,7 +313,7 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
 
     t = spec.template
     template = Template(resolve(t.disk, "template.disk"), resolve(t.kernel, "template.kernel"),
-                        resolve(t.initrd, "template.initrd"), t.append)
+                        resolve(t.initrd, "template.initrd"), t.append, t.arch)
     ssh = Ssh(spec.ssh.user, spec.ssh.password, resolve(spec.ssh.key, "ssh.key"))
     return replace(spec, template=template, ssh=ssh)
 

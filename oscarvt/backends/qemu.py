@@ -10,6 +10,11 @@ with qemu.qmp) and its serial console appended to a file. NIC types map to:
 A VM that boots installer media (CD or network) runs with ``-no-reboot``: when the
 installer reboots, QEMU exits, and the driver starts the VM again from its disk, without
 the CD, as a person would. Its console then ends with the kernel's ``REBOOTED_LINE``.
+
+The profile's architecture (beside it, see ``oscarvt.arches``) picks the QEMU: amd64 VMs run
+on the PC machine with its BIOS (boot order by ``-boot order``); arm64 VMs on the ``virt``
+machine with UEFI firmware, which takes the boot device from its ``bootindex`` (the CD drive
+is then virtio-SCSI, since ``virt`` has no IDE). Direct kernel boot needs no firmware on either.
 """
 
 from __future__ import annotations
@@ -24,11 +29,10 @@ from pathlib import Path
 
 from qemu.qmp import QMPClient
 
-from oscarvt import disks
+from oscarvt import arches, disks
 from oscarvt.errors import InfraError, InputError
 from oscarvt.profile import BRIDGED_TAP, NAT, TUN_TAP, VLAN, Profile
 
-QEMU = "qemu-system-x86_64"
 BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
 INSTALLER_BOOTS = ("cdrom", "network")
 REBOOTED_LINE = "reboot: Restarting system"
@@ -52,17 +56,29 @@ class VmFiles:
 
 def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | None) -> list[str]:
     """The full QEMU argv for ``profile`` (``ssh_port``: host port for the NAT NIC's SSH)."""
-    argv = [QEMU, "-name", profile.name, "-accel", accel, "-nodefaults", "-display", "none",
+    arch = arches.arch(profile.arch)
+    argv = [arch.qemu, "-name", profile.name, "-accel", accel, "-nodefaults", "-display", "none",
             "-m", str(profile.memory or 512), "-smp", str(profile.cpu or 1)]
-    if accel == "kvm":
-        argv += ["-cpu", "host"]
+    if arch.machine:
+        argv += ["-machine", arch.machine]
+    if accel == "kvm" or arch.cpu:
+        argv += ["-cpu", "host" if accel == "kvm" else str(arch.cpu)]
+    firmware_boot = profile.kernel is None and profile.boot_device is not None
+    by_index = profile.boot_device if firmware_boot and arch.boot_by_index else None
     for index, disk in enumerate(_disks(profile)):
-        argv += ["-drive", f"file={_value(disk)},if=virtio,index={index},format={disks.disk_format(disk)}"]
+        image, image_format = _value(disk), disks.disk_format(disk)
+        if arch.boot_by_index:
+            first = ",bootindex=0" if index == 0 and by_index == "disk" else ""
+            argv += ["-drive", f"file={image},if=none,id=disk{index},format={image_format}",
+                     "-device", f"virtio-blk-pci,drive=disk{index}{first}"]
+        else:
+            argv += ["-drive", f"file={image},if=virtio,index={index},format={image_format}"]
     if profile.cdrom is not None:
-        argv += ["-drive", f"file={_value(profile.cdrom)},media=cdrom,if=ide,index=2,readonly=on"]
+        argv += _cdrom(arch, profile.cdrom, by_index == "cdrom")
     for number, nic in profile.connected_nics():
+        first = ",bootindex=0" if by_index == "network" and number == 1 else ""
         argv += ["-netdev", _netdev(profile, number, ssh_port),
-                 "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}"]
+                 "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}{first}"]
     if profile.kernel is not None:
         argv += ["-kernel", str(profile.kernel)]
         if profile.initrd is not None:
@@ -70,7 +86,10 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
         if profile.append:
             argv += ["-append", profile.append]
     elif profile.boot_device is not None:
-        argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
+        if arch.firmware is not None:
+            argv += ["-bios", str(arch.firmware)]
+        else:
+            argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
         if profile.boot_device in INSTALLER_BOOTS:
             argv.append("-no-reboot")
     argv += ["-device", "virtio-rng-pci",
@@ -78,6 +97,16 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
              "-qmp", f"unix:{_value(files.qmp)},server=on,wait=off",
              "-pidfile", str(files.pidfile), "-daemonize"]
     return argv
+
+
+def _cdrom(arch: arches.Arch, cdrom: Path, boot: bool) -> list[str]:
+    """The CD drive with ``cdrom`` in it: the PC's IDE drive, or a virtio-SCSI one (first to boot if ``boot``)."""
+    if arch.cdrom_bus == "ide":
+        return ["-drive", f"file={_value(cdrom)},media=cdrom,if=ide,index=2,readonly=on"]
+    first = ",bootindex=0" if boot else ""
+    return ["-device", "virtio-scsi-pci,id=scsi0",
+            "-drive", f"file={_value(cdrom)},media=cdrom,if=none,id=cd0,readonly=on",
+            "-device", f"scsi-cd,bus=scsi0.0,drive=cd0{first}"]
 
 
 def _value(path: Path) -> str:
@@ -114,6 +143,11 @@ def tap_nics(profile: Profile) -> list[tuple[str, str | None]]:
 
 def start(argv: list[str], files: VmFiles) -> int:
     """Start a daemonized QEMU; return its PID. Startup errors become one OscarvtError."""
+    firmware = argv[argv.index("-bios") + 1] if "-bios" in argv[:-1] else None
+    if firmware is not None and not Path(firmware).is_file():
+        owner = next((a for a in arches.ARCHES.values() if str(a.firmware) == firmware), None)
+        package = f" (Debian package {owner.firmware_package})" if owner else ""
+        raise InfraError(f"the UEFI firmware {firmware} is not installed{package}")
     for stale in (files.pidfile, files.qmp):
         stale.unlink(missing_ok=True)
     files.console.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +156,9 @@ def start(argv: list[str], files: VmFiles) -> int:
     except subprocess.TimeoutExpired:
         raise InfraError(f"QEMU did not daemonize within {START_TIMEOUT:.0f}s") from None
     except FileNotFoundError:
-        raise InfraError(f"{QEMU} is not installed (Debian package qemu-system-x86)") from None
+        owner = next((a for a in arches.ARCHES.values() if a.qemu == argv[0]), None)
+        package = f" (Debian package {owner.qemu_package})" if owner else ""
+        raise InfraError(f"{argv[0]} is not installed{package}") from None
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
         if "could not set up host forwarding" in result.stderr.lower():
@@ -151,7 +187,7 @@ def processes_in(folder: Path) -> dict[int, Path]:
     prefix = str(folder) + os.sep
     for proc in Path("/proc").iterdir():
         argv = live_argv(int(proc.name)) if proc.name.isdigit() else None
-        if not argv or not argv[0].endswith(QEMU):
+        if not argv or not argv[0].endswith(arches.qemu_binaries()):
             continue
         pidfile = _pidfile_of(argv)
         if pidfile is not None and pidfile.startswith(prefix):

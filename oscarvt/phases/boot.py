@@ -9,6 +9,7 @@ from pathlib import Path
 
 from oscarvt import events, network
 from oscarvt.accel import choose_accel
+from oscarvt.arches import arch
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, ProductError
@@ -138,7 +139,7 @@ def ensure_accel(cluster: ClusterDir, state: ClusterState) -> str:
     """The cluster's accelerator, chosen once (KVM probe) and kept in the state."""
     if state.accel is None:
         spec = cluster.spec(state)
-        choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe)
+        choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe, arch(spec.template.arch))
         state.accel = Accel(choice.name, choice.reason)
         cluster.save(state)
         progress(f"accelerator: {choice.name.upper()} ({choice.reason})")

@@ -64,17 +64,17 @@ def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
         tap = network.tap_name(cluster_id, vm.index)
         private = Nic(BRIDGED_TAP, vm.mac, Network(bridge.name, bridge=bridge.name, tap=tap))
     vm_type = "Kvm" if spec.accel == "kvm" else "Qemu"
+    t = spec.template
     if vm.role == "headnode":
-        t = spec.template
         return Profile(
             name=name, type=vm_type, cpu=spec.headnode.cpus, memory=spec.headnode.memory,
             image=cluster.disk_path(name), image_size=None if t.disk else SCRATCH_MB,
             nics=(Nic(NAT, network.nat_mac(cluster_id)), private),
-            boot="disk" if t.disk else None, kernel=t.kernel, initrd=t.initrd,
+            arch=t.arch, boot="disk" if t.disk else None, kernel=t.kernel, initrd=t.initrd,
             append=t.append if t.kernel else None)
     return Profile(name=name, type=vm_type, cpu=spec.nodes.cpus, memory=spec.nodes.memory,
                    image=cluster.disk_path(name), image_size=size_mb(spec.nodes.disk),
-                   nics=(private,), boot=spec.nodes.boot)
+                   nics=(private,), arch=t.arch, boot=spec.nodes.boot)
 
 
 def _lan_text(spec: ClusterSpec, cluster_id: int, bridge: Bridge | None) -> str:
