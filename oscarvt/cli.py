@@ -152,12 +152,14 @@ def _image_build(args: argparse.Namespace) -> str:
     import yaml
 
     from oscarvt.image import build_template
+    log.use_stream(sys.stderr)  # stdout carries the spec lines alone: `image build > part.yaml` works
     if args.authorized_key is not None and not args.authorized_key.is_file():
         raise InputError(f"--authorized-key: no such file {args.authorized_key}")
     template, cached = build_template(args.suite, args.password, args.authorized_key, args.size, args.force,
-                                      args.arch)
+                                      args.arch, tuple(args.mirror))
     data = template.spec_data()
-    print(f"# {template.suite} {template.arch} headnode template in {template.folder}; a cluster spec's lines:")
+    print(f"# The {template.suite} {template.arch} headnode template in {template.folder}; a cluster spec's lines\n"
+          f"# (or, on this host: template: {{suite: {template.suite}, arch: {template.arch}}}):")
     print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000), end="")
     if "ssh" not in data:
         print("# ssh: give the private key of --authorized-key, or the --password, as ssh.key or ssh.password")
@@ -199,10 +201,13 @@ def _parser() -> argparse.ArgumentParser:
     tools = image.add_subparsers(dest="tool", required=True, metavar="TOOL")
     sub = tools.add_parser("build", help="build a Debian headnode template (cached by recipe)",
                            description="Build a Debian headnode template (qcow2, kernel, initrd), cached by recipe. "
-                           "Prints the spec lines that use it.")
+                           "Prints the spec lines that use it (YAML, on stdout; progress and verdict on stderr).")
     sub.add_argument("--suite", default="bookworm", help="Debian suite: bullseye, bookworm (default), trixie")
     sub.add_argument("--arch", default="amd64", help="amd64 (default) or arm64 (on an amd64 host: needs "
                      "qemu-user-static and binfmt-support, and takes minutes more)")
+    sub.add_argument("--mirror", action="append", default=[], metavar="URL|LINE",
+                     help="a Debian mirror URL or a 'deb URL SUITE COMPONENTS' line, repeatable (default: "
+                     "deb.debian.org with the suite's -updates and -security)")
     sub.add_argument("--password", help="root's password (default: key login only)")
     sub.add_argument("--authorized-key", type=Path, metavar="FILE",
                      help="public key for root (default: a key pair made beside the template)")

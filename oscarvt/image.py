@@ -36,6 +36,7 @@ from oscarvt import arches
 from oscarvt.cache import cache_root, cached_build, recipe_key
 from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
+from oscarvt.spec import SUITE
 from oscarvt.tools import run_tool
 
 # Every headnode's; the arch adds its kernel and its boot-media tools (arches.Arch).
@@ -55,8 +56,8 @@ KERNEL_APPEND = "root=/dev/vda rw console={console} net.ifnames=0 quiet"
 FREE_SPACE_NEEDED = 3 * 1024**3
 SIZE = re.compile(r"([1-9][0-9]{0,12})([KMGT]?)")  # mke2fs's size: bytes, or K, M, G, T
 SIZE_RANGE = (1024**3, 16 * 1024**4)  # the root needs about 1G; ext4 files on the host stop at 16T
-SUITE = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # bookworm, trixie, stable, ...
 METADATA = "template.json"
+MIRROR = re.compile(r"(?:deb(?: \[[^]\x00-\x1f]*\])? )?(?:https?|file)://[^\s\x00-\x1f]+(?: [a-z0-9][a-z0-9./-]*)*")
 PUBLIC_KEY = re.compile(r"(?:\S+\s+)?(?:ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-\S+)\s+[A-Za-z0-9+/]+=*(?:\s.*)?")
 
 HOSTKEYS_UNIT = """[Unit]
@@ -140,13 +141,19 @@ class Template:
 
 def build_template(suite: str = "bookworm", password: str | None = None,
                    authorized_key: Path | None = None, size: str = "8G",
-                   force: bool = False, arch: str = arches.DEFAULT) -> tuple[Template, bool]:
-    """Build (or take from the cache) a headnode template; return it and whether it was cached."""
-    public_key = _check_recipe(suite, password, authorized_key, size, arch)
+                   force: bool = False, arch: str = arches.DEFAULT,
+                   mirrors: tuple[str, ...] = ()) -> tuple[Template, bool]:
+    """Build (or take from the cache) a headnode template; return it and whether it was cached.
+
+    ``mirrors``: mmdebstrap's mirror arguments (URLs or ``deb URL SUITE COMPONENTS`` lines);
+    none: Debian's own, with the suite's -updates and -security.
+    """
+    public_key = _check_recipe(suite, password, authorized_key, size, arch, mirrors)
     secret = hashlib.sha256((password or "").encode()).hexdigest()
-    key = recipe_key(Path(__file__).read_text(), suite, arch, secret, public_key or "", size)
+    key = recipe_key(Path(__file__).read_text(), suite, arch, secret, public_key or "", size, *mirrors)
     folder, cached = cached_build(
-        "templates", key, lambda out: _build(out, suite, arches.arch(arch), password, public_key, size), force)
+        "templates", key, lambda out: _build(out, suite, arches.arch(arch), password, public_key, size, mirrors),
+        force)
     _link_target(folder, suite, arch)
     return Template(folder), cached
 
@@ -170,12 +177,15 @@ def _link_target(folder: Path, suite: str, arch: str) -> None:
 
 
 def _check_recipe(suite: str, password: str | None, authorized_key: Path | None, size: str,
-                  arch: str) -> str | None:
+                  arch: str, mirrors: tuple[str, ...]) -> str | None:
     """Check the flags before the cache or mmdebstrap is touched; return the public key's text."""
     if not SUITE.fullmatch(suite):
         raise InputError(f"--suite must be a Debian suite name like bookworm, not {shown(suite)}")
     if arch not in arches.ARCHES:
         raise InputError(f"--arch must be one of {', '.join(arches.ARCHES)}, not {shown(arch)}")
+    for mirror in mirrors:
+        if not MIRROR.fullmatch(mirror):
+            raise InputError(f"--mirror must be a URL or a 'deb URL SUITE COMPONENT...' line, not {shown(mirror)}")
     match = SIZE.fullmatch(size)
     if match is None or not SIZE_RANGE[0] <= int(match.group(1)) * 1024 ** " KMGT".index(match.group(2) or " ") \
             <= SIZE_RANGE[1]:
@@ -195,7 +205,7 @@ def _check_recipe(suite: str, password: str | None, authorized_key: Path | None,
 
 
 def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, public_key: str | None,
-           size: str) -> None:
+           size: str, mirrors: tuple[str, ...]) -> None:
     _check_free_space(out.parent)
     if not arch.native():
         _check_emulation(arch)
@@ -203,9 +213,12 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
     packages = [*PACKAGES, arch.kernel_package, *arch.boot_packages]
     how_long = "about a minute" if arch.native() else "10 to 20 minutes: its scripts run emulated"
     progress(f"mmdebstrap {suite} {arch.name}: {len(packages)} packages and their dependencies ({how_long})")
-    run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--architectures={arch.name}",
-              f"--include={','.join(packages)}", suite, str(root)],
-             "mmdebstrap", hint="is the Debian package registry reachable?")
+    try:
+        run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--architectures={arch.name}",
+                  f"--include={','.join(packages)}", suite, str(root), *mirrors],
+                 "mmdebstrap", hint="is the Debian package registry reachable?")
+    finally:  # mmdebstrap killed mid-way leaves /proc, /sys, /dev/pts mounted in the root
+        unmount_below(root)
     progress("setting up the root: login, SSH host keys per clone, NAT NIC, masked services")
     _set_up_root(root, out, password, public_key)
     for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
@@ -223,6 +236,23 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
     shutil.rmtree(root)
     append = KERNEL_APPEND.format(console=arch.console)
     _write(out / METADATA, json.dumps({"suite": suite, "arch": arch.name, "append": append}, indent=2) + "\n")
+
+
+def unmount_below(folder: Path) -> None:
+    """Unmount every file system mounted at or below ``folder``, deepest first, so it can be removed."""
+    prefix = str(folder.resolve()) if folder.exists() else str(folder)
+    try:
+        table = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    points = [_unescape(line.split()[4]) for line in table if len(line.split()) > 4]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True):
+        run_tool(["umount", "--lazy", point], "umount")
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo field as a path: ``\\040`` is a space, and so on (octal escapes)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _check_emulation(arch: arches.Arch) -> None:

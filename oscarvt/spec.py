@@ -3,6 +3,9 @@
 Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.key``)::
 
     template:                 # or just: template: /path/headnode.qcow2
+      suite: bookworm                         # a template 'oscarvt image build' made on this host:
+      arch: amd64                             #   suite and arch find it (then no disk/kernel/initrd)
+    template:                 # or the files themselves:
       disk: /var/cache/oscarvt/headnode.qcow2
       kernel: /var/cache/oscarvt/vmlinuz      # direct kernel boot (optional)
       initrd: /var/cache/oscarvt/initrd.img
@@ -17,7 +20,8 @@ Example (every key optional but ``template`` and one of ``ssh.password``/``ssh.k
     oscar: {dir: /opt/oscar, domain: oscardomain, install_mode: Rsync, bootcd: /tmp/oscar_bootcd.iso}
 
 Relative paths are taken from the spec file's folder. Unknown keys and bad
-values are errors that name the file and the key.
+values are errors that name the file and the key. A template found by suite and arch
+also gives ``ssh.key`` when the spec names no credentials (the key made beside it).
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from typing import Any
 import yaml
 
 from oscarvt import arches
-from oscarvt.errors import InputError, shown
+from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.oscar_menus import INSTALL_MODES
 
 BOOT_METHODS = ("cdrom", "network", "disk")
 SIZE = re.compile(r"([1-9][0-9]{0,15})([KMGT]?)")
 REMOVED_KEYS = {"oscar.image": "OSCAR's define-clients step takes the first image it built; "
                                "name the image in a buildimage answer file (--inputs) instead"}
+SUITE = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # bookworm, trixie, stable, ...
 NAT_SUBNET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user-mode networking
 MAX_MEMORY = 1024 * 1024  # MiB
 MAX_CPUS = 255            # QEMU's pc machine
@@ -54,6 +59,7 @@ class Template:
     initrd: Path | None = None
     append: str | None = None  # the kernel's command line; None: the arch's serial console only
     arch: str = arches.DEFAULT
+    suite: str | None = None   # find the template built for (suite, arch) on this host instead
 
 
 @dataclass(frozen=True)
@@ -236,12 +242,17 @@ def _section(cls: type, raw: Any, name: str) -> Any:
 
 def _check(spec: ClusterSpec) -> ClusterSpec:
     t = spec.template
-    if t.disk is None and t.kernel is None:
-        raise InputError("key 'template' needs 'disk' or 'kernel'")
+    if t.suite is not None and (t.disk or t.kernel or t.initrd):
+        raise InputError("key 'template' names a built template by 'suite' and 'arch', or its files "
+                         "('disk', 'kernel', 'initrd'), not both")
+    if t.suite is not None and not SUITE.fullmatch(t.suite):
+        raise InputError(f"key 'template.suite' must be a Debian suite name like bookworm, not {shown(t.suite)}")
+    if t.suite is None and t.disk is None and t.kernel is None:
+        raise InputError("key 'template' needs 'disk' or 'kernel' (or 'suite' and 'arch')")
     if t.initrd is not None and t.kernel is None:
         raise InputError("key 'template.initrd' needs 'template.kernel'")
     _choice(t.arch, tuple(arches.ARCHES), "template.arch")
-    if t.append is None:
+    if t.append is None and t.suite is None:  # a built template brings its own
         spec = replace(spec, template=replace(t, append=f"console={arches.arch(t.arch).console}"))
     limits = spec.timeouts
     for key, value, low, high in [
@@ -288,7 +299,7 @@ def _check(spec: ClusterSpec) -> ClusterSpec:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
         raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(spec.oscar.domain)}")
     _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
-    if spec.ssh.password is None and spec.ssh.key is None:
+    if spec.ssh.password is None and spec.ssh.key is None and t.suite is None:
         raise InputError("key 'ssh' needs 'password' or 'key'")
     return spec
 
@@ -311,11 +322,34 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
             raise InputError(f"key '{key}': no such file {path}")
         return path
 
+    if spec.template.suite is not None and check_files:
+        spec = _built_template(spec)
     t = spec.template
     template = Template(resolve(t.disk, "template.disk"), resolve(t.kernel, "template.kernel"),
-                        resolve(t.initrd, "template.initrd"), t.append, t.arch)
+                        resolve(t.initrd, "template.initrd"), t.append, t.arch, t.suite)
     ssh = Ssh(spec.ssh.user, spec.ssh.password, resolve(spec.ssh.key, "ssh.key"))
     return replace(spec, template=template, ssh=ssh)
+
+
+def _built_template(spec: ClusterSpec) -> ClusterSpec:
+    """The spec with the files of the template built for its (suite, arch) on this host, and its key
+    as ``ssh.key`` unless the spec gives credentials."""
+    from oscarvt.image import find_template
+
+    t = spec.template
+    assert t.suite is not None
+    try:
+        built = find_template(t.suite, t.arch)
+        append = t.append or built.append
+    except OscarvtError as exc:
+        raise InputError(f"key 'template': {exc}") from None
+    ssh = spec.ssh
+    if ssh.password is None and ssh.key is None:
+        if not built.key.exists():
+            raise InputError(f"key 'ssh' needs 'password' or 'key': the {t.suite} {t.arch} template "
+                             f"({built.folder}) was built with your own key or password")
+        ssh = replace(ssh, key=built.key)
+    return replace(spec, ssh=ssh, template=Template(built.disk, built.kernel, built.initrd, append, t.arch, t.suite))
 
 
 def _mapping(raw: Any, name: str) -> dict[str, Any]:

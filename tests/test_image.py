@@ -8,34 +8,54 @@ find it in the cache, and a build that cannot reach the registry must fail clean
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from conftest import in_private_netns, oscarvt, write_spec
 
 from oscarvt import image
 from oscarvt.errors import OscarvtError
+from oscarvt.spec import spec_from_dict
 
 pytestmark = pytest.mark.vm
 
 
-def template_lines(output: str) -> dict[str, str]:
-    """The ``key: value`` lines ``image build`` prints for the spec."""
-    found = {}
-    for line in output.splitlines():
-        key, _, value = line.strip().partition(": ")
-        if key in ("disk", "kernel", "initrd", "append", "template"):
-            found[key] = value
-    return found
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, str]:
-    result = oscarvt("image", "build")
+def make_targets() -> list[tuple[str, str]]:
+    """The (suite, arch) of each template ``make test`` builds first: the Makefile's TEMPLATES."""
+    line = re.search(r"^TEMPLATES \?= (.*)$", MAKEFILE.read_text(), re.M)
+    assert line is not None
+    return [tuple(target.split(":")) for target in line.group(1).split()]  # type: ignore[misc]
+
+
+def make_mirrors() -> dict[str, list[str]]:
+    """The ``--mirror`` flags the Makefile gives a suite's build (MIRRORS_<suite>): part of the recipe."""
+    makefile = MAKEFILE.read_text().replace("\\\n", " ")
+    return {suite: shlex.split(flags) for suite, flags in re.findall(r"^MIRRORS_(\w+) \?= (.*)$", makefile, re.M)}
+
+
+TARGETS = make_targets()
+MIRRORS = make_mirrors()
+
+
+@pytest.fixture(scope="module", params=TARGETS, ids=[f"{s}-{a}" for s, a in TARGETS])
+def template(request) -> dict[str, Any]:
+    """The spec lines ``image build`` prints for one target, found in the cache."""
+    suite, arch = request.param
+    result = oscarvt("image", "build", "--suite", suite, "--arch", arch, *MIRRORS.get(suite, ()))
     assert result.returncode == 0, result.output
-    assert result.last_line.endswith("(from the cache)"), "run 'make test', which builds the template first"
-    return template_lines(result.stdout)
+    assert result.last_line.endswith("(from the cache)"), "run 'make test', which builds the templates first"
+    lines = yaml.safe_load(result.stdout)
+    assert lines["template"]["arch"] == arch
+    return lines
 
 
 def sha256(path: str | Path) -> str:
@@ -44,7 +64,7 @@ def sha256(path: str | Path) -> str:
 
 def test_template_has_no_ssh_host_keys(template, tmp_path):
     raw = tmp_path / "root.raw"
-    subprocess.run(["qemu-img", "convert", "-O", "raw", template["disk"], str(raw)], check=True)
+    subprocess.run(["qemu-img", "convert", "-O", "raw", template["template"]["disk"], str(raw)], check=True)
     listing = subprocess.run(["debugfs", "-R", "ls /etc/ssh", str(raw)],
                              capture_output=True, text=True, check=True).stdout
     assert "sshd_config" in listing
@@ -52,25 +72,50 @@ def test_template_has_no_ssh_host_keys(template, tmp_path):
 
 
 def test_headnode_from_the_template_boots_and_answers_ssh(template, clusters, tmp_path):
-    before = sha256(template["disk"])
-    key = Path(template["template"]) / "id_ecdsa"
-    spec = write_spec(tmp_path / "spec.yaml", {
-        "template": {k: template[k] for k in ("disk", "kernel", "initrd", "append")},
-        "nodes": {"count": 0}, "ssh": {"key": str(key)}, "accel": "tcg"})
+    """The lines ``image build`` printed, pasted into a spec as they are, boot a headnode."""
+    before = sha256(template["template"]["disk"])
+    spec = tmp_path / "spec.yaml"
+    printed = oscarvt("image", "build", "--suite", template_suite(template), "--arch", template["template"]["arch"],
+                      *MIRRORS.get(template_suite(template), ())).stdout
+    spec.write_text(printed + "nodes: {count: 0}\naccel: tcg\n")
     cluster = clusters(tmp_path / "c")
     assert oscarvt("copy-vm-image", "--cluster", cluster.path, "--spec", spec).returncode == 0
     boot = oscarvt("boot-headnode", "--cluster", cluster.path)
     assert boot.returncode == 0, boot.output
     result = oscarvt("ssh", "--cluster", cluster.path, "headnode", "--",
                      "ls /etc/ssh/ssh_host_ed25519_key && git --version && svn --version --quiet"
-                     " && rsync --version | head -1 && systemctl is-system-running --wait")
+                     " && rsync --version | head -1 && dpkg --print-architecture && . /etc/os-release"
+                     " && echo $VERSION_CODENAME && systemctl is-system-running --wait")
     assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "/etc/ssh/ssh_host_ed25519_key"
     assert lines[1].startswith("git version ")
-    assert lines[-1] == "running"
+    assert lines[-3:] == [template["template"]["arch"], template_suite(template), "running"]
     assert oscarvt("destroy", "--cluster", cluster.path).returncode == 0
-    assert sha256(template["disk"]) == before
+    assert sha256(template["template"]["disk"]) == before
+
+
+def template_suite(lines: dict[str, Any]) -> str:
+    return json.loads((Path(lines["template"]["disk"]).parent / "template.json").read_text())["suite"]
+
+
+def test_a_spec_finds_the_template_by_suite_and_arch(template, tmp_path):
+    suite, arch = template_suite(template), template["template"]["arch"]
+    spec = spec_from_dict({"template": {"suite": suite, "arch": arch}}, tmp_path)
+    assert str(spec.template.disk) == template["template"]["disk"]
+    assert (str(spec.template.kernel), spec.template.append) == (template["template"]["kernel"],
+                                                                  template["template"]["append"])
+    assert str(spec.ssh.key) == template["ssh"]["key"]
+
+
+def test_a_target_without_a_template_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("OSCARVT_CACHE", str(tmp_path / "cache"))
+    spec = write_spec(tmp_path / "spec.yaml", {"template": {"suite": "trixie", "arch": "arm64"}})
+    result = oscarvt("copy-vm-image", "--cluster", tmp_path / "c", "--spec", spec)
+    assert result.returncode == 2
+    assert result.output.strip() == (f"FAIL: copy-vm-image: bad input: {spec}: key 'template': no trixie arm64 "
+                                     "template on this host: run 'oscarvt image build --suite trixie --arch arm64'")
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.skipif(not in_private_netns(), reason="needs the test namespace, where no registry is reachable")
