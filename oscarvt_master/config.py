@@ -69,16 +69,19 @@ def change_sources(settings: Settings) -> list[Any]:
 
 
 def all_schedulers(settings: Settings) -> list[Any]:
-    """Per repository a commit and a nightly scheduler; one force scheduler with the build options."""
+    """Per repository a commit scheduler (the builders commits build) and a nightly one (all its
+    builders); one force scheduler with the build options."""
     found: list[Any] = []
     for repo in settings.repositories:
         names = [b.name for b in settings.builders if b.repository == repo.name]
         if not names:
             continue
         branch = repo.branch if repo.vcs == "git" else None
-        found.append(schedulers.SingleBranchScheduler(
-            name=f"commit-{repo.name}", builderNames=names, treeStableTimer=None,
-            change_filter=util.ChangeFilter(repository=repo.url, branch=branch)))
+        on_commit = [b.name for b in settings.builders if b.repository == repo.name and b.commit]
+        if on_commit:
+            found.append(schedulers.SingleBranchScheduler(
+                name=f"commit-{repo.name}", builderNames=on_commit, treeStableTimer=None,
+                change_filter=util.ChangeFilter(repository=repo.url, branch=branch)))
         found.append(schedulers.Nightly(name=f"nightly-{repo.name}", builderNames=names, branch=branch,
                                         hour=settings.nightly["hour"], minute=settings.nightly["minute"]))
     found.append(schedulers.ForceScheduler(

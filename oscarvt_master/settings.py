@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from oscarvt.arches import ARCHES
 from oscarvt.errors import InputError, OscarvtError, shown
-from oscarvt.spec import read_yaml, spec_from_dict
+from oscarvt.spec import SUITE, read_yaml, spec_from_dict
+from oscarvt_master.matrix import AXES, Cell, commit_cells, expand
 
 BOOTS = ("cdrom", "network")
 MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "cancelled", "change")
@@ -46,6 +48,12 @@ class Repository:
 class Worker:
     name: str
     max_clusters: int = 1  # virtual clusters this host runs at once (a worker lock)
+    arches: tuple[str, ...] = ("amd64",)  # the architectures of the templates this host has
+    kvm: bool = False      # whether this host's guests run under KVM (specs with accel: kvm need it)
+
+    def runs(self, arch: str, spec: dict[str, Any]) -> bool:
+        """Whether this host can run a cluster of ``arch`` with ``spec``."""
+        return arch in self.arches and (spec.get("accel") != "kvm" or self.kvm)
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,7 @@ class Builder:
     arch: str = "amd64"
     nodes: int = 2
     boot: str = "cdrom"
+    commit: bool = True  # whether commits build it (the nightly builds every builder)
 
 
 @dataclass(frozen=True)
@@ -104,18 +113,22 @@ def load_settings(path: Path) -> Settings:
 
 def settings_from_dict(data: Any) -> Settings:
     top = _mapping(data, "settings")
-    known = {"title", "url", "repositories", "builders", "workers", "www_port", "worker_port", "db_url",
+    known = {"title", "url", "repositories", "builders", "matrix", "workers", "www_port", "worker_port", "db_url",
              "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url", "retries",
              "www_listen", "worker_listen", "logs_listen", "change_hook"}
     _no_unknown(top, known, "")
-    for key in ("title", "url", "repositories", "builders", "workers"):
+    for key in ("title", "url", "repositories", "workers"):
         if key not in top:
             raise SettingsError(f"key '{key}' is required")
+    if "builders" not in top and "matrix" not in top:
+        raise SettingsError("key 'matrix' or 'builders' is required")
     repositories = [_repository(r, f"repositories[{i}]")
                     for i, r in enumerate(_list(top["repositories"], "repositories"))]
     workers = [_worker(w, f"workers[{i}]") for i, w in enumerate(_list(top["workers"], "workers"))]
     builders = [_builder(b, f"builders[{i}]", repositories, workers)
-                for i, b in enumerate(_list(top["builders"], "builders"))]
+                for i, b in enumerate(_list(top.get("builders", []), "builders"))]
+    if top.get("matrix") is not None:
+        builders += _matrix(top["matrix"], repositories, workers)
     for kind, items in (("repositories", repositories), ("workers", workers), ("builders", builders)):
         names = [item.name for item in items]
         if len(set(names)) != len(names):
@@ -212,11 +225,83 @@ def _worker(raw: Any, key: str) -> Worker:
         raise SettingsError(f"key '{key}.password': passwords go in the secrets folder "
                             f"(file worker-{name if isinstance(name, str) and _NAME.fullmatch(name) else 'NAME'}), "
                             "never in this file")
-    _no_unknown(values, {"name", "max_clusters"}, f"{key}.")
+    _no_unknown(values, {"name", "max_clusters", "arches", "kvm"}, f"{key}.")
     count = _int(values.get("max_clusters", 1), f"{key}.max_clusters")
     if count < 1:
         raise SettingsError(f"key '{key}.max_clusters' must be at least 1")
-    return Worker(_name(values.get("name"), f"{key}.name"), count)
+    arches = tuple(_choices(values.get("arches", ["amd64"]), tuple(ARCHES), f"{key}.arches"))
+    if not arches:
+        raise SettingsError(f"key '{key}.arches' must name at least one of {', '.join(ARCHES)}")
+    return Worker(_name(values.get("name"), f"{key}.name"), count, arches, _bool(values.get("kvm", False),
+                                                                                f"{key}.kvm"))
+
+
+def _choices(raw: Any, allowed: tuple[str, ...], key: str) -> list[str]:
+    """A list of values from ``allowed``, each once."""
+    values = _list(raw, key)
+    for value in values:
+        if value not in allowed:
+            raise SettingsError(f"key '{key}': {shown(value)} is not one of {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise SettingsError(f"key '{key}' names a value twice")
+    return values
+
+
+def _matrix(raw: Any, repositories: list[Repository], workers: list[Worker]) -> list[Builder]:
+    """The builders of the ``matrix`` section: one per cell (see ``oscarvt_master.matrix``)."""
+    values = _mapping(raw, "matrix")
+    _no_unknown(values, {"repository", "suites", "arches", "boots", "exclude", "commit", "nodes", "spec"}, "matrix.")
+    repository = _text(values.get("repository"), "matrix.repository")
+    if repository not in [r.name for r in repositories]:
+        raise SettingsError(f"key 'matrix.repository': no repository named {shown(repository)}")
+    suites = _list(values.get("suites", ["bookworm"]), "matrix.suites")
+    for suite in suites:
+        if not isinstance(suite, str) or not SUITE.fullmatch(suite):
+            raise SettingsError(f"key 'matrix.suites': {shown(suite)} is not a Debian suite name like bookworm")
+    arches = _choices(values.get("arches", ["amd64"]), tuple(ARCHES), "matrix.arches")
+    boots = _choices(values.get("boots", ["cdrom"]), BOOTS, "matrix.boots")
+    exclude = _patterns(values.get("exclude", []), "matrix.exclude")
+    cells = expand(suites, arches, boots, exclude)
+    if not cells:
+        raise SettingsError("key 'matrix.exclude' leaves no cell to build")
+    chosen = _patterns(values["commit"], "matrix.commit") if values.get("commit") is not None else None
+    for i, pattern in enumerate(chosen or []):
+        if not any(cell.matches(pattern) for cell in cells):
+            raise SettingsError(f"key 'matrix.commit[{i}]' matches no cell of the matrix")
+    on_commit = commit_cells(cells, chosen)
+    nodes = _int(values.get("nodes", 2), "matrix.nodes")
+    if not 1 <= nodes <= 250:
+        raise SettingsError(f"key 'matrix.nodes' must be 1 to 250, not {shown(nodes)}")
+    base = _mapping(values.get("spec", {}), "matrix.spec")
+    if "template" in base:
+        raise SettingsError("key 'matrix.spec.template': the matrix sets the template of each cell (suite, arch)")
+    return [_cell_builder(cell, repository, base, nodes, cell.name in on_commit, workers) for cell in cells]
+
+
+def _cell_builder(cell: Cell, repository: str, base: dict[str, Any], nodes: int, commit: bool,
+                  workers: list[Worker]) -> Builder:
+    spec = {**base, "template": {"suite": cell.suite, "arch": cell.arch}}
+    try:
+        spec_from_dict(spec, Path("/"), check_files=False)
+    except OscarvtError as exc:
+        raise SettingsError(f"key 'matrix.spec': {exc}") from None
+    able = [w.name for w in workers if w.runs(cell.arch, spec)]
+    if not able:
+        raise SettingsError(f"key 'matrix': no worker runs the cell {cell.name} "
+                            f"(workers[].arches{', kvm' if spec.get('accel') == 'kvm' else ''})")
+    return Builder(cell.name, repository, able, spec, cell.distribution, cell.arch, nodes, cell.boot, commit)
+
+
+def _patterns(raw: Any, key: str) -> list[dict[str, str]]:
+    """Cell patterns: mappings of some of suite, arch, boot to a value."""
+    patterns = []
+    for i, item in enumerate(_list(raw, key)):
+        pattern = _mapping(item, f"{key}[{i}]")
+        _no_unknown(pattern, set(AXES), f"{key}[{i}].")
+        if not pattern:
+            raise SettingsError(f"key '{key}[{i}]' must name at least one of {', '.join(AXES)}")
+        patterns.append({axis: _text(value, f"{key}[{i}].{axis}") for axis, value in pattern.items()})
+    return patterns
 
 
 def _builder(raw: Any, key: str, repositories: list[Repository], workers: list[Worker]) -> Builder:
@@ -237,12 +322,19 @@ def _builder(raw: Any, key: str, repositories: list[Repository], workers: list[W
         raise SettingsError(f"key '{key}.nodes' must be 1 to 250, not {shown(nodes)}")
     spec = _mapping(values.get("spec"), f"{key}.spec")
     try:
-        spec_from_dict(spec, Path("/"), check_files=False)
+        checked = spec_from_dict(spec, Path("/"), check_files=False)
     except OscarvtError as exc:
         raise SettingsError(f"key '{key}.spec': {exc}") from None
+    arch = checked.template.arch
+    if values.get("arch", arch) != arch:
+        raise SettingsError(f"key '{key}.arch' is {shown(values['arch'])}, but its spec's template.arch is {arch}")
+    for worker in workers:
+        if worker.name in names and not worker.runs(arch, spec):
+            raise SettingsError(f"key '{key}.workers': {worker.name} does not run {arch} clusters"
+                                f"{' under KVM' if spec.get('accel') == 'kvm' else ''} (its arches: "
+                                f"{', '.join(worker.arches)}{'' if worker.kvm else ', no kvm'})")
     return Builder(_name(values.get("name"), f"{key}.name"), repository, names, spec,
-                   _text(values.get("distribution", "debian-12"), f"{key}.distribution"),
-                   _text(values.get("arch", "amd64"), f"{key}.arch"), nodes, boot)
+                   _text(values.get("distribution", "debian-12"), f"{key}.distribution"), arch, nodes, boot)
 
 
 def _mail(raw: Any) -> Mail:

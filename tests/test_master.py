@@ -12,6 +12,7 @@ import pytest
 import yaml
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
 
+from oscarvt_master.config import master_config
 from oscarvt_master.reporters import HarnessMail, ProductMail
 from oscarvt_master.secret_files import hashed_line
 from oscarvt_master.settings import SettingsError, settings_from_dict
@@ -107,3 +108,76 @@ def test_mail_goes_to_whom_the_blame_names(results, properties, developers, admi
     build = {"results": results, "properties": properties, "prev_build": None}
     assert ProductMail(mode="all").is_message_needed_by_results(build) is developers
     assert HarnessMail().is_message_needed_by_results(build) is admins
+
+
+# ---------------------------------------------------------------- the matrix
+
+
+def test_the_example_matrix_is_a_builder_per_cell():
+    settings = settings_from_dict(example())
+    cells = {b.name: b for b in settings.builders if b.name != "bookworm-amd64-4nodes-bigger"}
+    assert list(cells) == ["bullseye-amd64-cdrom", "bookworm-amd64-cdrom", "bookworm-amd64-network",
+                           "trixie-amd64-cdrom", "trixie-amd64-network"]  # bullseye network excluded
+    trixie = cells["trixie-amd64-network"]
+    assert (trixie.distribution, trixie.arch, trixie.boot, trixie.nodes) == ("debian-13", "amd64", "network", 2)
+    assert trixie.spec == {"nodes": {"memory": 384, "disk": "1G"}, "template": {"suite": "trixie", "arch": "amd64"}}
+    assert [name for name, b in cells.items() if b.commit] == ["bookworm-amd64-cdrom", "bookworm-amd64-network"]
+
+
+def two_hosts() -> dict:
+    settings = example()
+    settings["workers"] = [{"name": "hv1", "arches": ["amd64"]},
+                           {"name": "hv2", "arches": ["amd64", "arm64"], "max_clusters": 2}]
+    settings["matrix"] = {"repository": "oscar", "suites": ["bookworm", "trixie"], "arches": ["amd64", "arm64"]}
+    del settings["builders"]
+    return settings
+
+
+def test_cells_go_to_the_workers_that_run_their_arch_and_commits_build_one_per_arch(tmp_path):
+    settings = settings_from_dict(two_hosts())
+    assert {b.name: (b.workers, b.commit) for b in settings.builders} == {
+        "bookworm-amd64-cdrom": (["hv1", "hv2"], True), "bookworm-arm64-cdrom": (["hv2"], True),
+        "trixie-amd64-cdrom": (["hv1", "hv2"], False), "trixie-arm64-cdrom": (["hv2"], False)}
+    folder = master_dir(tmp_path, two_hosts())
+    (folder / "secrets" / "worker-hv2").write_text("another-password")
+    (folder / "secrets" / "worker-hv2").chmod(0o600)
+    config = master_config(folder / "settings.yaml", folder)
+    names = {s.name: sorted(s.builderNames) for s in config["schedulers"]}
+    assert names["commit-oscar"] == ["bookworm-amd64-cdrom", "bookworm-arm64-cdrom"]
+    assert names["nightly-oscar"] == sorted(b.name for b in settings.builders)
+    assert {b.name: b.workernames for b in config["builders"]}["trixie-arm64-cdrom"] == ["hv2"]
+    lock = config["builders"][0].locks[0].lockid
+    assert (lock.maxCount, lock.maxCountForWorker) == (1, {"hv1": 1, "hv2": 2})
+    result = checkconfig(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s["workers"][1].update(arches=["sparc"]), "key 'workers[1].arches': 'sparc' is not one of amd64, arm64"),
+    (lambda s: s["workers"][1].update(arches=["amd64"]),
+     "key 'matrix': no worker runs the cell bookworm-arm64-cdrom (workers[].arches)"),
+    (lambda s: s["matrix"].update(spec={"accel": "kvm"}),
+     "key 'matrix': no worker runs the cell bookworm-amd64-cdrom (workers[].arches, kvm)"),
+    (lambda s: s["matrix"].update(spec={"template": "/x.qcow2"}),
+     "key 'matrix.spec.template': the matrix sets the template of each cell (suite, arch)"),
+    (lambda s: s["matrix"].update(exclude=[{"boot": "cdrom"}]), "key 'matrix.exclude' leaves no cell to build"),
+    (lambda s: s["matrix"].update(commit=[{"suite": "sid"}]), "key 'matrix.commit[0]' matches no cell of the matrix"),
+    (lambda s: s["matrix"].update(exclude=[{"colour": "red"}]), "unknown key 'matrix.exclude[0].colour'"),
+    (lambda s: s["matrix"].update(boots=["cdrom", "cdrom"]), "key 'matrix.boots' names a value twice"),
+    (lambda s: s["matrix"].update(suites=["Bookworm!"]),
+     "key 'matrix.suites': 'Bookworm!' is not a Debian suite name like bookworm"),
+    (lambda s: s["matrix"].update(spec={"nodes": {"count": "two"}}),
+     "key 'matrix.spec': key 'nodes.count' must be a whole number, not 'two'"),
+    (lambda s: s.pop("matrix"), "key 'matrix' or 'builders' is required"),
+    (lambda s: s.update(builders=[{**example()["builders"][0], "workers": ["hv1"], "arch": "arm64"}]),
+     "key 'builders[0].arch' is 'arm64', but its spec's template.arch is amd64"),
+    (lambda s: s.update(builders=[{**{k: v for k, v in example()["builders"][0].items() if k != "arch"},
+                                   "workers": ["hv1"], "spec": {"template": {"suite": "bookworm", "arch": "arm64"}}}]),
+     "key 'builders[0].workers': hv1 does not run arm64 clusters (its arches: amd64, no kvm)"),
+])
+def test_matrix_errors_name_the_key(edit, message):
+    settings = two_hosts()
+    edit(settings)
+    with pytest.raises(SettingsError) as error:
+        settings_from_dict(settings)
+    assert str(error.value) == message
