@@ -2,14 +2,17 @@
 # Make this hypervisor host an oscarvt Buildbot worker, or (--check) only say what is missing.
 #
 #   workers/setup-worker.sh --master HOST:PORT --name NAME --password-file FILE \
+#       [--arches amd64,arm64] [--suites bullseye,bookworm,trixie] \
 #       [--user oscarvt] [--dir /var/lib/oscarvt-worker] [--no-template] \
 #       [--wheels FOLDER] [--memory-max SIZE]
-#   workers/setup-worker.sh --check
+#   workers/setup-worker.sh --check [--arches amd64,arm64]
 #
-# As root: installs the Debian packages it lacks, creates the worker's user in group kvm and its
-# folder DIR (mode 0700, everything in it private), installs oscarvt and buildbot-worker into
-# DIR/venv (from PyPI, or with --wheels only from that folder of wheels), builds the headnode
-# template as that user, creates the worker (DIR/worker; the password is copied to
+# As root: installs the Debian packages it lacks (per arch: arm64 needs qemu-system-arm and
+# qemu-efi-aarch64, and on an amd64 host qemu-user-static and binfmt-support to build its
+# templates), creates the worker's user in group kvm and its folder DIR (mode 0700, everything
+# in it private), installs oscarvt and buildbot-worker into DIR/venv (from PyPI, or with --wheels
+# only from that folder of wheels), builds a headnode template per suite and arch (default:
+# bookworm, amd64) as that user, creates the worker (DIR/worker; the password is copied to
 # DIR/worker-password, 0600), installs and enables the hardened systemd unit
 # oscarvt-worker.service (MemoryMax=SIZE with --memory-max) and starts it if systemd runs.
 # Safe to run again. The last line is the verdict.
@@ -20,6 +23,10 @@ UNIT=/etc/systemd/system/oscarvt-worker.service
 PACKAGES="python3-venv python3-pip python3-setuptools python3-wheel qemu-system-x86 qemu-utils ipxe-qemu
 busybox-static dropbear-bin xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl mmdebstrap
 e2fsprogs git subversion"
+# What each architecture adds (oscarvt/arches.py, Arch.host_packages, says the same).
+PACKAGES_arm64="qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support"
+PACKAGES_amd64=""
+arches=amd64 suites=bookworm
 master="" name="" password_file="" user=oscarvt dir=/var/lib/oscarvt-worker template=1 check=0 wheels=""
 memory_max=infinity
 
@@ -35,12 +42,21 @@ while [ $# -gt 0 ]; do
         --dir) dir=${2:-}; shift ;;
         --wheels) wheels=${2:-}; shift ;;
         --memory-max) memory_max=${2:-}; shift ;;
+        --arches) arches=${2:-}; shift ;;
+        --suites) suites=${2:-}; shift ;;
         --no-template) template=0 ;;
         --check) check=1 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) fail "unknown option '$1' (see --help)" ;;
     esac
     shift
+done
+[[ "$arches" =~ ^(amd64|arm64)(,(amd64|arm64))*$ ]] || fail "--arches must be amd64, arm64 or both (a,b), not '${arches}'"
+[[ "$suites" =~ ^[a-z][a-z0-9.-]*(,[a-z][a-z0-9.-]*)*$ ]] \
+    || fail "--suites must be Debian suite names like bookworm (a,b), not '${suites}'"
+for arch in ${arches//,/ }; do
+    extra="PACKAGES_$arch"
+    PACKAGES+=" ${!extra}"
 done
 
 # The Debian packages of $PACKAGES that are not installed, one a line.
@@ -58,6 +74,10 @@ missing() {
         echo "no /dev/kvm: virtual clusters will run under TCG (slow but they work)"
     elif id "$user" >/dev/null 2>&1 && ! id -nG "$user" | grep -qw kvm; then
         echo "user $user is not in group kvm (KVM cannot be used)"
+    fi
+    if [[ ",$arches," == *,arm64,* && "$(uname -m)" != aarch64 ]] \
+        && ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+        echo "binfmt_misc runs no arm64 programs: arm64 templates cannot be built (update-binfmts --enable qemu-aarch64)"
     fi
 }
 
@@ -138,9 +158,14 @@ wheel=$(echo "$build"/dist/oscarvt-*.whl)
         "$wheel"; } || fail "pip install of oscarvt and $worker_pin failed"
 
 if [ "$template" = 1 ]; then
-    say "headnode template (about a minute the first time)"
-    as_user "$dir/venv/bin/oscarvt" image build | tail -n 7 || fail "oscarvt image build failed"
-    say "put the template's spec lines above into the builders' spec in the master's settings"
+    for suite in ${suites//,/ }; do
+        for arch in ${arches//,/ }; do
+            say "headnode template $suite $arch (amd64: a minute; arm64 on amd64: several, emulated)"
+            as_user "$dir/venv/bin/oscarvt" image build --suite "$suite" --arch "$arch" >/dev/null \
+                || fail "oscarvt image build --suite $suite --arch $arch failed"
+        done
+    done
+    say "the master's matrix finds them by suite and arch: give this worker 'arches: [${arches//,/, }]'"
 fi
 if [ ! -f "$dir/worker/buildbot.tac" ]; then
     say "worker $name for $master"
