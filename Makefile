@@ -15,7 +15,7 @@ TEMPLATES ?= bookworm:amd64 bookworm:arm64 bullseye:amd64 trixie:amd64
 MIRRORS_bullseye ?= --mirror "deb http://deb.debian.org/debian bullseye main" \
 	--mirror "deb http://deb.debian.org/debian bullseye-updates main"
 
-.PHONY: test deps binfmt venv testguest template bench demo demo-stop demo-driver clean
+.PHONY: test deps binfmt venv testguest template bench matrix demo demo-stop demo-driver clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -59,6 +59,16 @@ test: deps venv testguest template
 # Boot times as JSON (bench/*.py), in a private network namespace too.
 bench: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done'
+
+# Every cell of the matrix end to end: every suite on amd64 and arm64, CD and network boot (hours
+# under TCG: arm64 templates take ~6 minutes each to build, arm64 clusters run emulated). The
+# tests marked `matrix` first, then bench/matrix.py: one JSON line per cell, then the sum.
+MATRIX_TEMPLATES ?= bullseye:amd64 bookworm:amd64 trixie:amd64 bullseye:arm64 bookworm:arm64 trixie:arm64
+MATRIX_LANES ?= 1
+matrix: deps venv testguest binfmt
+	$(MAKE) template TEMPLATES="$(MATRIX_TEMPLATES)"
+	unshare --net sh -c 'ip link set lo up && $(VENV)/bin/pytest -m matrix $(PYTEST_ARGS) \
+		&& $(VENV)/bin/python bench/matrix.py --boots cdrom,network --lanes $(MATRIX_LANES)'
 
 # The main job on this machine: a Buildbot master (waterfall at http://127.0.0.1:8010), a worker,
 # an SMTP sink and a build of the example suite on a virtual cluster, started by a commit.
