@@ -41,7 +41,9 @@ def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
                 disks.create_blank(profile.image, profile.image_size)
             write_profile(profile, cluster.profile_path(name))
         lan = _lan_text(spec, cluster_id, state.bridge)
-        progress(f"cluster {cluster_id:04x}: headnode + {spec.nodes.count} nodes, private LAN {lan}")
+        built = f" ({spec.template.suite} template)" if spec.template.suite else ""
+        progress(f"cluster {cluster_id:04x}: {spec.template.arch} headnode{built} + {spec.nodes.count} nodes, "
+                 f"private LAN {lan}")
     return f"{len(vms)} profiles and disks in {cluster.path}"
 
 
