@@ -163,7 +163,7 @@ class ClusterDir:
     def spec(self, state: ClusterState) -> ClusterSpec:
         """The spec the cluster was made from (its files are not required to exist still)."""
         try:
-            return spec_from_dict(state.spec, self.path, check_files=False)
+            return spec_from_dict(state.spec, self.path, check_files=False, stored=True)
         except InputError as exc:
             raise InputError(f"{self.state_file}: the spec in it: {exc}") from None
 

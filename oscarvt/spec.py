@@ -186,11 +186,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call,no-any-return]
 
 
-def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSpec:
+def spec_from_dict(data: Any, base: Path, check_files: bool = True, stored: bool = False) -> ClusterSpec:
     """Build a checked spec from parsed YAML; relative paths are resolved against ``base``.
 
-    ``check_files=False`` skips checking that the files exist (a cluster's stored spec:
-    its VMs must still be stoppable when the template has gone since).
+    ``check_files=False`` skips checking that the files exist. ``stored``: a cluster's own
+    stored spec, whose template found by suite and arch already names its files, and whose VMs
+    must still be stoppable when the template has gone since (nothing is checked on disk).
     """
     top = _mapping(data, "spec")
     if "template" not in top:
@@ -213,7 +214,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
-    return _resolve_paths(_check(spec), base, check_files)
+    return _resolve_paths(_check(spec, resolved=stored), base, check_files and not stored)
 
 
 def _section(cls: type, raw: Any, name: str) -> Any:
@@ -240,9 +241,10 @@ def _section(cls: type, raw: Any, name: str) -> Any:
     return cls(**values)
 
 
-def _check(spec: ClusterSpec) -> ClusterSpec:
+def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
+    """Check the values; ``resolved``: a stored spec, whose template found by suite has its files too."""
     t = spec.template
-    if t.suite is not None and (t.disk or t.kernel or t.initrd):
+    if t.suite is not None and (t.disk or t.kernel or t.initrd) and not resolved:
         raise InputError("key 'template' names a built template by 'suite' and 'arch', or its files "
                          "('disk', 'kernel', 'initrd'), not both")
     if t.suite is not None and not SUITE.fullmatch(t.suite):

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from oscarvt.arches import ARCHES
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -45,3 +47,5 @@ def test_make_installs_every_package_setup_worker_needs():
     script = " ".join(re.findall(r'^PACKAGES(?:_arm64)?="([^"]*)"', text, re.M)).split()
     assert "qemu-efi-aarch64" in script  # arm64's too: the test's host may set up either
     assert set(script) - make == set()
+    arm64 = re.search(r'^PACKAGES_arm64="([^"]*)"', text, re.M).group(1).split()
+    assert set(arm64) == set(ARCHES["arm64"].host_packages())  # the script and oscarvt/arches.py agree

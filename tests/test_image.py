@@ -106,6 +106,7 @@ def test_a_spec_finds_the_template_by_suite_and_arch(template, tmp_path):
     assert (str(spec.template.kernel), spec.template.append) == (template["template"]["kernel"],
                                                                   template["template"]["append"])
     assert str(spec.ssh.key) == template["ssh"]["key"]
+    assert spec_from_dict(spec.to_dict(), tmp_path, stored=True) == spec  # as a cluster's state keeps it
 
 
 def test_a_target_without_a_template_is_one_line(tmp_path, monkeypatch):
