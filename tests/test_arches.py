@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import oscarvt, write_spec
+from lxml import etree
 
 from oscarvt import arches
 from oscarvt.accel import choose_accel
@@ -143,3 +144,22 @@ def test_the_arm64_firmware_tries_the_cd_first(tmp_path, clusters):
     finally:
         qemu.stop(vm, 5)
     assert qemu.live_argv(pid) is None
+
+
+def test_an_arm64_profile_renders_for_libvirt_and_not_for_xen(tmp_path):
+    cd = tmp_path / "boot.iso"
+    path = tmp_path / "oscarnode1.xml"
+    write_profile(node(tmp_path, "cdrom", cdrom=cd), path)
+    result = oscarvt("profile", "render", "--backend", "libvirt", path)
+    assert result.returncode == 0, result.output  # checked against libvirt's own schema
+    domain = etree.fromstring(result.stdout.encode())
+    assert domain.find("os/type").attrib == {"arch": "aarch64", "machine": "virt"}
+    assert domain.findtext("os/loader") == str(ARM64.firmware) and domain.find("os/boot") is None
+    assert domain.findtext("cpu/model") == "cortex-a57"
+    cdrom = domain.find("devices/disk[@device='cdrom']")
+    assert cdrom.find("target").attrib == {"dev": "sda", "bus": "scsi"} and cdrom.find("boot").get("order") == "1"
+    assert domain.find("devices/controller").attrib == {"type": "scsi", "model": "virtio-scsi"}
+    xen = oscarvt("profile", "render", "--backend", "xen", path)
+    assert xen.returncode == 2
+    assert xen.last_line == ("FAIL: profile render: bad input: profile oscarnode1: the Xen back end renders HVM "
+                             "guests, which are amd64 only, not arm64")

@@ -2,7 +2,9 @@
 
 NIC types map to libvirt interfaces: ``TUN/TAP+NAT`` -> ``user``, ``VLAN`` ->
 ``mcast`` (the profile's group and port), ``BRIDGED_TAP``/``TUN/TAP`` -> ``bridge``.
-The schema is the one Debian's libvirt0 package installs.
+The schema is the one Debian's libvirt0 package installs. An arm64 profile becomes an
+``aarch64`` domain on the ``virt`` machine with the UEFI firmware as its loader; the boot
+device is then given per device (``<boot order="1"/>``, QEMU's bootindex), the CD on SCSI.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from oscarvt import disks
+from oscarvt import arches, disks
 from oscarvt.errors import InfraError, InputError
 from oscarvt.profile import NAT, VLAN, Profile
 
@@ -26,8 +28,11 @@ def render_libvirt(profile: Profile) -> str:
     _sub(domain, "name", profile.name)
     _sub(domain, "memory", profile.memory or 512, unit="MiB")
     _sub(domain, "vcpu", profile.cpu or 1)
+    arch = arches.arch(profile.arch)
     os_element = _sub(domain, "os")
-    _sub(os_element, "type", "hvm", arch="x86_64", machine="pc")
+    machine = arch.machine.split(",")[0] if arch.machine else "pc"
+    _sub(os_element, "type", "hvm", arch=arch.machine_name, machine=machine)
+    by_index = None
     if profile.kernel is not None:
         _sub(os_element, "kernel", profile.kernel)
         if profile.initrd is not None:
@@ -35,7 +40,14 @@ def render_libvirt(profile: Profile) -> str:
         if profile.append:
             _sub(os_element, "cmdline", profile.append)
     elif profile.boot_device is not None:
-        _sub(os_element, "boot", dev=BOOT_DEV[profile.boot_device])
+        if arch.firmware is not None:
+            _sub(os_element, "loader", arch.firmware, readonly="yes", type="rom")
+            by_index = profile.boot_device
+        else:
+            _sub(os_element, "boot", dev=BOOT_DEV[profile.boot_device])
+    if arch.cpu is not None and profile.type != "Kvm":
+        cpu = _sub(domain, "cpu", mode="custom", match="exact")
+        _sub(cpu, "model", arch.cpu)
     devices = _sub(domain, "devices")
     images = ([profile.image] if profile.image else []) + [p for _, p in profile.virtual_disks]
     for index, image in enumerate(images):
@@ -43,13 +55,20 @@ def render_libvirt(profile: Profile) -> str:
         _sub(disk, "driver", name="qemu", type=disks.disk_format(image))
         _sub(disk, "source", file=str(image))
         _sub(disk, "target", dev=f"vd{chr(ord('a') + index)}", bus="virtio")
+        if index == 0 and by_index == "disk":
+            _sub(disk, "boot", order=1)
     if profile.cdrom is not None:
         cdrom = _sub(devices, "disk", type="file", device="cdrom")
         _sub(cdrom, "driver", name="qemu", type="raw")
         _sub(cdrom, "source", file=str(profile.cdrom))
-        _sub(cdrom, "target", dev="hdc", bus="ide")
+        scsi = arch.cdrom_bus == "scsi"
+        _sub(cdrom, "target", dev="sda" if scsi else "hdc", bus=arch.cdrom_bus)
         _sub(cdrom, "readonly")
-    for _, nic in profile.connected_nics():
+        if by_index == "cdrom":
+            _sub(cdrom, "boot", order=1)
+        if scsi:
+            _sub(devices, "controller", type="scsi", model="virtio-scsi")
+    for number, nic in profile.connected_nics():
         if nic.type == NAT:
             interface = _sub(devices, "interface", type="user")
         elif nic.type == VLAN:
@@ -66,6 +85,8 @@ def render_libvirt(profile: Profile) -> str:
                 _sub(interface, "target", dev=nic.network.tap)
         _sub(interface, "mac", address=nic.mac)
         _sub(interface, "model", type="virtio")
+        if by_index == "network" and number == 1:
+            _sub(interface, "boot", order=1)
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "target", port="0")
     rng = _sub(devices, "rng", model="virtio")

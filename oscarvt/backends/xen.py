@@ -22,7 +22,10 @@ _LINE = re.compile(rf'^([a-z_]+)\s*=\s*({_VALUE}|\[\s*(?:"[^"\n]*"\s*,?\s*)*\])\
 
 
 def render_xen(profile: Profile) -> str:
-    """The xl configuration for ``profile``, checked."""
+    """The xl configuration for ``profile``, checked (amd64 only: xl's HVM guests are x86)."""
+    if profile.arch != "amd64":
+        raise InputError(f"profile {profile.name}: the Xen back end renders HVM guests, which are amd64 only, "
+                         f"not {profile.arch}")
     entries: list[tuple[str, object]] = [
         ("name", profile.name), ("type", "hvm"),
         ("memory", profile.memory or 512), ("vcpus", profile.cpu or 1),
