@@ -219,7 +219,7 @@ def test_setup_worker_installs_a_private_hardened_worker(root: DisposableRoot, t
     secret = tmp_path / "password"
     secret.write_text(PASSWORD + "\n")
     args = ["--master", MASTER, "--name", "hv1", "--password-file", str(secret), "--no-template",
-            "--wheels", str(wheels), "--memory-max", "16G"]
+            "--wheels", str(wheels), "--memory-max", "16G", "--arches", "amd64,arm64"]
     assert root.run("id", USER).returncode != 0, "the disposable root already has the worker's user"
 
     first = setup_worker(root, *args)
@@ -227,7 +227,7 @@ def test_setup_worker_installs_a_private_hardened_worker(root: DisposableRoot, t
     assert last_line(first) == (f"PASS: setup-worker: worker hv1 for {MASTER} installed and enabled; systemd is not "
                                 f"running here: it starts at boot, or now with: runuser -u {USER} -- "
                                 f"{DIR}/venv/bin/buildbot-worker start {DIR}/worker")
-    assert "--> Debian packages: all installed" in first.stdout  # so apt-get did not run
+    assert "--> Debian packages: all installed" in first.stdout  # arm64's too, so apt-get did not run
 
     # The user, in group kvm, its home the worker's folder.
     assert root.out("getent", "passwd", USER).split(":")[5] == DIR
@@ -305,6 +305,10 @@ def test_setup_worker_refuses_a_bad_folder_or_memory_cap_in_one_line(root: Dispo
         (["--memory-max", "lots"], "FAIL: setup-worker: --memory-max must be a size like 16G, a percentage of the "
                                    "host's memory or infinity, not 'lots'"),
         (["--wheels", str(tmp_path)], f"FAIL: setup-worker: --wheels: no *.whl in '{tmp_path}'"),
+        (["--arches", "amd64,sparc"], "FAIL: setup-worker: --arches must be amd64, arm64 or both (a,b), "
+                                      "not 'amd64,sparc'"),
+        (["--suites", "bookworm;reboot"], "FAIL: setup-worker: --suites must be Debian suite names like bookworm "
+                                          "(a,b), not 'bookworm;reboot'"),
     ]:
         result = setup_worker(root, *common, *flags)
         assert (result.returncode, result.stdout + result.stderr) == (1, verdict + "\n")
