@@ -213,7 +213,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True) -> ClusterSp
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
-    return _resolve_paths(_check(spec), base, check_files)
+    return _resolve_paths(_check(spec, stored=not check_files), base, check_files)
 
 
 def _section(cls: type, raw: Any, name: str) -> Any:
@@ -240,9 +240,11 @@ def _section(cls: type, raw: Any, name: str) -> Any:
     return cls(**values)
 
 
-def _check(spec: ClusterSpec) -> ClusterSpec:
+def _check(spec: ClusterSpec, stored: bool = False) -> ClusterSpec:
+    """``stored``: a cluster's stored spec, whose template named by suite was already resolved to
+    its files (both are kept: the files to boot, the suite to say what it is)."""
     t = spec.template
-    if t.suite is not None and (t.disk or t.kernel or t.initrd):
+    if t.suite is not None and (t.disk or t.kernel or t.initrd) and not stored:
         raise InputError("key 'template' names a built template by 'suite' and 'arch', or its files "
                          "('disk', 'kernel', 'initrd'), not both")
     if t.suite is not None and not SUITE.fullmatch(t.suite):
