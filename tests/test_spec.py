@@ -8,7 +8,7 @@ import pytest
 from conftest import oscarvt, spec_data, write_spec
 
 from oscarvt.errors import OscarvtError
-from oscarvt.spec import load_spec
+from oscarvt.spec import load_spec, spec_from_dict
 
 
 def test_defaults_fill_everything_but_template_and_credentials(guest, tmp_path):
@@ -91,3 +91,18 @@ def test_destroy_works_when_the_template_is_gone(guest, tmp_path):
     result = oscarvt("destroy", "--cluster", tmp_path / "c")
     assert result.returncode == 0, result.output
     assert result.last_line == "PASS: destroy: 0 VMs stopped, 3 disks removed, no VM of c running"
+
+
+def test_a_cluster_keeps_the_suite_beside_the_template_files_it_was_resolved_to(tmp_path):
+    """A spec names a built template by suite and arch, or by its files, not both; the cluster's
+    stored spec has both (the files it boots, the suite it is), and later verbs must read it."""
+    data = {"template": {"suite": "trixie", "arch": "amd64", "disk": "/t/headnode.qcow2", "kernel": "/t/vmlinuz",
+                         "initrd": "/t/initrd.img", "append": "root=/dev/vda console=ttyS0"},
+            "ssh": {"key": "/t/id_ecdsa"}}
+    with pytest.raises(OscarvtError, match="names a built template by 'suite' and 'arch', or its files"):
+        spec_from_dict(data, tmp_path)
+    stored = spec_from_dict(data, tmp_path, stored=True)
+    assert (stored.template.suite, stored.template.disk) == ("trixie", Path("/t/headnode.qcow2"))
+    assert spec_from_dict(stored.to_dict(), tmp_path, stored=True) == stored
+    with pytest.raises(OscarvtError, match="not both"):  # the master checks builders' specs as user input
+        spec_from_dict(data, tmp_path, check_files=False)

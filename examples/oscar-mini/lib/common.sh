@@ -52,6 +52,21 @@ read_menu() {
     [ -z "$item" ] || die "$file: menu item $item needs a value on the next line (OSCAR would read none and go on)"
 }
 
+# server_arch: this server's Debian architecture (dpkg --print-architecture). The client image,
+# its installer and the boot media are of the server's architecture, as OSCAR's client images are
+# of the server's distribution. amd64 nodes boot by BIOS (syslinux), arm64 nodes by UEFI (GRUB).
+server_arch() {
+    local arch
+    arch=$(dpkg --print-architecture) || die "cannot tell this server's architecture (dpkg --print-architecture)"
+    case "$arch" in
+        amd64|arm64) echo "$arch" ;;
+        *) die "oscar-mini makes nodes of amd64 or arm64 servers, not $arch" ;;
+    esac
+}
+
+# arch_console ARCH: the serial console of a node of ARCH (the PC's UART, or the virt machine's PL011).
+arch_console() { case "$1" in arm64) echo ttyAMA0 ;; *) echo ttyS0 ;; esac; }
+
 # valid_ipv4 ADDRESS: true if ADDRESS is a dotted IPv4 address.
 valid_ipv4() {
     local IFS=. part count=0
