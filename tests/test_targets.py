@@ -6,7 +6,7 @@ arm64 nodes have no BIOS: the firmware (UEFI) boots the CD's El Torito EFI image
 GRUB image dnsmasq names for DHCP client-arch 11; the installer writes GRUB as the removable-media
 loader EFI/BOOT/BOOTAA64.EFI on an EFI system partition, which the firmware starts from the disk.
 
-The runs marked ``matrix`` are left out of the default run (``pytest.ini``) to keep ``make test``
+The runs marked ``matrix`` are left out of the default run (``tests/conftest.py``) to keep ``make test``
 within its time; ``pytest -m matrix`` runs them. Times measured under TCG on 2 cores are in each
 test's docstring.
 """
@@ -73,6 +73,7 @@ def test_arm64_node_installs_from_the_uefi_cd(tmp_path, clusters):
     assert "dhcp-match=set:efi-arm64,option:client-arch,11" in dnsmasq and "pxelinux" not in dnsmasq
 
 
+@pytest.mark.matrix  # 2.6 min under TCG: make test keeps the CD run, make matrix runs this one too
 def test_arm64_node_installs_from_the_network_by_uefi_pxe(tmp_path, clusters):
     """arm64 bookworm headnode and 1 node by UEFI PXE: 155 s under TCG (2 cores)."""
     cluster = run_target(tmp_path, clusters, "bookworm", "arm64", "network", 1)
