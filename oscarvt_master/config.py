@@ -43,7 +43,10 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         "buildbotNetUsageData": None,
         "protocols": {"pb": {"port": listen(settings.worker_port, settings.worker_listen)}},
         "secretsProviders": [secrets.SecretInAFile(dirname=str(secrets_dir))],
-        "workers": [worker.Worker(w.name, util.Secret(f"worker-{w.name}")) for w in settings.workers],
+        # max_builds: checked as a build starts, so two builders' requests arriving at once do not
+        # both go to one worker to wait for its lock while another worker is idle
+        "workers": [worker.Worker(w.name, util.Secret(f"worker-{w.name}"), max_builds=w.max_clusters)
+                    for w in settings.workers],
         "change_source": change_sources(settings),
         "schedulers": all_schedulers(settings),
         "builders": builders(settings),

@@ -148,6 +148,7 @@ def test_cells_go_to_the_workers_that_run_their_arch_and_commits_build_one_per_a
     assert {b.name: b.workernames for b in config["builders"]}["trixie-arm64-cdrom"] == ["hv2"]
     lock = config["builders"][0].locks[0].lockid
     assert (lock.maxCount, lock.maxCountForWorker) == (1, {"hv1": 1, "hv2": 2})
+    assert {w.workername: w.max_builds for w in config["workers"]} == {"hv1": 1, "hv2": 2}
     result = checkconfig(folder)
     assert result.returncode == 0, result.stdout + result.stderr
 

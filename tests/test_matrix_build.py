@@ -27,19 +27,20 @@ ARTIFACTS = ROOT / "test-artifacts"
 ADMIN = ("admin", "admin-password")
 WORKERS = ("hv1", "hv2")
 MATRIX = {"repository": "oscar", "suites": ["bookworm", "trixie", "bullseye"], "arches": ["amd64"],
-          "boots": ["cdrom"], "nodes": 1, "spec": {"nodes": {"memory": 384, "disk": "1G"}, "accel": "tcg"}}
+          "boots": ["cdrom"], "commit": [{"boot": "cdrom"}],  # a commit builds every cell, as the nightly does
+          "nodes": 1, "spec": {"nodes": {"memory": 384, "disk": "1G"}, "accel": "tcg"}}
 CELLS = ["bookworm-amd64-cdrom", "trixie-amd64-cdrom", "bullseye-amd64-cdrom"]
 
 
 @pytest.fixture(scope="module")
-def two_hosts(tmp_path_factory) -> Iterator[Rest]:
+def two_hosts(tmp_path_factory) -> Iterator[tuple[Rest, Path, Path]]:
     root = tmp_path_factory.mktemp("matrix")
     repo = local.git_repo(SUITE, root / "repo")
     www_port, worker_port = free_tcp_port(), free_tcp_port()
     settings: dict[str, Any] = {
         "title": "oscarvt matrix", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
         "worker_port": worker_port, "logs_port": 0, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"],
-        "repositories": [{"name": "oscar", "url": str(repo), "poll_interval": 3600}],
+        "repositories": [{"name": "oscar", "url": str(repo), "poll_interval": 2}],
         "workers": [{"name": name, "max_clusters": 1, "arches": ["amd64", "arm64"]} for name in WORKERS],
         "matrix": MATRIX, "retries": 0}
     secrets = {f"worker-{name}": f"{name}-password" for name in WORKERS}
@@ -53,7 +54,7 @@ def two_hosts(tmp_path_factory) -> Iterator[Rest]:
         rest = Rest(settings["url"])
         wait_for(lambda: True if len(rest.get("workers")["workers"]) == 2 and rest.worker_connected() else None,
                  timeout=60, what="both workers to connect")
-        yield rest
+        yield rest, repo, root / "master"
     finally:
         for pid in reversed(pids):
             local.stop(pid)
@@ -64,11 +65,12 @@ def two_hosts(tmp_path_factory) -> Iterator[Rest]:
 
 @pytest.mark.vm
 def test_two_workers_share_a_matrix_build(two_hosts):
-    rest = two_hosts
+    rest, repo, master = two_hosts
     assert sorted(b["name"] for b in rest.get("builders")["builders"]) == sorted(CELLS)
-    force = {"builderNames": CELLS, "nodes": "0", "boot": "builder's", "keep_on_failure": False}
-    status, reply = rest.rpc("forceschedulers/force", "force", force, user=ADMIN)  # as the nightly would
-    assert status == 200, reply
+    local.wait_logged(master, f'gitpoller: processing changes from "{repo}"', times=2)
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text() + "\nBuilt on every cell of the matrix.\n")
+    local.git(repo, "commit", "-q", "-am", "README: a line for the matrix")
 
     def all_done() -> list[dict[str, Any]] | None:
         builds = [build for cell in CELLS for build in rest.builds(cell)]
@@ -80,9 +82,11 @@ def test_two_workers_share_a_matrix_build(two_hosts):
     results = {cell: (found[0]["results"], found[0]["state_string"]) for cell, found in by_cell.items()}
     assert all(result == SUCCESS for result, _ in results.values()), results
     workers = {w["workerid"]: w["name"] for w in rest.get("workers")["workers"]}
-    ran_on: dict[str, list[tuple[int, int]]] = {}
+    ran_on: dict[str, list[tuple[int, int]]] = {}  # when each worker had a cluster: copy-vm-image to destroy
     for build in builds:
-        ran_on.setdefault(workers[build["workerid"]], []).append((build["started_at"], build["complete_at"]))
+        steps = {step["name"]: step for step in rest.steps(build)}
+        span = (steps["copy-vm-image"]["started_at"], steps["destroy"]["complete_at"])
+        ran_on.setdefault(workers[build["workerid"]], []).append(span)
     assert set(ran_on) == set(WORKERS), ran_on  # both hosts took work
     for spans in ran_on.values():  # and neither ran two clusters at once
         spans.sort()
