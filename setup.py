@@ -15,13 +15,14 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["oscarvt", "oscarvt.*", "oscarvt_steps", "oscarvt_master"]),
-    package_data={"oscarvt": ["schema/*.dtd"]},
+    package_data={"oscarvt": ["schema/*.dtd", "guest/*"]},
     install_requires=[
         "paramiko==5.1.0",
         "lxml==6.1.3",
         "PyYAML==6.0.3",
         "qemu.qmp==0.0.6",
         "dacite==1.9.2",
+        "cryptography==50.0.2",  # the headnode host keys the driver makes (oscarvt.identity)
     ],
     extras_require={
         "buildbot": BUILDBOT,

@@ -32,6 +32,7 @@ class Arch:
     kernel_package: str       # the Debian kernel of a headnode template
     boot_packages: tuple[str, ...]  # what the example suite makes boot media with, on a headnode of this arch
     cdrom_bus: str            # "ide" (the PC's CD drive) or "scsi" (virtio-scsi: ``virt`` has no IDE)
+    vmgenid: bool = False     # QEMU has a vmgenid device for it (Linux reseeds when a saved state restores)
 
     @property
     def boot_by_index(self) -> bool:
@@ -52,7 +53,7 @@ class Arch:
 
 ARCHES: dict[str, Arch] = {arch.name: arch for arch in (
     Arch("amd64", "x86_64", "qemu-system-x86_64", "qemu-system-x86", None, None, "ttyS0", None, None,
-         "linux-image-cloud-amd64", ("isolinux", "syslinux-common", "pxelinux", "extlinux"), "ide"),
+         "linux-image-cloud-amd64", ("isolinux", "syslinux-common", "pxelinux", "extlinux"), "ide", vmgenid=True),
     Arch("arm64", "aarch64", "qemu-system-aarch64", "qemu-system-arm", "virt,gic-version=3", "cortex-a57",
          "ttyAMA0", Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"), "qemu-efi-aarch64",
          "linux-image-cloud-arm64", ("grub-efi-arm64-bin", "grub-common", "mtools", "dosfstools"), "scsi"),

@@ -8,6 +8,7 @@ Layout of ``--cluster DIR``::
     disks/VM.qcow2      headnode overlay, blank node disks
     consoles/VM.log     each VM's serial console
     run/VM.pid|.qmp     QEMU pidfile and QMP socket
+    run/VM.identity     the driver's end of the headnode's identity port (while it boots)
     lock                the PID of the oscarvt command working on the cluster (flock)
     claim               a build's claim on a place for the cluster on its host (phases.host)
 """
@@ -68,14 +69,15 @@ class ClusterDir:
         return self.path / "disks" / f"{vm}.qcow2"
 
     def files(self, vm: str) -> VmFiles:
-        """Pidfile, QMP socket and console file of ``vm``."""
+        """Pidfile, QMP and identity sockets and console file of ``vm``."""
         run = self.path / "run"
-        qmp = run / f"{vm}.qmp"
-        if len(str(qmp)) > SOCKET_PATH_MAX:  # deep build folders: keep the socket short
+        sockets = run
+        if len(str(run / f"{vm}.identity")) > SOCKET_PATH_MAX:  # deep build folders: keep the sockets short
             digest = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:12]
-            qmp = Path(tempfile.gettempdir()) / f"oscarvt-{os.getuid()}-{digest}" / f"{vm}.qmp"
-        qmp.parent.mkdir(parents=True, exist_ok=True)
-        return VmFiles(pidfile=run / f"{vm}.pid", qmp=qmp, console=self.path / "consoles" / f"{vm}.log")
+            sockets = Path(tempfile.gettempdir()) / f"oscarvt-{os.getuid()}-{digest}"
+        sockets.mkdir(parents=True, exist_ok=True)
+        return VmFiles(pidfile=run / f"{vm}.pid", qmp=sockets / f"{vm}.qmp",
+                       console=self.path / "consoles" / f"{vm}.log", identity=sockets / f"{vm}.identity")
 
     def holds_cluster(self) -> bool:
         """Whether the folder holds a cluster's files: a state (even a damaged one), pidfiles or profiles."""

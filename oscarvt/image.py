@@ -4,8 +4,9 @@ mmdebstrap builds a Debian root (bookworm and amd64 by default; bullseye, trixie
 with the cloud kernel,
 openssh-server, the version-control clients and what the example suite needs;
 the root is then set up for a virtual headnode (root login by key or password,
-SSH host keys made per clone at first boot, DHCP on the NAT NIC only, services a
-headnode does not need masked), written into an ext4 file system without
+SSH host keys made at first boot and, when the driver starts it, the clone's own
+identity from the driver with new SSH host keys (``oscarvt.identity``), DHCP on the
+NAT NIC only, services a headnode does not need masked), written into an ext4 file system without
 mounting it (``mke2fs -d``) and converted to qcow2. The kernel and initrd are
 copied beside it for direct kernel boot, and ``template.json`` says which suite and
 architecture it is. The result lives in ``cache_root()/templates/<recipe hash>/``; a
@@ -32,7 +33,7 @@ from typing import Any
 
 import paramiko
 
-from oscarvt import arches
+from oscarvt import arches, identity
 from oscarvt.cache import cache_root, cached_build, recipe_key
 from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
@@ -61,7 +62,7 @@ MIRROR = re.compile(r"(?:deb(?: \[[^]\x00-\x1f]*\])? )?(?:https?|file)://[^\s\x0
 PUBLIC_KEY = re.compile(r"(?:\S+\s+)?(?:ssh-[a-z0-9-]+|ecdsa-sha2-nistp[0-9]+|sk-\S+)\s+[A-Za-z0-9+/]+=*(?:\s.*)?")
 
 HOSTKEYS_UNIT = """[Unit]
-Description=Generate SSH host keys for this clone (oscarvt; no RSA: slow under TCG)
+Description=Generate SSH host keys at first boot (oscarvt; no RSA: slow under TCG)
 Before=ssh.service
 ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
 
@@ -129,6 +130,11 @@ class Template:
     def append(self) -> str:
         return self.metadata["append"]
 
+    @property
+    def identity(self) -> bool:
+        """Whether its headnodes wait for their identity on the driver's port (``oscarvt.identity``)."""
+        return self.metadata.get("identity") == identity.PORT_NAME
+
     def spec_data(self) -> dict[str, Any]:
         """The cluster spec's ``template`` and ``ssh`` sections for a headnode of this template
         (``ssh`` only when the template has its own key)."""
@@ -150,7 +156,8 @@ def build_template(suite: str = "bookworm", password: str | None = None,
     """
     public_key = _check_recipe(suite, password, authorized_key, size, arch, mirrors)
     secret = hashlib.sha256((password or "").encode()).hexdigest()
-    key = recipe_key(Path(__file__).read_text(), suite, arch, secret, public_key or "", size, *mirrors)
+    guest = [(identity.GUEST / name).read_text() for name in sorted(identity.GUEST_FILES)]
+    key = recipe_key(Path(__file__).read_text(), *guest, suite, arch, secret, public_key or "", size, *mirrors)
     folder, cached = cached_build(
         "templates", key, lambda out: _build(out, suite, arches.arch(arch), password, public_key, size, mirrors),
         force)
@@ -165,6 +172,17 @@ def find_template(suite: str, arch: str) -> Template:
         raise InfraError(f"no {suite} {arch} template on this host: run 'oscarvt image build "
                          f"--suite {suite} --arch {arch}'")
     return Template(link.resolve())
+
+
+def template_of(disk: Path) -> Template | None:
+    """The template whose headnode image ``disk`` is, if ``oscarvt image build`` made it (described beside it)."""
+    template = Template(disk.resolve().parent)
+    if disk.resolve() != template.disk or not (template.folder / METADATA).is_file():
+        return None
+    try:
+        return template if template.metadata else None
+    except InfraError:
+        return None
 
 
 def _link_target(folder: Path, suite: str, arch: str) -> None:
@@ -219,7 +237,7 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
                  "mmdebstrap", hint="is the Debian package registry reachable?")
     finally:  # mmdebstrap killed mid-way leaves /proc, /sys, /dev/pts mounted in the root
         unmount_below(root)
-    progress("setting up the root: login, SSH host keys per clone, NAT NIC, masked services")
+    progress("setting up the root: login, SSH host keys per clone, identity port, NAT NIC, masked services")
     _set_up_root(root, out, password, public_key)
     for pattern, name in (("vmlinuz-*", "vmlinuz"), ("initrd.img-*", "initrd.img")):
         found = sorted((root / "boot").glob(pattern))
@@ -235,7 +253,8 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
     raw.unlink()
     shutil.rmtree(root)
     append = KERNEL_APPEND.format(console=arch.console)
-    _write(out / METADATA, json.dumps({"suite": suite, "arch": arch.name, "append": append}, indent=2) + "\n")
+    description = {"suite": suite, "arch": arch.name, "append": append, "identity": identity.PORT_NAME}
+    _write(out / METADATA, json.dumps(description, indent=2) + "\n")
 
 
 def unmount_below(folder: Path) -> None:
@@ -278,6 +297,8 @@ def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | 
            "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n")
     for host_key in (root / "etc/ssh").glob("ssh_host_*"):
         host_key.unlink()
+    for name, (where, mode) in identity.GUEST_FILES.items():
+        _write(root / where, (identity.GUEST / name).read_text(), mode)
     _write(root / "etc/systemd/system/oscarvt-hostkeys.service", HOSTKEYS_UNIT)
     _write(root / "etc/systemd/network/10-nat.network", NAT_NETWORK)
     if public_key is None:
@@ -289,8 +310,8 @@ def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | 
     _write(ssh_dir / "authorized_keys", public_key + "\n", 0o600)
     if password:
         run_tool(["chpasswd", "--root", str(root)], "chpasswd", stdin=f"root:{password}\n")
-    run_tool(["systemctl", f"--root={root}", "enable", "oscarvt-hostkeys.service", "systemd-networkd.service"],
-             "systemctl enable")
+    run_tool(["systemctl", f"--root={root}", "enable", "oscarvt-hostkeys.service", "oscarvt-identity.service",
+              "systemd-networkd.service"], "systemctl enable")
     run_tool(["systemctl", f"--root={root}", "mask", *MASKED_UNITS], "systemctl mask")
     run_tool(["systemctl", f"--root={root}", "set-default", "multi-user.target"], "systemctl set-default")
 

@@ -8,7 +8,9 @@ never kills a step that the driver would still have reported on.
 from __future__ import annotations
 
 from oscarvt import phase_table as table
+from oscarvt import warm
 from oscarvt.backends.qemu import KILL_WAIT, START_TIMEOUT
+from oscarvt.identity import DONE_TIMEOUT
 from oscarvt.phases.checkout import CHECKOUT_TIMEOUT
 from oscarvt.phases.host import CLAIM_WAIT
 from oscarvt.phases.oscar import HOOK_FAIL_WAIT
@@ -25,7 +27,9 @@ def phase_limit(spec: ClusterSpec, phase: str) -> float:
     start_all = vms * (START_TIMEOUT + COMMAND_TIMEOUT)
     limits = {
         table.COPY_VM_IMAGE.name: vms * COMMAND_TIMEOUT,
-        table.BOOT_HEADNODE.name: t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT,
+        table.BOOT_HEADNODE.name: t.kvm_probe + START_TIMEOUT + t.ssh + 2 * COMMAND_TIMEOUT
+        + (START_TIMEOUT + warm.RESTORE_TIMEOUT + DONE_TIMEOUT + t.stop + KILL_WAIT)  # a warm start that fails
+        + warm.SAVE_TIMEOUT + DONE_TIMEOUT,  # the cold boot saves its state, then waits for its identity
         table.CHECKOUT_OSCAR.name: CHECKOUT_TIMEOUT + 4 * COMMAND_TIMEOUT,
         table.START_OSCAR.name: t.oscar + 4 * COMMAND_TIMEOUT,
         table.BOOT_COMPUTE_NODES.name: IDLE_TIMEOUT * 10 + start_all,

@@ -47,9 +47,9 @@ def private_mac(cluster_id: int, index: int) -> str:
     return f"52:54:00:{cluster_id >> 8:02x}:{cluster_id & 0xFF:02x}:{index + 1:02x}"
 
 
-def nat_mac(cluster_id: int) -> str:
-    """MAC of the headnode's NAT NIC."""
-    return f"52:54:01:{cluster_id >> 8:02x}:{cluster_id & 0xFF:02x}:01"
+# The MAC of every headnode's NAT NIC: each NAT is the VM's own (QEMU's user-mode network), so they never
+# meet; and a warm start keeps the saved state's MAC on it (QEMU's DHCP would give a new MAC a new address).
+NAT_MAC = "52:54:01:00:00:01"
 
 
 def private_ip(subnet: str, index: int) -> str:

@@ -6,8 +6,9 @@ A VM lives in two files side by side:
   ``v3m_profile.dtd``, the DTD's elements in the DTD's order (name, type, cpu, memory,
   image, virtual_disks, cdrom, nic1, nic2), the image size in MB, V2M's type names;
 - ``NAME.oscarvt.json``, what V2M has no element for (optional): the architecture (amd64
-  when absent), which network each NIC joins, the boot device, and a kernel, initrd and
-  command line for direct kernel boot.
+  when absent), which network each NIC joins, the boot device, a kernel, initrd and
+  command line for direct kernel boot, and ``identity: true`` for a headnode whose
+  template waits for its identity from the driver (``oscarvt.identity``).
 
 A profile is checked in this order, and the first broken rule is one OscarvtError naming
 the file and line: well-formed XML; a DOCTYPE naming V2M's DTD; V2M's DTD (the one V2M
@@ -91,6 +92,7 @@ class Profile:
     kernel: Path | None = None
     initrd: Path | None = None
     append: str | None = None
+    identity: bool = False  # the VM gets the driver's identity port (oscarvt.identity)
 
     @property
     def boot_device(self) -> str | None:
@@ -146,6 +148,8 @@ def host_data(profile: Profile) -> dict[str, Any]:
                             if (value := getattr(profile, key)) is not None}
     if profile.arch != arches.DEFAULT:
         data["arch"] = profile.arch
+    if profile.identity:
+        data["identity"] = True
     networks = {f"nic{number}": {k: v for k, v in vars(nic.network).items() if v is not None}
                 for number, nic in enumerate(profile.nics, start=1) if nic.network is not None}
     if networks:
@@ -201,6 +205,7 @@ def load_profile(path: Path) -> Profile:
         kernel=_path(extra.get("kernel")),
         initrd=_path(extra.get("initrd")),
         append=extra.get("append"),
+        identity=extra.get("identity", False),
     )
 
 
@@ -308,9 +313,11 @@ def _load_host_file(path: Path) -> dict[str, Any]:
             raise InputError(f"{path}: key 'boot' must be one of {', '.join(BOOT_METHODS)}, not {shown(value)}")
         elif key == "arch" and (not isinstance(value, str) or value not in arches.ARCHES):
             raise InputError(f"{path}: key 'arch' must be one of {', '.join(arches.ARCHES)}, not {shown(value)}")
+        elif key == "identity" and not isinstance(value, bool):
+            raise InputError(f"{path}: key 'identity' must be true or false, not {shown(value)}")
         elif key == "networks":
             data[key] = _networks(path, value)
-        elif key not in ("kernel", "initrd", "append", "boot", "arch"):
+        elif key not in ("kernel", "initrd", "append", "boot", "arch", "identity"):
             raise InputError(f"{path}: unknown key '{key}'")
     return data
 

@@ -273,18 +273,19 @@ def _described(key: paramiko.PKey) -> str:
 
 def wait_for_ssh(host: str, port: int, creds: Credentials, label: str, timeout: float,
                  give_up: Callable[[], str | None] | None = None,
-                 via: Connection | None = None) -> Connection:
+                 via: Connection | None = None, host_key: str | None = None) -> Connection:
     """Connect as soon as the guest's SSH server answers; quiet while it is not up yet.
 
-    A refused login ends the wait at once (the guest is up, the credentials are wrong).
+    A refused login ends the wait at once (the guest is up, the credentials are wrong), and so
+    does another host key than ``host_key`` (``connect``).
     """
     def attempt() -> Connection | None:
         try:
-            return connect(host, port, creds, label, via=via, timeout=5)
-        except InputError:
+            return connect(host, port, creds, label, via=via, timeout=5, host_key=host_key)
+        except (InputError, HostKeyChanged):
             raise
         except OscarvtError:
             return None
 
-    return wait_for(attempt, timeout=timeout, what=f"SSH on {label}", interval=1, give_up=give_up)
+    return wait_for(attempt, timeout=timeout, what=f"SSH on {label}", interval=0.5, give_up=give_up)
 

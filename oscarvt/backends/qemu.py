@@ -26,10 +26,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from qemu.qmp import QMPClient
 
-from oscarvt import arches, disks
+from oscarvt import arches, disks, identity
 from oscarvt.errors import InfraError, InputError
 from oscarvt.profile import BRIDGED_TAP, NAT, TUN_TAP, VLAN, Profile
 
@@ -52,10 +53,15 @@ class VmFiles:
     pidfile: Path
     qmp: Path
     console: Path
+    identity: Path | None = None  # the driver's socket for the identity port (oscarvt.identity)
 
 
-def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | None) -> list[str]:
-    """The full QEMU argv for ``profile`` (``ssh_port``: host port for the NAT NIC's SSH)."""
+def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | None,
+                 incoming: bool = False) -> list[str]:
+    """The full QEMU argv for ``profile`` (``ssh_port``: host port for the NAT NIC's SSH).
+
+    ``incoming``: the VM waits for a saved state to load (``load_state``) instead of booting.
+    """
     arch = arches.arch(profile.arch)
     argv = [arch.qemu, "-name", profile.name, "-accel", accel, "-nodefaults", "-display", "none",
             "-m", str(profile.memory or 512), "-smp", str(profile.cpu or 1)]
@@ -92,11 +98,27 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
             argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
         if profile.boot_device in INSTALLER_BOOTS:
             argv.append("-no-reboot")
+    argv.extend(_identity_port(profile, arch, files))
+    if incoming:
+        argv += ["-incoming", "defer"]
     argv += ["-device", "virtio-rng-pci",
              "-chardev", f"file,id=console,path={_value(files.console)},append=on", "-serial", "chardev:console",
              "-qmp", f"unix:{_value(files.qmp)},server=on,wait=off",
              "-pidfile", str(files.pidfile), "-daemonize"]
     return argv
+
+
+def _identity_port(profile: Profile, arch: arches.Arch, files: VmFiles) -> list[str]:
+    """The identity port (a virtio-serial port that connects to the driver's socket) and, where QEMU
+    has one, the vmgenid device, for a VM that gets its identity from the driver."""
+    if not profile.identity:
+        return []
+    if files.identity is None:
+        raise InputError(f"profile {profile.name}: an identity port needs the driver's socket")
+    argv = ["-device", "virtio-serial-pci,id=identity-bus",
+            "-chardev", f"socket,id=identity,path={_value(files.identity)}",
+            "-device", f"virtserialport,bus=identity-bus.0,chardev=identity,name={identity.PORT_NAME}"]
+    return argv + (["-device", "vmgenid,guid=auto"] if arch.vmgenid else [])
 
 
 def _cdrom(arch: arches.Arch, cdrom: Path, boot: bool) -> list[str]:
@@ -295,6 +317,75 @@ def stop(files: VmFiles, timeout: float) -> bool:
         except OSError:
             pass
     return True
+
+
+def save_state(files: VmFiles, path: Path, timeout: float) -> None:
+    """Pause the VM and write its whole machine state to ``path`` (QEMU's migration, to a file).
+
+    The VM stays paused, its disks flushed, until ``resume``. InfraError if QEMU fails or ``timeout`` passes.
+    """
+    async def save(client: QMPClient) -> None:
+        await client.execute("stop")
+        with path.open("wb") as out:
+            client.send_fd_scm(out.fileno())
+            await client.execute("getfd", {"fdname": "state"})
+        await client.execute("migrate", {"uri": "fd:state"})
+        while True:
+            reply = await client.execute("query-migrate")
+            info = reply if isinstance(reply, dict) else {}
+            if info.get("status") == "completed":
+                return
+            if info.get("status") in ("failed", "cancelled"):
+                raise InfraError(f"QEMU could not save the machine state: {info.get('error-desc', info['status'])}")
+            await asyncio.sleep(0.05)
+
+    _session(files, save, timeout, "save the machine state")
+
+
+def load_state(files: VmFiles, path: Path, timeout: float) -> None:
+    """Load a state ``save_state`` wrote into a VM started with ``incoming``; it stays paused until ``resume``.
+
+    InfraError if QEMU refuses the state (it then exits) or ``timeout`` passes.
+    """
+    async def load(client: QMPClient) -> None:
+        with path.open("rb") as source:
+            client.send_fd_scm(source.fileno())
+            await client.execute("getfd", {"fdname": "state"})
+        await client.execute("migrate-incoming", {"uri": "fd:state"})
+        while True:
+            reply = await client.execute("query-status")
+            if isinstance(reply, dict) and reply.get("status") != "inmigrate":
+                if reply.get("status") != "paused":
+                    raise InfraError(f"the restored VM is {reply.get('status')}, not paused")
+                return
+            await asyncio.sleep(0.05)
+
+    _session(files, load, timeout, "load the saved machine state")
+
+
+def resume(files: VmFiles) -> None:
+    """Let a paused VM run (after ``save_state`` or ``load_state``)."""
+    _session(files, lambda client: client.execute("cont"), QMP_TIMEOUT, "resume the VM")
+
+
+def _session(files: VmFiles, work: Callable[[QMPClient], Awaitable[object]], timeout: float, what: str) -> None:
+    """Run ``work`` on a QMP session with the VM's QEMU, bounded by ``timeout``; one InfraError on any failure."""
+    async def session() -> None:
+        client = QMPClient("oscarvt")
+        await client.connect(str(files.qmp))
+        try:
+            await work(client)
+        finally:
+            await client.disconnect()
+
+    try:
+        asyncio.run(asyncio.wait_for(session(), timeout=timeout))
+    except InfraError:
+        raise
+    except asyncio.TimeoutError:
+        raise InfraError(f"QEMU did not {what} within {timeout:.0f}s") from None
+    except Exception as exc:  # QMP errors, a QEMU that exited (a refused state), a closed socket
+        raise InfraError(f"QEMU could not {what}: {exc or type(exc).__name__}") from None
 
 
 async def _qmp(socket: Path, commands: tuple[str, ...]) -> list[object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oscarvt import disks, network
+from oscarvt import disks, image, network
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError
 from oscarvt.log import progress
@@ -68,12 +68,13 @@ def _profile(cluster: ClusterDir, spec: ClusterSpec, cluster_id: int, name: str,
     vm_type = "Kvm" if spec.accel == "kvm" else "Qemu"
     t = spec.template
     if vm.role == "headnode":
+        built = image.template_of(t.disk) if t.disk else None
         return Profile(
             name=name, type=vm_type, cpu=spec.headnode.cpus, memory=spec.headnode.memory,
             image=cluster.disk_path(name), image_size=None if t.disk else SCRATCH_MB,
-            nics=(Nic(NAT, network.nat_mac(cluster_id)), private),
+            nics=(Nic(NAT, network.NAT_MAC), private),
             arch=t.arch, boot="disk" if t.disk else None, kernel=t.kernel, initrd=t.initrd,
-            append=t.append if t.kernel else None)
+            append=t.append if t.kernel else None, identity=built is not None and built.identity)
     return Profile(name=name, type=vm_type, cpu=spec.nodes.cpus, memory=spec.nodes.memory,
                    image=cluster.disk_path(name), image_size=size_mb(spec.nodes.disk),
                    nics=(private,), arch=t.arch, boot=spec.nodes.boot)
