@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from oscarvt import events
+from oscarvt import events, timing
 from oscarvt.backends.qemu import VmFiles
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.masking import mask_credentials
@@ -178,10 +178,12 @@ class ClusterDir:
 
         The state is saved at the start and at the end, whether the phase passes,
         fails (OscarvtError; its message is recorded, credentials in URLs masked) or is
-        interrupted. Each is an event too.
+        interrupted. Each is an event too. The record keeps how much of its time went to
+        the product (``oscarvt.timing``).
         """
         state = self.load()
         record = PhaseRecord(phase=name, start=time.time())
+        product_before = timing.product_seconds()
         state.phases.append(record)
         self.save(state)
         events.emit("phase", phase=name, result="running")
@@ -197,5 +199,7 @@ class ClusterDir:
         finally:
             record.end = time.time()
             record.seconds = round(record.end - record.start, 2)
-            events.emit("phase", phase=name, result=record.result)
+            record.product_seconds = round(min(timing.product_seconds() - product_before, record.seconds), 2)
+            events.emit("phase", phase=name, result=record.result, seconds=record.seconds,
+                        product_seconds=record.product_seconds)
             self.save(state)

@@ -9,7 +9,9 @@ writes that file anew (its folder is created), one JSON object per line, each wi
 ``event``       fields
 ==============  ===========================================================================
 ``progress``    ``text``: the progress line people see
-``phase``       ``phase``, ``result`` (``running`` at its start, ``passed`` or ``failed``)
+``phase``       ``phase``, ``result`` (``running`` at its start, ``passed`` or ``failed``); at
+                its end also ``seconds`` and ``product_seconds`` (of those, the time spent
+                waiting on OSCAR and its nodes; the rest is the harness's, see ``oscarvt.timing``)
 ``accel``       ``name`` (``kvm``/``tcg``), ``reason``
 ``node``        ``vm``, ``state`` (``imaging``, ``installed``, ``booted``, ``restarted``, ...),
                 ``status`` (SystemImager's status code, or null)

@@ -93,6 +93,7 @@ class PhaseRecord:
     message: str = ""
     blame: str | None = None
     seconds: float | None = None
+    product_seconds: float | None = None  # of ``seconds``, spent waiting on OSCAR and its nodes (oscarvt.timing)
 
 
 @dataclass

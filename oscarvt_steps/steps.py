@@ -19,6 +19,7 @@ Ctrl-C; the log steps and ``Destroy`` are ``alwaysRun``. Each step's ``timeout``
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Generator
 
@@ -36,6 +37,7 @@ LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
 CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
 RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
+PHASE_SECONDS = "phase_seconds"  # build property: each phase's seconds and the product's part of them
 _POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
 
@@ -60,6 +62,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         self.oscarvt = oscarvt
         self.retries = retries
         self.verdict: dict[str, Any] | None = None
+        self.seconds: tuple[float, float] | None = None  # the phase's, and of those the product's
         self.last_line = ""
         self.addLogObserver("events", logobserver.LineConsumerLogObserver(self._read_events))
 
@@ -71,6 +74,8 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
                 continue
             if event["event"] == "verdict":
                 self.verdict = event
+            elif event["event"] == "phase" and isinstance(event.get("seconds"), (int, float)):
+                self.seconds = (float(event["seconds"]), float(event.get("product_seconds") or 0))
             elif event["event"] == "progress":
                 self.last_line = str(event.get("text", ""))
             self.on_event(event)
@@ -124,6 +129,10 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         finally:
             for log in capped:
                 await log.write_tail()  # the verdict is the events' last line
+        if self.seconds is not None:
+            times = dict(self.getProperty(PHASE_SECONDS) or {})
+            times[self.phase] = {"seconds": self.seconds[0], "product_seconds": self.seconds[1]}
+            self.setProperty(PHASE_SECONDS, times, "oscarvt")
         if self.stopped:
             return CANCELLED
         ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True
@@ -279,13 +288,46 @@ class GrabLogs(OscarvtPhase):
 
 
 class Destroy(OscarvtPhase):
-    """Stop every VM and remove the disks (always runs, also after a stop)."""
+    """Stop every VM and remove the disks (always runs, also after a stop); then say the harness's share of
+    the build: its time not spent waiting on OSCAR and its nodes, oscarvt's own and Buildbot's (property
+    ``harness_share``, and the build's summary)."""
 
     phase = table.DESTROY.name
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
         super().__init__(**kwargs)
+        self.share = ""
+
+    async def run(self) -> int:
+        result = await super().run()
+        build = await self.master.data.get(("builds", self.build.buildid))
+        started = build["started_at"].timestamp() if build and build.get("started_at") else None
+        if started is not None:
+            self.share = self.harness_share(time.time() - started)
+        return result
+
+    def harness_share(self, wall: float) -> str:
+        """The build's time (``wall`` seconds so far) by who spent it, as a property and in words."""
+        times = (self.getProperty(PHASE_SECONDS) or {}).values()
+        phases = sum(float(t["seconds"]) for t in times)
+        product = sum(float(t["product_seconds"]) for t in times)
+        buildbot = max(0.0, wall - phases)
+        harness = max(0.0, wall - product)
+        share = harness / wall if wall else 0.0
+        self.setProperty("harness_share", {"seconds": round(wall, 1), "product_seconds": round(product, 1),
+                                           "oscarvt_seconds": round(phases - product, 1),
+                                           "buildbot_seconds": round(buildbot, 1), "harness_share": round(share, 3)},
+                         "oscarvt")
+        return (f"harness {harness:.0f}s of {wall:.0f}s ({100 * share:.0f}%: oscarvt {phases - product:.0f}s, "
+                f"Buildbot {buildbot:.0f}s)")
+
+    def getResultSummary(self) -> dict[str, str]:
+        summary = super().getResultSummary()
+        if self.share:
+            done = "build successful; " if self.build.results == SUCCESS else ""
+            summary["build"] = f"{summary['build']}; {self.share}" if "build" in summary else done + self.share
+        return summary
 
 
 class Keep(OscarvtPhase):

@@ -65,8 +65,25 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
         "wait-for-nodes", "finish-oscar", "grab-logs"]
     assert all(p["result"] == "passed" for p in phases["phases"][:-1])  # grab-logs wrote it while running
     assert {node["status"] for node in phases["nodes"].values()} == {102}
+    check_time_shares(phases, result.last_line)
     assert qemu_pids_of(cluster) == []
     check_imaged(cluster, {"oscarnode1": "192.168.77.2", "oscarnode2": "192.168.77.3"})
+
+
+def check_time_shares(phases: dict, verdict: str) -> None:
+    """Waits on OSCAR and its nodes are the product's time, all else the harness's, phase by phase and summed."""
+    product = {p["phase"]: p["product_seconds"] for p in phases["phases"][:-1]}
+    waiting_on_oscar = ("start-oscar", "wait-for-nodes", "finish-oscar")
+    assert all(0 < product[name] <= p["seconds"] for p in phases["phases"] for name in waiting_on_oscar
+               if p["phase"] == name), product
+    assert all(product[name] == 0 for name in product if name not in waiting_on_oscar), product
+    share = phases["share"]
+    assert share["product_seconds"] == round(sum(product.values()), 1)
+    assert abs(share["harness_seconds"] + share["product_seconds"] - share["seconds"]) < 0.2
+    assert 0 < share["harness_share"] < 1
+    took = re.search(r"every phase passed in ([0-9]+)s, harness ([0-9]+)s of ([0-9]+)s \(([0-9]+)%\)", verdict)
+    assert took is not None, verdict
+    assert int(took.group(3)) >= share["seconds"] - 1 and int(took.group(2)) >= share["harness_seconds"] - 1
 
 
 def check_imaged(cluster: Path, nodes: dict[str, str]) -> None:

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
@@ -163,6 +164,33 @@ class TestPhases(StepTest):
         self.expect_property("harness_trouble", f"destroy: {message}")
         self.expect_no_property("blame")  # the product's blame (set by its step) stays
         await self.run_step()
+
+    async def test_destroy_says_the_harnesss_share_of_the_build(self):
+        step = steps.Destroy()
+        self.setup_step(step)
+        self.build.setProperty(steps.PHASE_SECONDS, {"boot-headnode": {"seconds": 6.0, "product_seconds": 0.0},
+                                                     "finish-oscar": {"seconds": 40.0, "product_seconds": 38.0}},
+                               "oscarvt")
+        began = datetime.now(timezone.utc) - timedelta(seconds=60)
+
+        data = self.get_nth_step(0).master.data
+        other_records = data.get
+
+        async def build_record(path, *args, **kwargs):  # the build's start, as a real master's data API has it
+            return {"started_at": began} if path[0] == "builds" else await other_records(path, *args, **kwargs)
+        data.get = build_record
+        self.expect_commands(shell("destroy", "destroy").log("events", stdout=event(
+            "phase", phase="destroy", result="passed", seconds=1.5, product_seconds=0.0)
+            + verdict("destroy", "3 VMs stopped")).exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="3 VMs stopped")
+        await self.run_step()
+        share = self.get_nth_step(0).getProperty("harness_share")
+        self.assertEqual((share["product_seconds"], share["oscarvt_seconds"]), (38.0, 9.5))
+        self.assertLess(abs(share["seconds"] - 60), 5)  # the build so far
+        self.assertLess(abs(share["buildbot_seconds"] - (60 - 47.5)), 5)
+        self.assertLess(abs(share["harness_share"] - (60 - 38) / 60), 0.05)
+        self.assertRegex(self.get_nth_step(0).getResultSummary()["build"],
+                         r"^build successful; harness [0-9]+s of [0-9]+s \([0-9]+%: oscarvt 10s, Buildbot [0-9]+s\)$")
 
     async def test_clean_up_of_a_cluster_never_made_is_a_warning(self):
         await self.check_failure(steps.GrabLogs(), 0, "cluster: no cluster here", "bad input", WARNINGS)

@@ -3,7 +3,8 @@
 ``DEST/`` gets ``headnode/`` (OSCAR's and SystemImager's logs, OSCAR's configuration and
 output, the test report, each under its own path, e.g. ``headnode/var/log/oscar/``),
 ``consoles/VM.log`` (each VM's serial console) and ``consoles.log`` (all of them, each line
-prefixed by its VM's name), ``phases.json`` (phase timings and results, per node times) and
+prefixed by its VM's name), ``phases.json`` (phase timings and results, the part of each that
+waited on the product, the harness's ``share`` (``oscarvt.timing``), per node times) and
 ``summary.txt`` (both with credentials in URLs masked); then ``DEST.tar.gz`` holds it all. It
 works on a half-failed cluster: what cannot be had is listed in ``missing.txt`` instead.
 """
@@ -19,6 +20,7 @@ import tarfile
 from functools import partial
 from pathlib import Path
 
+from oscarvt import timing
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.log import progress
@@ -56,8 +58,9 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
             merged += [f"{name}| {line}" for line in text.splitlines()]
         (dest / "consoles.log").write_text("\n".join(merged) + "\n")
         record = dataclasses.asdict(state)
+        times = {"share": timing.share(p for p in state.phases if p.seconds is not None)}
         (dest / "phases.json").write_text(mask_credentials(json.dumps(  # a state from before the masking too
-            {key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}, indent=2)) + "\n")
+            {**times, **{key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}}, indent=2)) + "\n")
         (dest / "summary.txt").write_text(mask_credentials(summary(state)) + "\n")
         (dest / "missing.txt").unlink(missing_ok=True)  # from an earlier grab into the same folder
         if missing:
@@ -120,8 +123,12 @@ def copy_or_none(conn: Connection, path: str, into: Path) -> Unpacked | None:
 
 
 def summary(state: ClusterState) -> str:
-    """A few lines for people: each phase's result and time, the failure, each node's times."""
-    lines = [format_phase(phase) for phase in state.phases]
+    """A few lines for people: each phase's result, time and the product's part of it, the harness's
+    share, the failure, each node's times, the cluster tests."""
+    lines = [f"{'phase':<20} {'result':<8} {'seconds':>8} {'product':>8}"]
+    lines += [format_phase(phase) for phase in state.phases]
+    lines.append(timing.describe(timing.share(p for p in state.phases if p.seconds is not None))
+                 + " (the rest waited on OSCAR and its nodes)")
     for name, node in state.nodes.items():
         times = ", ".join(f"{key} {value}s" for key, value in node.times.items())
         lines.append(f"{name}: status {node.status}; {times}")

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from oscarvt import events, monitor
+from oscarvt import events, monitor, timing
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
@@ -87,18 +87,8 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                 take_in(monitor_log.read(conn), rsyncd_log.read(conn), nodes)
 
             try:
-                while not all(node.status == monitor.BOOTED for node in nodes.values()):
-                    take_in_logs()
-                    for node in nodes.values():
-                        watch_vm(cluster, state, node, take_in_logs)
-                        silent = time.time() - node.last_activity
-                        if node.status != monitor.BOOTED and silent > spec.timeouts.node:
-                            raise ProductError(f"{node.name}: no progress for {spec.timeouts.node}s "
-                                               f"(last: {node.said()}; timeouts.node)", vm=node.name)
-                    if time.monotonic() > deadline:
-                        waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
-                        raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
-                    time.sleep(POLL)
+                with timing.spent_on_product():  # the nodes' installers at work
+                    wait_until_booted(cluster, state, nodes, take_in_logs, spec.timeouts.node, deadline, limit)
             except OscarvtError:
                 try:
                     release_hook(conn, ok=False)  # OSCAR stops as when its boot script fails
@@ -110,6 +100,24 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
             release_hook(conn, ok=True)
     took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
     return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
+
+
+def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str, Node],
+                      take_in_logs: Callable[[], None], node_timeout: int, deadline: float, limit: float) -> None:
+    """Follow the nodes until each has booted from its disk; ProductError for one that fails or is silent
+    for ``node_timeout`` seconds, or when ``deadline`` (``limit`` seconds after the start) passes."""
+    while not all(node.status == monitor.BOOTED for node in nodes.values()):
+        take_in_logs()
+        for node in nodes.values():
+            watch_vm(cluster, state, node, take_in_logs)
+            silent = time.time() - node.last_activity
+            if node.status != monitor.BOOTED and silent > node_timeout:
+                raise ProductError(f"{node.name}: no progress for {node_timeout}s "
+                                   f"(last: {node.said()}; timeouts.node)", vm=node.name)
+        if time.monotonic() > deadline:
+            waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
+            raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
+        time.sleep(POLL)
 
 
 @dataclass
@@ -190,7 +198,8 @@ def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs:
     if not node.imaged():
         raise ProductError(f"{node.name}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
     progress(f"{node.name}: rebooted; starting it from its disk, CD out")
-    boot_node(cluster, state, node.name, "disk", None)
+    with timing.spent_on_harness():
+        boot_node(cluster, state, node.name, "disk", None)
     node.console_offset = state.vms[node.name].console_start
     node.restarted = True
     node.seen("restarted")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from oscarvt import events
+from oscarvt import events, timing
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
@@ -84,7 +84,8 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             detached = (f"echo $$ > {PIDFILE}; cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
                         f"echo $? > {STATUS}; rm -f {PIDFILE}")
             conn.check_output(f"setsid sh -c {shlex.quote(detached)} < /dev/null > /dev/null 2>&1 &")
-            status = follow_oscar(conn, record, spec.timeouts.oscar, until=REACHED)
+            with timing.spent_on_product():
+                status = follow_oscar(conn, record, spec.timeouts.oscar, until=REACHED)
             if status:
                 print_log_tail(conn)
         if status is not None:
@@ -103,7 +104,8 @@ def finish_oscar(cluster: ClusterDir) -> str:
         with open_headnode(cluster, state) as conn:
             if conn.run(f"test -s {RELEASE} || test -s {STATUS}") != 0:
                 raise InputError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
-            status = follow_oscar(conn, record, spec.timeouts.oscar, until=None)
+            with timing.spent_on_product():
+                status = follow_oscar(conn, record, spec.timeouts.oscar, until=None)
             assert status is not None
             if status:
                 print_log_tail(conn)

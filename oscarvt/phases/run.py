@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from oscarvt import timing
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
@@ -38,7 +39,7 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
     logs = logs or cluster.path / "logs"
     values = {"spec": spec, "source": source, "url": url, "revision": revision, "vcs": vcs, "inputs": inputs,
               "boot": boot}
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     failure: tuple[str, OscarvtError] | None = None
     try:
         for phase in RUN_PHASES:
@@ -52,12 +53,24 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
     finally:  # also after an interrupt or a bug: the logs, then the cluster goes
         cleanup_failure = _clean_up(cluster, logs, keep and failure is not None)
     took = time.monotonic() - started
+    figures = _harness_share(cluster, started_at, took)
     if failure is not None:
         phase_name, error = failure
         raise type(error)(f"failed in {phase_name} after {took:.0f}s: {error} (logs: {logs})", vm=error.vm)
     if cleanup_failure is not None:
         raise cleanup_failure
-    return f"every phase passed in {took:.0f}s (logs: {logs})"
+    return f"every phase passed in {took:.0f}s, {figures} (logs: {logs})"
+
+
+def _harness_share(cluster: ClusterDir, since: float, took: float) -> str:
+    """The harness's share of this run in words (the gaps between phases are the harness's too), also printed."""
+    try:
+        records = [p for p in cluster.load().phases if p.start >= since and p.seconds is not None]
+    except OscarvtError:
+        records = []
+    figures = timing.describe(timing.share(records, took))
+    progress(f"=== time: {figures}")
+    return figures
 
 
 def _clean_up(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | None:

@@ -36,9 +36,10 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
 
 
 def format_phase(phase: PhaseRecord) -> str:
-    """One phase record in a line: name, result, seconds, message."""
+    """One phase record in a line: name, result, seconds (of which the product's), message."""
     took = f"{phase.seconds:.1f}s" if phase.seconds is not None else "..."
-    return f"{phase.phase:<20} {phase.result:<8} {took:>8}  {phase.message}"
+    product = f"{phase.product_seconds:.1f}s" if phase.product_seconds else "-"
+    return f"{phase.phase:<20} {phase.result:<8} {took:>8} {product:>8}  {phase.message}"
 
 
 def format_status(status: dict[str, Any]) -> str:
