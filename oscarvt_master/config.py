@@ -65,10 +65,14 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
 
 
 def database(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
-    """Buildbot's database; a PostgreSQL user's password comes from the secret file db-password, if there is
-    one (given to the driver as a Buildbot secret, never written into the URL)."""
-    config: dict[str, Any] = {"db_url": settings.db_url}
-    if settings.db_url.startswith("postgresql") and (secrets_dir / DB_PASSWORD).is_file():
+    """Buildbot's database. PostgreSQL goes through psycopg2, which the master's extra installs (SQLAlchemy
+    2.1 would take ``postgresql://`` for psycopg 3); the user's password comes from the secret file
+    db-password, if there is one, given to the driver as a Buildbot secret, never written into the URL."""
+    url = settings.db_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    config: dict[str, Any] = {"db_url": url}
+    if url.startswith("postgresql") and (secrets_dir / DB_PASSWORD).is_file():
         config["engine_kwargs"] = {"connect_args": {"password": util.Secret(DB_PASSWORD)}}
     return config
 
@@ -84,7 +88,7 @@ def change_sources(settings: Settings) -> list[Any]:
         if repo.vcs == "git":
             found.append(changes.GitPoller(repourl=repo.url, branches=[repo.branch], pollInterval=repo.poll_interval,
                                            workdir=f"gitpoller-{repo.name}", name=repo.name,
-                                           auth_credentials=repository_login(repo), project=repo.github or ""))
+                                           auth_credentials=repository_login(repo), project=repo.github))
         else:
             user, password = repository_login(repo) or (None, None)
             found.append(changes.SVNPoller(repourl=repo.url, pollInterval=repo.poll_interval, name=repo.name,
