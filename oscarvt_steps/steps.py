@@ -279,13 +279,17 @@ class FinishOscar(OscarvtPhase):
         return result
 
 
+DURATION_NS_MAX = 2**31 - 1  # Buildbot 4.3 stores duration_ns as a 32-bit integer on PostgreSQL (int4)
+
+
 def duration_ns(seconds: Any) -> int | None:
-    """A JUnit ``time`` (text from the guest) in nanoseconds, if it is a plausible duration (under a day)."""
+    """A JUnit ``time`` (text from the guest) in nanoseconds, if it is a duration Buildbot can store in
+    every database: 0 to 2.147 s (a longer one would make PostgreSQL refuse the whole batch of results)."""
     try:
         value = float(seconds)
     except (TypeError, ValueError):
         return None
-    return int(value * 1e9) if 0 <= value < 86400 else None
+    return int(value * 1e9) if 0 <= value * 1e9 <= DURATION_NS_MAX else None
 
 
 class GrabLogs(OscarvtPhase):
