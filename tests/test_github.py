@@ -12,6 +12,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from base64 import b64encode
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,7 +24,7 @@ from buildbot.test.fake.httpclientservice import HTTPClientService
 from buildbot.test.reactor import TestReactorMixin
 from buildbot.test.util.reporter import ReporterTestMixin
 from test_master import example
-from test_master_boundaries import ADMIN, Running
+from test_master_boundaries import ADMIN, HOOK, Running
 from twisted.internet import defer
 from twisted.trial import unittest
 
@@ -106,8 +107,11 @@ def github_master(tmp_path_factory) -> Iterator[tuple[Running, FakeGitHubApi]]:
 
 
 def post(master: Running, body: bytes, headers: dict[str, str], event: str = "push",
-         content_type: str = "application/json") -> tuple[int, str]:
-    """POST to /change_hook/github as GitHub does; the HTTP status and the answer's text."""
+         content_type: str = "application/json", login: tuple[str, str] | None = None) -> tuple[int, str]:
+    """POST to /change_hook/github as GitHub does (with ``login`` in the URL: as HTTP Basic); the HTTP
+    status and the answer's text."""
+    if login is not None:
+        headers = {**headers, "Authorization": "Basic " + b64encode(f"{login[0]}:{login[1]}".encode()).decode()}
     request = urllib.request.Request(f"{master.url}change_hook/github", data=body, headers={
         "Content-Type": content_type, "X-GitHub-Event": event, "User-Agent": "GitHub-Hookshot/044aadd",
         "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958", **headers})
@@ -199,6 +203,28 @@ def test_each_builder_has_a_badge(github_master):
     assert b"oscarvt" in svg.body and b"unknown" in svg.body  # no build has finished
     png = master.get(f"{master.url}plugins/badges/trixie-amd64-network.png")
     assert png.status == 200 and png.body.startswith(b"\x89PNG")
+
+
+@pytest.mark.vm
+def test_with_the_poller_hook_on_too_github_posts_need_a_hook_users_login_and_the_signatures(tmp_path):
+    """Buildbot guards all of /change_hook with change-hook-users when change_hook is on (README)."""
+    running = Running(tmp_path)
+    settings = {**example(), "url": running.url, "www_port": running.www, "worker_port": running.worker,
+                "logs_port": 0, "mail": None, "change_hook": True, "github": {"hook": True}}
+    local.create_master(tmp_path / "master", settings,
+                        {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
+                         "change-hook-users": hashed_line(*HOOK, rounds=4) + "\n", "github-webhook-secret": SECRET})
+    try:
+        running.pid = local.start_master(tmp_path / "master")
+        wait_for(lambda: True if running.get(f"{running.url}api/v2/builders").status == 200 else None,
+                 timeout=60, what="the master's web UI")
+        body = push_payload("2f1e0d9c8b7a69584736251403f2e1d0c9b8a796", "behind two locks")
+        assert post(running, body, signed(body))[0] == 401  # signed, but no login
+        assert post(running, body, {}, login=HOOK)[0] == 400  # a login, but unsigned
+        assert post(running, body, signed(body), login=HOOK) == (200, "1 change found")
+    finally:
+        if running.pid:
+            local.stop(running.pid)
 
 
 class TestStatuses(ReporterTestMixin, TestReactorMixin, unittest.TestCase):
