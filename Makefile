@@ -7,7 +7,10 @@ VENV := .venv
 APT_PACKAGES := python3-venv python3-pip python3-setuptools python3-wheel qemu-system-x86 qemu-utils ipxe-qemu busybox-static dropbear-bin \
 	xorriso isolinux syslinux-common cpio gzip iproute2 util-linux openssl libvirt0 \
 	mmdebstrap e2fsprogs passwd systemd git subversion chromium \
-	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support
+	qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-support \
+	postgresql libcairo2
+# postgresql: tests/test_postgresql.py runs its own server in a temporary folder (its "main" cluster is
+# not used); libcairo2: buildbot-badges draws the badges with it.
 PYTEST_ARGS ?=
 # The headnode templates (SUITE:ARCH) the suite boots; tests/test_image.py boots each of them.
 TEMPLATES ?= bookworm:amd64 bookworm:arm64 bullseye:amd64 trixie:amd64

@@ -16,7 +16,8 @@ writes that file anew (its folder is created), one JSON object per line, each wi
 ``node``        ``vm``, ``state`` (``imaging``, ``installed``, ``booted``, ``restarted``, ...),
                 ``status`` (SystemImager's status code, or null)
 ``oscar_step``  ``step``: the OSCAR step install_cluster is in (``Step 4 - Build ...``)
-``test``        ``class``, ``name``, ``result`` (``passed``/``failed``/``skipped``), ``message``
+``test``        ``class``, ``name``, ``result`` (``passed``/``failed``/``skipped``), ``message``,
+                ``seconds`` (the JUnit report's ``time`` as text, empty if none)
 ``verdict``     ``verb``, ``ok``, ``blame`` (null, ``product``, ``bad input``,
                 ``infrastructure``; see ``oscarvt.errors``), ``message``, ``vm`` (the VM the
                 failure names, or null)

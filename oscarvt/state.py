@@ -79,7 +79,8 @@ class OscarRun:
     hook_reached: float | None = None
     status: int | None = None  # its exit status, once it has exited
     failure: str | None = None  # OSCAR's own failure line ("Failed on Step 4 - ...")
-    tests: list[dict[str, str]] = field(default_factory=list)  # its cluster tests (class, name, result, message)
+    tests: list[dict[str, str]] = field(default_factory=list)  # its cluster tests (class, name, result, message,
+                                                               # seconds)
 
 
 @dataclass

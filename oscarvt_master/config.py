@@ -8,11 +8,13 @@ from typing import Any
 from buildbot import config as bbconfig
 from buildbot.plugins import changes, schedulers, secrets, util, worker
 
-from oscarvt_master.factory import BUILDER_DEFAULT, build_factory, repository_login
+from oscarvt_master.factory import BUILDER_DEFAULT, LOGS_FOLDER, build_factory, repository_login
+from oscarvt_master.github import TOKEN, WEBHOOK_SECRET, github_hook, on_github, status_push
 from oscarvt_master.logserver import LogServer
 from oscarvt_master.reporters import mail_reporters
+from oscarvt_master.retention import Janitor
 from oscarvt_master.secret_files import CHANGE_HOOK_USERS, WWW_USERS, HashedPasswords, SecretFileError, check_private
-from oscarvt_master.settings import BOOTS, Settings, SettingsError, load_settings
+from oscarvt_master.settings import BOOTS, DB_PASSWORD, Settings, SettingsError, load_settings
 
 
 def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
@@ -30,6 +32,12 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
             if repo.user is not None and not (secrets_dir / repo.password_secret).is_file():
                 raise SettingsError(f"{settings_file}: key 'repositories[{i}].user': no password file "
                                     f"{secrets_dir / repo.password_secret} (mode 0600)")
+        if settings.github is not None:
+            for key, wanted, name in (("hook", settings.github.hook, WEBHOOK_SECRET),
+                                      ("statuses", settings.github.statuses, TOKEN)):
+                if wanted and not (secrets_dir / name).is_file():
+                    raise SettingsError(f"{settings_file}: key 'github.{key}': no secret file {secrets_dir / name} "
+                                        "(mode 0600)")
         for path in sorted(secrets_dir.iterdir()):  # SecretInAFile reads them all
             check_private(path)
         www_auth = users_file(settings_file, secrets_dir, WWW_USERS, "admins", bool(settings.admins),
@@ -39,7 +47,7 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         raise bbconfig.ConfigErrors([str(exc)]) from None
     return {
         "title": settings.title, "titleURL": settings.url, "buildbotURL": settings.url,
-        "db": {"db_url": settings.db_url},
+        "db": database(settings, secrets_dir),
         "buildbotNetUsageData": None,
         "protocols": {"pb": {"port": listen(settings.worker_port, settings.worker_listen)}},
         "secretsProviders": [secrets.SecretInAFile(dirname=str(secrets_dir))],
@@ -51,18 +59,36 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         "schedulers": all_schedulers(settings),
         "builders": builders(settings),
         "www": www(settings, www_auth, hook_auth),
-        "services": mail(settings) + log_server(settings, basedir),
+        "services": mail(settings) + log_server(settings, basedir) + status_push(settings),
+        "configurators": [Janitor(settings.log_horizon, settings.build_data_horizon, str(basedir / LOGS_FOLDER))],
     }
 
 
+def database(settings: Settings, secrets_dir: Path) -> dict[str, Any]:
+    """Buildbot's database. PostgreSQL goes through psycopg2, which the master's extra installs (SQLAlchemy
+    2.1 would take ``postgresql://`` for psycopg 3); the user's password comes from the secret file
+    db-password, if there is one, given to the driver as a Buildbot secret, never written into the URL."""
+    url = settings.db_url
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    config: dict[str, Any] = {"db_url": url}
+    if url.startswith("postgresql") and (secrets_dir / DB_PASSWORD).is_file():
+        config["engine_kwargs"] = {"connect_args": {"password": util.Secret(DB_PASSWORD)}}
+    return config
+
+
 def change_sources(settings: Settings) -> list[Any]:
-    """A poller per repository (GitPoller or SVNPoller), named after it for the poller webhook."""
+    """A poller per repository (GitPoller or SVNPoller), named after it for the poller webhook; none
+    for a repository on GitHub when GitHub's webhook brings its commits."""
     found: list[Any] = []
+    hooked = on_github(settings) if settings.github is not None and settings.github.hook else {}
     for repo in settings.repositories:
+        if repo.name in hooked:
+            continue
         if repo.vcs == "git":
             found.append(changes.GitPoller(repourl=repo.url, branches=[repo.branch], pollInterval=repo.poll_interval,
                                            workdir=f"gitpoller-{repo.name}", name=repo.name,
-                                           auth_credentials=repository_login(repo)))
+                                           auth_credentials=repository_login(repo), project=repo.github))
         else:
             user, password = repository_login(repo) or (None, None)
             found.append(changes.SVNPoller(repourl=repo.url, pollInterval=repo.poll_interval, name=repo.name,
@@ -81,10 +107,11 @@ def all_schedulers(settings: Settings) -> list[Any]:
             continue
         branch = repo.branch if repo.vcs == "git" else None
         on_commit = [b.name for b in settings.builders if b.repository == repo.name and b.commit]
-        if on_commit:
+        if on_commit:  # a repository on GitHub by its project, OWNER/NAME, from the webhook or the poller
+            where = {"project": repo.github} if repo.github is not None else {"repository": repo.url}
             found.append(schedulers.SingleBranchScheduler(
                 name=f"commit-{repo.name}", builderNames=on_commit, treeStableTimer=None,
-                change_filter=util.ChangeFilter(repository=repo.url, branch=branch)))
+                change_filter=util.ChangeFilter(branch=branch, **where)))
         found.append(schedulers.Nightly(name=f"nightly-{repo.name}", builderNames=names, branch=branch,
                                         hour=settings.nightly["hour"], minute=settings.nightly["minute"]))
     found.append(schedulers.ForceScheduler(
@@ -137,10 +164,12 @@ def www(settings: Settings, auth: HashedPasswords | None, hook_auth: HashedPassw
     change hook, when on, takes posts from the users in change-hook-users only."""
     config: dict[str, Any] = {
         "port": listen(settings.www_port, settings.www_listen),
-        "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {}},
+        "plugins": {"waterfall_view": {}, "console_view": {}, "grid_view": {},
+                    "badges": {"left_text": "oscarvt"}},  # URL/plugins/badges/BUILDER.svg (or .png)
+        "change_hook_dialects": github_hook(settings),
     }
-    if hook_auth is not None:
-        config["change_hook_dialects"] = {"poller": True}
+    if hook_auth is not None:  # Buildbot guards all of /change_hook with it, GitHub's dialect too
+        config["change_hook_dialects"]["poller"] = True
         config["change_hook_auth"] = [hook_auth]
     if auth is not None:
         config["auth"] = auth
@@ -154,10 +183,10 @@ def log_server(settings: Settings, basedir: Path) -> list[Any]:
     """The master's own server for the uploaded logs (unless logs_port is 0)."""
     if not settings.logs_port:
         return []
-    return [LogServer(port=settings.logs_port, folder=str(basedir / "public_html" / "logs"),
+    return [LogServer(port=settings.logs_port, folder=str(basedir / LOGS_FOLDER),
                       interface=settings.logs_listen)]
 
 
 def mail(settings: Settings) -> list[Any]:
     """Mail by blame (see ``oscarvt_master.reporters``): developers and admins."""
-    return mail_reporters(settings.mail) if settings.mail is not None else []
+    return mail_reporters(settings.mail, [b.name for b in settings.builders]) if settings.mail is not None else []

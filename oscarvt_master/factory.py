@@ -41,7 +41,8 @@ from oscarvt_steps.steps import (
 BUILDER_DEFAULT = "builder's"  # the force form's "use the builder's setting"
 SOURCE = "oscar"  # the checkout of the revision under test; every path is relative to the
                   # builder's folder on the worker (cluster/, spec.yaml, logs/)
-LOGS_ON_MASTER = "public_html/logs/%(prop:buildername)s/%(prop:buildnumber)s"
+LOGS_FOLDER = "public_html/logs"  # the uploaded logs, in the master's folder (served by oscarvt_master.logserver)
+LOGS_ON_MASTER = f"{LOGS_FOLDER}/%(prop:buildername)s/%(prop:buildnumber)s"
 
 
 def build_nodes(builder: Builder) -> util.Transform:

@@ -31,7 +31,8 @@ STARTUP = 300  # seconds for a buildbot command that creates or starts a master 
 
 
 def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str]) -> None:
-    """A master folder: Buildbot's files, our master.cfg, the settings and the secret files (0600)."""
+    """A master folder: Buildbot's files, our master.cfg, the settings and the secret files (0600);
+    for a database other than SQLite (PostgreSQL), Buildbot's tables in it (``buildbot upgrade-master``)."""
     run_tool([str(BIN / "buildbot"), "create-master", "-r", str(folder)], "buildbot create-master", timeout=STARTUP)
     shutil.copy(MASTER_CFG, folder / "master.cfg")
     (folder / "settings.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -40,6 +41,9 @@ def create_master(folder: Path, settings: dict[str, Any], secrets: dict[str, str
     for name, text in secrets.items():
         (secrets_dir / name).write_text(text)
         (secrets_dir / name).chmod(0o600)
+    if not str(settings.get("db_url", "sqlite:")).startswith("sqlite:"):  # create-master made state.sqlite only
+        run_tool([str(BIN / "buildbot"), "upgrade-master", str(folder)], "buildbot upgrade-master",
+                 hint=f"see {folder / 'settings.yaml'}'s db_url", timeout=STARTUP)
 
 
 def create_worker(folder: Path, name: str, master_port: int, password: str) -> None:

@@ -55,13 +55,16 @@ class HarnessMail(BuildStatusGenerator):
         return build["results"] in HARNESS_RESULTS or "harness_trouble" in build.get("properties", {})
 
 
-def mail_reporters(mail: Mail) -> list[Any]:
-    """One MailNotifier for the developers, one for the admins (if ``mail.admins`` names any)."""
+def mail_reporters(mail: Mail, builders: list[str]) -> list[Any]:
+    """One MailNotifier for the developers, one for the admins (if ``mail.admins`` names any), about
+    the builds of ``builders`` (not the janitor's)."""
     host, port = mail.relay.rsplit(":", 1)
     mode: str | tuple[str, ...] = "all" if "all" in mail.mode else tuple(mail.mode)
-    found = [_notifier(mail, host, int(port), mail.to, ProductMail(mode=mode, message_formatter=_formatter()))]
+    found = [_notifier(mail, host, int(port), mail.to, ProductMail(mode=mode, builders=builders,
+                                                                   message_formatter=_formatter()))]
     if mail.admins:
-        found.append(_notifier(mail, host, int(port), mail.admins, HarnessMail(message_formatter=_formatter())))
+        found.append(_notifier(mail, host, int(port), mail.admins,
+                               HarnessMail(builders=builders, message_formatter=_formatter())))
     return found
 
 

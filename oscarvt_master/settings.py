@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,8 +22,13 @@ from oscarvt.spec import SUITE, read_yaml, spec_from_dict
 from oscarvt_master.matrix import AXES, Cell, commit_cells, expand
 
 BOOTS = ("cdrom", "network")
+DB_PASSWORD = "db-password"  # the secret file with the PostgreSQL user's password (if it needs one)
 MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "cancelled", "change")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_GITHUB_REPO = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+")  # OWNER/NAME
+_DURATION = re.compile(r"([0-9]{1,6})([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+HORIZONS = (timedelta(seconds=1), timedelta(days=3650))  # bounds of log_horizon and build_data_horizon
 
 
 class SettingsError(InputError):
@@ -37,6 +43,7 @@ class Repository:
     branch: str = "main"
     poll_interval: int = 60
     user: str | None = None  # with a password in secrets_dir/repository-NAME (never in the URL)
+    github: str | None = None  # OWNER/NAME on GitHub: its push webhook and commit statuses
 
     @property
     def password_secret(self) -> str:
@@ -79,6 +86,13 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class GitHub:
+    hook: bool = False      # POST /change_hook/github, signed with secrets_dir/github-webhook-secret
+    statuses: bool = False  # a commit status per builder, with the token in secrets_dir/github-token
+    api_url: str = "https://api.github.com"  # GitHub Enterprise: https://HOST/api/v3
+
+
+@dataclass(frozen=True)
 class Settings:
     title: str
     url: str
@@ -100,6 +114,9 @@ class Settings:
     worker_listen: str = "127.0.0.1"  # listen on: this host only, unless the admin says otherwise
     logs_listen: str = "127.0.0.1"
     change_hook: bool = False    # POST /change_hook/poller (secrets_dir/change-hook-users may post)
+    github: GitHub | None = None
+    log_horizon: timedelta | None = None         # step logs (and public_html/logs) older than this go
+    build_data_horizon: timedelta | None = None  # build data older than this goes (None: kept)
 
 
 def load_settings(path: Path) -> Settings:
@@ -115,7 +132,8 @@ def settings_from_dict(data: Any) -> Settings:
     top = _mapping(data, "settings")
     known = {"title", "url", "repositories", "builders", "matrix", "workers", "www_port", "worker_port", "db_url",
              "oscarvt", "secrets_dir", "nightly", "admins", "mail", "logs_port", "logs_url", "retries",
-             "www_listen", "worker_listen", "logs_listen", "change_hook"}
+             "www_listen", "worker_listen", "logs_listen", "change_hook", "github", "log_horizon",
+             "build_data_horizon"}
     _no_unknown(top, known, "")
     for key in ("title", "url", "repositories", "workers"):
         if key not in top:
@@ -154,7 +172,39 @@ def settings_from_dict(data: Any) -> Settings:
         www_listen=_address_to_listen(top.get("www_listen", "127.0.0.1"), "www_listen"),
         worker_listen=_address_to_listen(top.get("worker_listen", "127.0.0.1"), "worker_listen"),
         logs_listen=_address_to_listen(top.get("logs_listen", "127.0.0.1"), "logs_listen"),
-        change_hook=_bool(top.get("change_hook", False), "change_hook"))
+        change_hook=_bool(top.get("change_hook", False), "change_hook"),
+        github=_github(top["github"], repositories) if top.get("github") is not None else None,
+        log_horizon=_horizon(top.get("log_horizon"), "log_horizon"),
+        build_data_horizon=_horizon(top.get("build_data_horizon"), "build_data_horizon"))
+
+
+def _github(raw: Any, repositories: list[Repository]) -> GitHub:
+    values = _mapping(raw, "github")
+    _no_unknown(values, {"hook", "statuses", "api_url"}, "github.")
+    api_url = _text(values.get("api_url", "https://api.github.com"), "github.api_url").rstrip("/")
+    if urlsplit(api_url).scheme not in ("https", "http") or not urlsplit(api_url).hostname:
+        raise SettingsError(f"key 'github.api_url' must be an http(s) URL, not {shown(api_url)}")
+    _no_password(api_url, "github.api_url", "the token goes in the secret file github-token")
+    found = GitHub(_bool(values.get("hook", False), "github.hook"), _bool(values.get("statuses", False),
+                                                                           "github.statuses"), api_url)
+    if (found.hook or found.statuses) and not any(r.github for r in repositories):
+        raise SettingsError("key 'github': no repository says where it is on GitHub (repositories[].github: "
+                            "OWNER/NAME)")
+    return found
+
+
+def _horizon(raw: Any, key: str) -> timedelta | None:
+    """A duration such as 90d, 12w, 36h (s, m, h, d, w), within HORIZONS; None keeps everything."""
+    if raw is None:
+        return None
+    match = _DURATION.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None:
+        raise SettingsError(f"key '{key}' must be a duration such as 30d (a number and one of s, m, h, d, w), "
+                            f"not {shown(raw)}")
+    horizon = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if not HORIZONS[0] <= horizon <= HORIZONS[1]:
+        raise SettingsError(f"key '{key}' must be from 1s to 3650d, not {shown(raw)}")
+    return horizon
 
 
 def _address_to_listen(raw: Any, key: str) -> str:
@@ -187,7 +237,7 @@ def _retries(raw: Any) -> int:
 
 def _repository(raw: Any, key: str) -> Repository:
     values = _mapping(raw, key)
-    _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval", "user"}, f"{key}.")
+    _no_unknown(values, {"name", "url", "vcs", "branch", "poll_interval", "user", "github"}, f"{key}.")
     vcs = values.get("vcs", "git")
     if vcs not in ("git", "svn"):
         raise SettingsError(f"key '{key}.vcs' must be git or svn, not {shown(vcs)}")
@@ -199,7 +249,19 @@ def _repository(raw: Any, key: str) -> Repository:
     if branch.startswith("-"):
         raise SettingsError(f"key '{key}.branch' must not start with '-' (git would take it for an option)")
     user = _name(values["user"], f"{key}.user") if values.get("user") is not None else None
-    return Repository(name, _repository_url(values.get("url"), f"{key}.url", name), vcs, branch, interval, user)
+    github = _github_repository(values["github"], f"{key}.github") if values.get("github") is not None else None
+    if github is not None and vcs != "git":
+        raise SettingsError(f"key '{key}.github': a repository on GitHub is a git repository (vcs: git)")
+    return Repository(name, _repository_url(values.get("url"), f"{key}.url", name), vcs, branch, interval, user,
+                      github)
+
+
+def _github_repository(raw: Any, key: str) -> str:
+    text = _text(raw, key)
+    if not _GITHUB_REPO.fullmatch(text) or text.endswith((".git", "/.", "/..")):
+        raise SettingsError(f"key '{key}' must be OWNER/NAME as GitHub spells it (oscar-cluster/oscar), "
+                            f"not {shown(text)}")
+    return text
 
 
 def _repository_url(raw: Any, key: str, name: str) -> str:
@@ -207,15 +269,19 @@ def _repository_url(raw: Any, key: str, name: str) -> str:
     url = _text(raw, key)
     if url.startswith("-"):
         raise SettingsError(f"key '{key}' must not start with '-' (git and svn would take it for an option)")
+    _no_password(url, key, f"give the user as '{key.rsplit('.', 1)[0]}.user' and the password in the secret "
+                           f"file repository-{name}")
+    return url
+
+
+def _no_password(url: str, key: str, instead: str) -> None:
+    """Refuse a URL with a password in it (it would reach logs, pages and mail); ``instead`` says where it goes."""
     try:
         has_password = urlsplit(url).password is not None
     except ValueError:
         raise SettingsError(f"key '{key}' is not a URL or path") from None
     if has_password:
-        raise SettingsError(f"key '{key}' holds a password, which would be shown in logs, pages and mail: "
-                            f"give the user as '{key.rsplit('.', 1)[0]}.user' and the password in the secret "
-                            f"file repository-{name}")
-    return url
+        raise SettingsError(f"key '{key}' holds a password, which would be shown in logs, pages and mail: {instead}")
 
 
 def _worker(raw: Any, key: str) -> Worker:
@@ -358,6 +424,7 @@ def _db_url(value: Any) -> str:
     url = _text(value, "db_url")
     if not url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg2://")):
         raise SettingsError(f"key 'db_url' must be a sqlite:// or postgresql:// URL, not {shown(url)}")
+    _no_password(url, "db_url", f"give the user in the URL and the password in the secret file {DB_PASSWORD}")
     return url
 
 

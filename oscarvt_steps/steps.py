@@ -254,18 +254,30 @@ class WaitForNodes(OscarvtPhase):
 
 
 class FinishOscar(OscarvtPhase):
-    """Let OSCAR finish; the summary counts its cluster tests."""
+    """Let OSCAR finish; the summary counts its cluster tests, and each test that passed or failed is a
+    test result of the build (Buildbot's test result set "OSCAR cluster tests", pass/fail), named
+    ``CLASS NAME`` from OSCAR's JUnit report, with its duration when the report gives one."""
 
     phase = table.FINISH_OSCAR.name
+    TEST_SET = ("OSCAR cluster tests", "pass_fail", "boolean")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tests = {"PASSED": 0, "FAILED": 0, "SKIPPED": 0}
+        self.test_set: int | None = None
+
+    async def addTestResultSets(self) -> None:  # noqa: N802 (Buildbot's name)
+        self.test_set = await self.addTestResultSet(*self.TEST_SET)
 
     def on_event(self, event: dict[str, Any]) -> None:
         result = str(event.get("result", "")).upper()
-        if event["event"] == "test" and result in self.tests:
-            self.tests[result] += 1
+        if event["event"] != "test" or result not in self.tests:
+            return
+        self.tests[result] += 1
+        if result != "SKIPPED" and self.test_set is not None:  # pass/fail has no value for a skipped test
+            name = f"{event.get('class', '')} {event.get('name', '')}".strip()[:200]
+            self.addTestResult(self.test_set, "1" if result == "PASSED" else "0", test_name=name,
+                               duration_ns=duration_ns(event.get("seconds")))
 
     def passed_summary(self) -> str:
         return f"OSCAR finished; tests {self.tests['PASSED']}/{sum(self.tests.values())} passed"
@@ -274,6 +286,19 @@ class FinishOscar(OscarvtPhase):
         result = await super().run()
         self.setProperty("cluster_tests", dict(self.tests), "oscarvt")
         return result
+
+
+DURATION_NS_MAX = 2**31 - 1  # Buildbot 4.3 stores duration_ns as a 32-bit integer on PostgreSQL (int4)
+
+
+def duration_ns(seconds: Any) -> int | None:
+    """A JUnit ``time`` (text from the guest) in nanoseconds, if it is a duration Buildbot can store in
+    every database: 0 to 2.147 s (a longer one would make PostgreSQL refuse the whole batch of results)."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        return None
+    return int(value * 1e9) if 0 <= value * 1e9 <= DURATION_NS_MAX else None
 
 
 class GrabLogs(OscarvtPhase):

@@ -10,6 +10,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import buildbot.util.ssl  # noqa: F401 (see below)
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
@@ -23,6 +24,9 @@ from oscarvt.phases.destroy import destroy
 from oscarvt.testguest import TestGuest, build_test_guest
 
 LAN_PREFIX = "192.168.77"
+# buildbot.util.ssl is imported above, before any test module imports buildbot.test: that package
+# turns every warning into an error from then on, and Twisted 26.10 deprecates a name buildbot.util.ssl
+# uses (imported by Buildbot's mail reporter and force scheduler, so by oscarvt_master.config).
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -709,12 +709,12 @@ SETTING_KINDS = {
              "repositories.0.url", "repositories.0.vcs", "repositories.0.branch", "workers.0.name", "builders.0.name",
              "builders.0.repository", "builders.0.distribution", "builders.0.arch", "builders.0.boot",
              "builders.0.workers.0", "mail.relay", "mail.from", "mail.to.0", "mail.admins.0", "mail.mode.0",
-             "admins.0"],
+             "admins.0", "repositories.0.github", "github.api_url", "log_horizon", "build_data_horizon"],
     "int": ["www_port", "worker_port", "logs_port", "retries", "nightly.hour", "nightly.minute",
             "repositories.0.poll_interval", "workers.0.max_clusters", "builders.0.nodes"],
     "list": ["repositories", "workers", "builders", "admins", "mail.to", "mail.admins", "mail.mode",
              "builders.0.workers"],
-    "mapping": ["nightly", "mail", "builders.0.spec", "repositories.0", "workers.0", "builders.0"],
+    "mapping": ["nightly", "mail", "builders.0.spec", "repositories.0", "workers.0", "builders.0", "github"],
 }
 WRONG = {"text": [5, [1], {"a": 1}, True], "int": ["12", 1.5, True, [1]], "list": ["text", {"a": 1}, 5],
          "mapping": ["text", [1], 5]}
@@ -755,12 +755,23 @@ SETTINGS: list[Any] = [
         ("builders.0.spec", {}),
         ("workers.0.password", "secret"), ("db_url", "mysql://x"), ("colour", "blue"), ("nightly.second", 0),
         ("repositories.0.poll_interval", 0), ("workers.0.max_clusters", 0),
+        ("db_url", "postgresql://buildbot:s3cret@127.0.0.1/buildbot"), ("db_url", "postgresql://[::1/x"),
+        ("log_horizon", "0s"), ("log_horizon", "3651d"), ("log_horizon", "30 days"), ("log_horizon", "-1d"),
+        ("log_horizon", "1y"), ("log_horizon", "9" * 5000 + "d"), ("build_data_horizon", "30D"),
+        ("build_data_horizon", "1.5d"), ("github.hook", "yes"), ("github.statuses", 1), ("github.colour", "blue"),
+        ("github.api_url", "ftp://api.github.com"), ("github.api_url", "https://ada:token@api.github.com"),
+        ("github.api_url", "api.github.com"), ("repositories.0.github", "oscar"),
+        ("repositories.0.github", "oscar-cluster/oscar/extra"), ("repositories.0.github", "-x/oscar"),
+        ("repositories.0.github", "oscar-cluster/oscar.git"), ("repositories.0.github", "oscar-cluster/.."),
+        ("repositories.0.github", "oscar-cluster/oscar\nx"),
     ]),
     *(pytest.param(key, value, shown, id=f"{key}={json.dumps(value)}") for key, value, shown in [
         ("nightly.hour", 24, "nightly"), ("nightly.minute", -1, "nightly"),
         ("builders.0.spec.accel", "fast", "builders[0].spec"),
         ("builders.0.spec.headnode", {"name": "oscarnode1"}, "builders[0].spec"),
         ("builders.0.spec.nodes.memory", 10**20, "builders[0].spec"),
+        ("repositories.0.vcs", "svn", "repositories[0].github"),  # a repository on GitHub is a git one
+        ("github", {"hook": True, "statuses": False}, "github"),  # with no repository on GitHub (below)
     ]),
     pytest.param("workers", [{"name": "hv1"}, {"name": "hv1"}], "workers", id="two-workers-one-name"),
     pytest.param("builders.1", None, "builders", id="two-builders-one-name"),
@@ -797,6 +808,8 @@ def settings_error(path: Path) -> str:
 @pytest.mark.parametrize("key, value, shown", SETTINGS)
 def test_settings_key(tmp_path, key, value, shown):
     data = example()
+    if key == "github":
+        data["repositories"][0].pop("github")
     if key == "builders.1":
         data["builders"].append(dict(data["builders"][0]))
     else:
@@ -860,6 +873,18 @@ def test_checkconfig_secret(tmp_path, secret, kind):
 def test_checkconfig_settings_path(tmp_path, kind):
     settings = NOT_A_FILE[kind](tmp_path / "settings.yaml")
     assert str(settings) in checkconfig_line(master_dir(tmp_path, example()), settings)
+
+
+@pytest.mark.parametrize("key, secret", [("hook", "github-webhook-secret"), ("statuses", "github-token")])
+def test_checkconfig_github_secret(tmp_path, key, secret):
+    folder = master_dir(tmp_path, setting(example(), f"github.{key}", True))
+    path = folder / "secrets" / secret
+    assert checkconfig_line(folder).strip() == (f"{folder}/settings.yaml: key 'github.{key}': no secret file {path} "
+                                                "(mode 0600)")
+    path.write_text("a secret")
+    path.chmod(0o644)
+    assert checkconfig_line(folder).strip() == (f"{path}: mode 0644 lets its group or others in; a secret must be "
+                                                f"private (chmod 600 {path})")
 
 
 def test_checkconfig_no_secrets_folder(tmp_path):

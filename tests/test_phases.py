@@ -171,8 +171,8 @@ def test_junit_reports_are_read_per_test():
     report = ('<testsuite><testcase classname="n1" name="ssh" time="1"/>'
               '<testcase classname="n2" name="ssh"><failure message="no route"/></testcase></testsuite>')
     assert junit_results(report) == [
-        {"class": "n1", "name": "ssh", "result": "passed", "message": ""},
-        {"class": "n2", "name": "ssh", "result": "failed", "message": "no route"}]
+        {"class": "n1", "name": "ssh", "result": "passed", "message": "", "seconds": "1"},
+        {"class": "n2", "name": "ssh", "result": "failed", "message": "no route", "seconds": ""}]
     with pytest.raises(OscarvtError, match="not valid XML"):
         junit_results("<testsuite>")
 

@@ -243,6 +243,29 @@ class TestPhases(StepTest):
                              .exit(1))
         self.expect_outcome(result=FAILURE, state_string=f"failed: {message}")
         self.expect_property("cluster_tests", {"PASSED": 1, "FAILED": 1, "SKIPPED": 0})
+        self.expect_test_result_sets([("OSCAR cluster tests", "pass_fail", "boolean")])
+        self.expect_test_results([(1000, "1", "oscarnode1 ssh", None, None, None),  # an event without seconds
+                                  (1000, "0", "oscarnode2 ssh", None, None, None)])
+        await self.run_step()
+
+    async def test_each_cluster_test_is_a_test_result_of_the_build(self):
+        self.setup_step(steps.FinishOscar())
+        tests = [("oscarnode1", "ssh", "passed", "", "0.25"), ("oscarnode2", "ssh", "failed", "no route", "1.5"),
+                 ("oscarnode2", "hosts", "skipped", "not run", "0"), ("oscarnode1", "command", "passed", "", "nan"),
+                 ("oscarnode1", "server", "passed", "", ""), ("oscarnode1", "hosts", "passed", "", "2.2")]
+        lines = "".join(event("test", **{"class": c, "name": n, "result": r, "message": m, "seconds": s})
+                        for c, n, r, m, s in tests)
+        self.expect_commands(shell("finish-oscar", "finish-oscar")
+                             .log("events", stdout=lines + verdict("finish-oscar", "OSCAR failed", "product"))
+                             .exit(1))
+        self.expect_outcome(result=FAILURE, state_string="failed: OSCAR failed")
+        self.expect_test_result_sets([("OSCAR cluster tests", "pass_fail", "boolean")])
+        self.expect_test_results([(1000, "1", "oscarnode1 ssh", None, None, 250_000_000),
+                                  (1000, "0", "oscarnode2 ssh", None, None, 1_500_000_000),
+                                  (1000, "1", "oscarnode1 command", None, None, None),  # a time that is no number
+                                  (1000, "1", "oscarnode1 server", None, None, None),  # the skipped one left out
+                                  (1000, "1", "oscarnode1 hosts", None, None, None)])  # over int4's nanoseconds
+        self.expect_property("cluster_tests", {"PASSED": 4, "FAILED": 1, "SKIPPED": 1})
         await self.run_step()
 
     async def test_grab_logs_and_destroy_always_run(self):

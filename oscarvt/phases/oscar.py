@@ -207,7 +207,8 @@ def release_hook(conn: Connection, ok: bool) -> None:
 
 
 def junit_results(report: str) -> list[dict[str, str]]:
-    """Each test case of a JUnit report: class, name, result (passed/failed/skipped), message."""
+    """Each test case of a JUnit report: class, name, result (passed/failed/skipped), message, seconds
+    (the report's ``time``, as written there; empty if none)."""
     if not report.strip():
         return []
     try:
@@ -220,5 +221,5 @@ def junit_results(report: str) -> list[dict[str, str]]:
         result = "passed" if problem is None else ("skipped" if problem.tag == "skipped" else "failed")
         message = "" if problem is None else (problem.get("message") or (problem.text or "")).strip()
         results.append({"class": case.get("classname", ""), "name": case.get("name", ""),
-                        "result": result, "message": message})
+                        "result": result, "message": message, "seconds": case.get("time", "")})
     return results
