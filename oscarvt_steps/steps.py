@@ -344,14 +344,13 @@ class Destroy(OscarvtPhase):
                                            "oscarvt_seconds": round(phases - product, 1),
                                            "buildbot_seconds": round(buildbot, 1), "harness_share": round(share, 3)},
                          "oscarvt")
-        return (f"harness {harness:.0f}s of {wall:.0f}s ({100 * share:.0f}%: oscarvt {phases - product:.0f}s, "
-                f"Buildbot {buildbot:.0f}s)")
+        return (f"harness {harness:.0f}s of {wall:.0f}s: {100 * share:.0f}%; oscarvt {phases - product:.0f}s, "
+                f"Buildbot {buildbot:.0f}s")
 
     def getResultSummary(self) -> dict[str, str]:
         summary = super().getResultSummary()
-        if self.share:
-            done = "build successful; " if self.build.results == SUCCESS else ""
-            summary["build"] = f"{summary['build']}; {self.share}" if "build" in summary else done + self.share
+        if self.share:  # Buildbot puts it after "build successful", or after the failed steps' summaries
+            summary["build"] = f"{summary['build']} ({self.share})" if "build" in summary else f"({self.share})"
         return summary
 
 

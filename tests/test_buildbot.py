@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import signal
 import subprocess
 import urllib.error
@@ -158,6 +159,12 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     properties = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
     assert properties["phase_wait_for_nodes"][0]["result"] == "passed"
     assert properties["cluster_tests"][0] == {"PASSED": 7, "FAILED": 0, "SKIPPED": 0}
+    share = properties["harness_share"][0]  # the build's time by who spent it (the Destroy step)
+    assert 0 < share["product_seconds"] < share["seconds"] and share["buildbot_seconds"] >= 0
+    assert abs(share["seconds"] - (build["complete_at"] - build["started_at"])) < 30
+    assert set(properties["phase_seconds"][0]) >= {"boot-headnode", "start-oscar", "wait-for-nodes", "finish-oscar"}
+    assert re.fullmatch(r"build successful \(harness [0-9]+s of [0-9]+s: [0-9]+%; oscarvt [0-9]+s, Buildbot [0-9]+s\)",
+                        build["state_string"]), build["state_string"]
     assert qemu_pids_of(master.root / "worker") == []
     link = by_name["upload-logs"]["urls"][0]["url"]
     with urllib.request.urlopen(link, timeout=30) as listing:  # the master serves the uploaded logs

@@ -190,7 +190,7 @@ class TestPhases(StepTest):
         self.assertLess(abs(share["buildbot_seconds"] - (60 - 47.5)), 5)
         self.assertLess(abs(share["harness_share"] - (60 - 38) / 60), 0.05)
         self.assertRegex(self.get_nth_step(0).getResultSummary()["build"],
-                         r"^build successful; harness [0-9]+s of [0-9]+s \([0-9]+%: oscarvt 10s, Buildbot [0-9]+s\)$")
+                         r"^\(harness [0-9]+s of [0-9]+s: [0-9]+%; oscarvt 10s, Buildbot [0-9]+s\)$")
 
     async def test_clean_up_of_a_cluster_never_made_is_a_warning(self):
         await self.check_failure(steps.GrabLogs(), 0, "cluster: no cluster here", "bad input", WARNINGS)
