@@ -393,8 +393,8 @@ def test_systemd_runs_the_worker_and_qemu_inside_the_unit(tmp_path: Path, cgroup
                  "-delete")
 
         root.out("sh", "-c", "echo boot > /run/boot")
-        for _ in range(300):  # systemd makes /run/systemd/system as it starts
-            if root.run("test", "-d", "/run/systemd/system").returncode == 0:
+        for _ in range(600):  # systemd makes /run/systemd/system as it starts, then its bus socket for systemctl
+            if root.run("test", "-d", "/run/systemd/system", "-a", "-S", "/run/systemd/private").returncode == 0:
                 break
             time.sleep(0.1)
         booted = root.run("systemctl", "is-system-running", "--wait", timeout=180)
