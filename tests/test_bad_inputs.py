@@ -668,6 +668,8 @@ def _profile_cases() -> dict[str, Callable[[str], tuple[bytes, bytes | None]]]:
         "beside-kernel-int": beside(b'{"kernel": 5}'),
         "beside-unknown": beside(b'{"colour": "red"}'),
         "beside-networks-list": beside(b'{"networks": []}'),
+        "beside-identity-text": beside(b'{"identity": "yes"}'),
+        "beside-identity-number": beside(b'{"identity": 1}'),
         "beside-mcast-superscript": beside(b'{"networks": {"nic2": {"name": "lan", "mcast": "239.1.1.1:\xc2\xb2"}}}'),
         "beside-mcast-arabic": beside(b'{"networks": {"nic2": {"name": "lan", "mcast": "\xd9\xa2\xd9\xa3'
                                       b'\xd9\xa9.1.1.1:1234"}}}'),
