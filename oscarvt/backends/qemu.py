@@ -40,6 +40,7 @@ REBOOTED_LINE = "reboot: Restarting system"
 QMP_TIMEOUT = 5.0   # seconds for a QMP session (connect, commands, disconnect)
 KILL_WAIT = 10.0    # seconds for a SIGKILLed QEMU to be gone
 START_TIMEOUT = 60.0  # seconds for QEMU to set up and daemonize
+STATE_FD = "state"  # the name QEMU knows a saved state's open file by
 
 
 class PortTaken(InfraError):
@@ -326,10 +327,8 @@ def save_state(files: VmFiles, path: Path, timeout: float) -> None:
     """
     async def save(client: QMPClient) -> None:
         await client.execute("stop")
-        with path.open("wb") as out:
-            client.send_fd_scm(out.fileno())
-            await client.execute("getfd", {"fdname": "state"})
-        await client.execute("migrate", {"uri": "fd:state"})
+        await _hand_over(client, path, "wb")
+        await client.execute("migrate", {"uri": f"fd:{STATE_FD}"})
         while True:
             reply = await client.execute("query-migrate")
             info = reply if isinstance(reply, dict) else {}
@@ -348,10 +347,8 @@ def load_state(files: VmFiles, path: Path, timeout: float) -> None:
     InfraError if QEMU refuses the state (it then exits) or ``timeout`` passes.
     """
     async def load(client: QMPClient) -> None:
-        with path.open("rb") as source:
-            client.send_fd_scm(source.fileno())
-            await client.execute("getfd", {"fdname": "state"})
-        await client.execute("migrate-incoming", {"uri": "fd:state"})
+        await _hand_over(client, path, "rb")
+        await client.execute("migrate-incoming", {"uri": f"fd:{STATE_FD}"})
         while True:
             reply = await client.execute("query-status")
             if isinstance(reply, dict) and reply.get("status") != "inmigrate":
@@ -361,6 +358,14 @@ def load_state(files: VmFiles, path: Path, timeout: float) -> None:
             await asyncio.sleep(0.05)
 
     _session(files, load, timeout, "load the saved machine state")
+
+
+async def _hand_over(client: QMPClient, path: Path, mode: str) -> None:
+    """Open ``path`` (``mode``) and pass the open file to QEMU as the fd ``STATE_FD`` (no shell, no file name
+    in a QEMU option)."""
+    with path.open(mode) as file:
+        client.send_fd_scm(file.fileno())
+        await client.execute("getfd", {"fdname": STATE_FD})
 
 
 def resume(files: VmFiles) -> None:
