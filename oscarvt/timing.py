@@ -44,6 +44,7 @@ def spent_on_harness() -> Iterator[None]:
 def share(phases: Iterable[Any], wall: float | None = None) -> dict[str, float]:
     """The product's and the harness's seconds over ``phases`` (records with ``seconds`` and ``product_seconds``)
     and the harness's share; ``wall``: the whole run's seconds, whose gaps between phases are the harness's."""
+    phases = list(phases)
     total = sum(float(p.seconds or 0) for p in phases)
     product = sum(float(p.product_seconds or 0) for p in phases)
     whole = max(total, wall or 0.0)

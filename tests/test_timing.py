@@ -28,3 +28,8 @@ def test_a_runs_share_counts_the_gaps_between_phases_as_the_harnesss():
     with_gaps = timing.share(phases, wall=50)
     assert (with_gaps["harness_seconds"], with_gaps["harness_share"]) == (12, 0.24)
     assert timing.describe(with_gaps) == "harness 12s of 50s (24%)"
+
+
+def test_a_share_takes_the_phases_from_any_iterable():
+    phases = [PhaseRecord("start-oscar", 0, seconds=10, product_seconds=8)]
+    assert timing.share(iter(phases)) == timing.share(phases)

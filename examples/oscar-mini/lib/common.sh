@@ -64,6 +64,16 @@ server_arch() {
     esac
 }
 
+# netboot: oscar-mini's NETBOOT setting (share/oscar-mini.conf): http or tftp.
+netboot() {
+    local NETBOOT=""
+    . "$OSCAR_HOME/share/oscar-mini.conf" || die "cannot read $OSCAR_HOME/share/oscar-mini.conf"
+    case "$NETBOOT" in
+        http|tftp) echo "$NETBOOT" ;;
+        *) die "$OSCAR_HOME/share/oscar-mini.conf: NETBOOT must be http or tftp, not '$NETBOOT'" ;;
+    esac
+}
+
 # arch_console ARCH: the serial console of a node of ARCH (the PC's UART, or the virt machine's PL011).
 arch_console() { case "$1" in arm64) echo ttyAMA0 ;; *) echo ttyS0 ;; esac; }
 

@@ -1,0 +1,214 @@
+"""How fast a developer hears back, as JSON: issue 13's figures, all from one run on this host.
+
+    bench/feedback.py [--builds 4] [--skip throughput]
+
+- ``headnode``: the bookworm amd64 template's headnode booted cold (its saved state removed
+  first; this boot saves a new one) and then started warm three times, to SSH: seconds each.
+- ``runs``: ``oscarvt run`` of oscar-mini on 1+2 nodes (a warm headnode), from the CD and from
+  the network (HTTP): seconds, and the harness's share (time not spent waiting on OSCAR and its
+  nodes) from ``phases.json``; the network run's extra seconds over the CD run's.
+- ``build``: the demo's build (a Buildbot master and worker here, the same 1+2 CD cluster,
+  forced): seconds, and the ``harness_share`` property (oscarvt's and Buildbot's seconds).
+- ``throughput``: ``--builds`` builds of two builders on one worker, with ``max_clusters`` 1 and
+  then 2: builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
+  (RSS), to set a host's ``max_clusters`` from its memory.
+
+Machines here are noisy: compare the ratios within one run. Run inside a private network
+namespace after ``make template`` (``make bench`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oscarvt import warm
+from oscarvt.backends import qemu
+from oscarvt.image import build_template
+from oscarvt.network import free_tcp_port
+from oscarvt.waiting import wait_for
+from oscarvt_master import local
+from oscarvt_master.secret_files import hashed_line
+
+SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+ADMIN = ("admin", "admin-password")
+NODES = {"count": 2, "memory": 384, "disk": "1G"}
+
+
+def oscarvt(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "oscarvt", *map(str, args)], capture_output=True, text=True)
+
+
+def headnode_figures(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """Cold (no saved state), then warm three times: seconds from boot-headnode's start to SSH."""
+    template, _ = build_template()
+    for saved in warm.states_folder(template.disk).glob("*"):  # the default shape's state, made anew below
+        if saved.is_dir() and warm.WarmState(saved).meta().get("shape", {}).get("memory") == 1024:
+            warm.discard(warm.WarmState(saved))
+    (root / "head.yaml").write_text(yaml.safe_dump({**spec, "nodes": {"count": 0}}))
+    times = []
+    for n in range(4):
+        cluster = root / f"head{n}"
+        assert oscarvt("copy-vm-image", "--cluster", cluster, "--spec", root / "head.yaml").returncode == 0
+        started = time.monotonic()
+        booted = oscarvt("boot-headnode", "--cluster", cluster)
+        times.append(round(time.monotonic() - started, 2))
+        oscarvt("destroy", "--cluster", cluster)
+        assert booted.returncode == 0, booted.stdout + booted.stderr
+        assert ("warm start" in booted.stdout) == (n > 0), booted.stdout
+    warm_median = statistics.median(times[1:])
+    return {"cold_s": times[0], "warm_s": times[1:], "warm_median_s": warm_median,
+            "ratio_warm_to_cold": round(warm_median / times[0], 3)}
+
+
+def run_figures(root: Path, spec: dict[str, Any], boot: str) -> dict[str, Any]:
+    """``oscarvt run`` of oscar-mini from ``boot``: seconds, the phases, the harness's share."""
+    (root / f"{boot}.yaml").write_text(yaml.safe_dump({**spec, "nodes": NODES}))
+    cluster = root / f"run-{boot}"
+    started = time.monotonic()
+    result = oscarvt("run", "--cluster", cluster, "--spec", root / f"{boot}.yaml", "--source", SUITE, "--boot", boot)
+    whole = round(time.monotonic() - started, 1)
+    phases = json.loads((cluster / "logs" / "phases.json").read_text())
+    return {"boot": boot, "passed": result.returncode == 0, "run_s": whole, "verdict": result.stdout.strip()[-160:],
+            "phase_s": {p["phase"]: p["seconds"] for p in phases["phases"] if p.get("seconds") is not None},
+            "share_until_grab_logs": phases["share"]}
+
+
+class Master:
+    """A master and one worker here (``max_clusters``), builders b1 and b2 with ``spec``, admins may force."""
+
+    def __init__(self, root: Path, spec: dict[str, Any], max_clusters: int) -> None:
+        self.root = root
+        www, port = free_tcp_port(), free_tcp_port()
+        repo = local.git_repo(SUITE, root / "repo")
+        self.settings = {
+            "title": "bench", "url": f"http://127.0.0.1:{www}/", "www_port": www, "worker_port": port,
+            "logs_port": 0, "oscarvt": str(local.BIN / "oscarvt"), "admins": ["admin"], "retries": 0,
+            "repositories": [{"name": "oscar", "url": str(repo), "poll_interval": 3600}],
+            "workers": [{"name": "w", "max_clusters": max_clusters}],
+            "builders": [{"name": name, "repository": "oscar", "workers": ["w"], "spec": spec}
+                         for name in ("b1", "b2")]}
+        local.create_master(root / "master", self.settings,
+                            {"worker-w": "pw", "www-users": hashed_line(*ADMIN, rounds=4) + "\n"})
+        self.pids = [local.start_master(root / "master")]
+        local.create_worker(root / "worker", "w", port, "pw")
+        self.pids.append(local.start_worker(root / "worker"))
+        self.rest = local.Rest(str(self.settings["url"]))
+        wait_for(self.rest.worker_connected, timeout=60, what="the worker", interval=0.5)
+
+    def force(self, builder: str) -> None:
+        status, reply = self.rest.rpc("forceschedulers/force", "force", {"builderNames": [builder]}, user=ADMIN)
+        assert status == 200, reply
+
+    def builds(self) -> list[dict[str, Any]]:
+        return [b for name in ("b1", "b2") for b in self.rest.builds(name)]
+
+    def wait_done(self, count: int, timeout: float) -> list[dict[str, Any]]:
+        def done() -> list[dict[str, Any]] | None:
+            found = self.builds()
+            return found if len(found) >= count and all(b["complete"] for b in found) else None
+        return wait_for(done, timeout=timeout, what=f"{count} builds", interval=2)
+
+    def stop(self) -> None:
+        for pid in reversed(self.pids):
+            local.stop(pid)
+        oscarvt("reap", "--under", self.root / "worker", "--stop-drivers")
+
+
+def build_figures(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """The demo's build, forced: its seconds and the harness's share the Destroy step reports."""
+    master = Master(root, {**spec, "nodes": NODES}, max_clusters=1)
+    try:
+        master.force("b1")
+        build = master.wait_done(1, 1200)[0]
+        props = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+    finally:
+        master.stop()
+    return {"passed": build["results"] == 0, "build_s": round(build["complete_at"] - build["started_at"], 1),
+            "state_string": build["state_string"], "harness_share": props.get("harness_share", [None])[0]}
+
+
+def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[str, Any]:
+    """Builds per hour with max_clusters 1 and 2 on one worker; one cluster's peak memory."""
+    figures: dict[str, Any] = {"builds": builds, "spec_nodes": NODES}
+    for clusters in (1, 2):
+        (root / f"max{clusters}").mkdir()
+        master = Master(root / f"max{clusters}", {**spec, "nodes": NODES}, max_clusters=clusters)
+        peak: dict[str, int] = {}
+        stop = threading.Event()
+        sampler = threading.Thread(target=sample_memory, args=(root / f"max{clusters}" / "worker", peak, stop))
+        sampler.start()
+        try:
+            started = time.monotonic()
+            for n in range(builds):
+                master.force(("b1", "b2")[n % 2])
+            done = master.wait_done(builds, 3600)
+            wall = time.monotonic() - started
+        finally:
+            stop.set()
+            sampler.join()
+            master.stop()
+        figures[f"max_clusters_{clusters}"] = {
+            "passed": sum(b["results"] == 0 for b in done), "wall_s": round(wall, 1),
+            "builds_per_hour": round(builds * 3600 / wall, 1),
+            "cluster_peak_rss_mib": max(peak.values(), default=0) // 1024}
+    figures["ratio_2_to_1"] = round(figures["max_clusters_2"]["builds_per_hour"]
+                                    / figures["max_clusters_1"]["builds_per_hour"], 2)
+    return figures
+
+
+def sample_memory(folder: Path, peak: dict[str, int], stop: threading.Event) -> None:
+    """Every second: the RSS (KiB) of each cluster's QEMUs under ``folder`` together; keep each cluster's peak."""
+    while not stop.wait(1.0):
+        now: dict[str, int] = {}
+        for pid, pidfile in qemu.processes_in(folder.resolve()).items():
+            try:
+                rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:"))
+            except (OSError, StopIteration, ValueError):
+                continue
+            cluster = str(pidfile.parent.parent)  # CLUSTER/run/VM.pid
+            now[cluster] = now.get(cluster, 0) + rss
+        for cluster, rss in now.items():
+            peak[cluster] = max(peak.get(cluster, 0), rss)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--builds", type=int, default=4, help="builds per throughput measurement")
+    parser.add_argument("--skip", action="append", default=[], choices=["headnode", "runs", "build", "throughput"])
+    args = parser.parse_args()
+    template, _ = build_template()
+    spec = {**template.spec_data(), "accel": "tcg"}
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="oscarvt-bench.") as tmp:
+        root = Path(tmp)
+        if "headnode" not in args.skip:
+            figures["headnode"] = headnode_figures(root, spec)
+            print(json.dumps({"headnode": figures["headnode"]}), file=sys.stderr, flush=True)
+        if "runs" not in args.skip:
+            runs = [run_figures(root, spec, boot) for boot in ("cdrom", "network")]
+            figures["runs"] = runs
+            figures["network_minus_cd_s"] = round(runs[1]["run_s"] - runs[0]["run_s"], 1)
+            print(json.dumps({"runs": runs}), file=sys.stderr, flush=True)
+        if "build" not in args.skip:
+            (root / "build").mkdir()
+            figures["build"] = build_figures(root / "build", spec)
+            print(json.dumps({"build": figures["build"]}), file=sys.stderr, flush=True)
+        if "throughput" not in args.skip:
+            figures["throughput"] = throughput_figures(root, spec, args.builds)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
