@@ -88,8 +88,8 @@ def write_trend(folder: Path, builder: str, count: int = BUILDS) -> int:
 
 def trend_figure(builder: str, builds: list[BuildTimes]) -> Figure:
     """Stacked bars of each build's phase seconds, the product's seconds as a line, failed builds in red."""
-    fig = figure(max(900, 140 + 34 * len(builds) + 260), 560)
-    axes = fig.add_axes((90 / fig.bbox.width, 0.14, 1 - 350 / fig.bbox.width, 0.76))
+    fig = figure(max(900, 140 + 34 * len(builds) + 310), 560)
+    axes = fig.add_axes((90 / fig.bbox.width, 0.14, 1 - 400 / fig.bbox.width, 0.76))
     known = list(PHASES)
     names = sorted({name for b in builds for name in b.seconds},
                    key=lambda name: (known.index(name) if name in known else len(known), name))
@@ -106,7 +106,7 @@ def trend_figure(builder: str, builds: list[BuildTimes]) -> Figure:
         if build.failed:
             label.set_color(FAILED)
             label.set_fontweight("bold")
-    axes.set_xlim(-0.6, len(builds) - 0.4)
+    axes.set_xlim(-0.6, max(len(builds), 4) - 0.4)  # a first build is not one wide bar
     axes.set_ylim(0, max(below) * 1.08 or 1.0)
     axes.set_ylabel("seconds")
     axes.set_xlabel("build (failed builds in red)")

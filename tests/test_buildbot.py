@@ -22,9 +22,12 @@ import pytest
 import yaml
 from buildbot.process.results import CANCELLED, RETRY, SUCCESS
 from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
+from PIL import Image
+from test_pictures import rgb
 
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
+from oscarvt.plotting import phase_colour
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 from oscarvt_master.local import Rest
@@ -37,7 +40,8 @@ ADMIN = ("admin", "admin-password")
 HOOK = ("svn-hook", "hook-password")  # the SVN post-commit hook's user for the change hook
 SCRIPT = "<script>document.title='owned'</script>"  # what a commit prints on each node's console
 PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
-               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "keep", "destroy"]
+               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "pictures", "keep",
+               "destroy"]
 
 
 @dataclass
@@ -175,6 +179,16 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     attachments = {part.get_filename(): part.get_payload(decode=True) for part in mail.walk() if part.get_filename()}
     assert "Step 4 - Build OSCAR Client Image" in attachments["attach-logs.oscarinstall.log"].decode()
     assert "finish-oscar" in attachments["attach-logs.summary.txt"].decode()
+    timeline_part = next(part for part in mail.walk() if part.get_filename() == "timeline.png")
+    assert timeline_part.get_content_type() == "image/png"
+    pictures = {url["name"]: url["url"] for url in by_name["pictures"]["urls"]}
+    assert pictures == {"timeline": f"{link}timeline.png", "trend": f"{link.rstrip('/').rsplit('/', 1)[0]}/trend.png"}
+    assert by_name["pictures"]["state_string"].startswith("timeline; trend of ")
+    with urllib.request.urlopen(pictures["timeline"], timeout=30) as reply:  # the same picture as the mail's
+        assert reply.headers["Content-Type"] == "image/png" and reply.headers["Content-Security-Policy"] == "sandbox"
+        assert reply.read() == attachments["timeline.png"]
+    with urllib.request.urlopen(pictures["trend"], timeout=30) as reply:
+        assert reply.headers["Content-Type"] == "image/png" and reply.read().startswith(b"\x89PNG")
 
     ARTIFACTS.mkdir(exist_ok=True)
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
@@ -190,6 +204,20 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     dom = subprocess.run([*chromium, "--dump-dom", attached], capture_output=True, text=True, timeout=120).stdout
     (ARTIFACTS / "console-log-page.html").write_text(dom)
     assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
+    build_page = f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}"
+    dom = subprocess.run([*chromium, "--dump-dom", build_page], capture_output=True, text=True, timeout=120).stdout
+    (ARTIFACTS / "build-page.html").write_text(dom)
+    for name, url in pictures.items():  # the build page links both pictures
+        assert f'href="{url}"' in dom and name in dom, f"{name}: see build-page.html"
+    subprocess.run([*chromium, f"--screenshot={ARTIFACTS / 'build-page.png'}", build_page], capture_output=True,
+                   timeout=120)
+    for name, url in pictures.items():  # each picture as a browser shows it, from the log server
+        shot = ARTIFACTS / f"{name}-in-chromium.png"
+        subprocess.run([*chromium[:-1], "--window-size=1500,1000", f"--screenshot={shot}", url], capture_output=True,
+                       timeout=120)
+        with Image.open(shot) as seen:
+            colours = {colour for _, colour in seen.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+        assert rgb(phase_colour("wait-for-nodes")) in colours, f"see {shot}"
     shot = ARTIFACTS / "waterfall.png"
     subprocess.run([*chromium, f"--screenshot={shot}", f"{master.rest.url}#/waterfall"], capture_output=True,
                    timeout=120)

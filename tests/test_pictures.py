@@ -2,7 +2,7 @@
 of a passing `oscarvt run` with two nodes booted from CD): the timeline's bars and lanes are where
 the records put them, in the colours the legend says; the trend sums each build's phases; what the
 master reads from uploads is refused through links; a timeline sent through a real SMTP server
-arrives as a PNG attachment."""
+arrives as a PNG attachment; the state keeps a bounded history of each node's statuses."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ from conftest import SmtpSink
 from PIL import Image
 
 from oscarvt import monitor
+from oscarvt.phases.nodes import Node, take_in
 from oscarvt.plotting import phase_colour, write_png
-from oscarvt.state import NodeRecord, PhaseRecord
+from oscarvt.state import HISTORY, ClusterState, NodeRecord, PhaseRecord, StateError, StatusSeen
 from oscarvt.timeline import STAGES, TIMELINE, _imaging_shade, node_changes, timeline_figure
 from oscarvt.waiting import wait_for
 from oscarvt_master.reporters import PNG, attach_picture, timeline_of
@@ -237,3 +238,33 @@ def _pixels(axes: Any, seconds: float) -> float:
 def _pixels_y(axes: Any, seconds: float) -> float:
     low, high = axes.get_ylim()
     return seconds / (high - low) * axes.bbox.height
+
+
+def state_text(nodes: dict[str, Any]) -> str:
+    return json.dumps({"cluster_id": 3, "spec": {}, "nodes": nodes, "vms": {
+        "headnode": {"role": "headnode", "index": 0, "mac": "52:54:00:03:03:01", "ip": "192.168.77.1"}}})
+
+
+def test_a_state_from_before_the_history_loads_and_a_damaged_history_is_named():
+    old = {name: {"status": node["status"], "times": node["times"]} for name, node in DATA["nodes"].items()}
+    state = ClusterState.from_json(state_text(old))
+    assert all(node.history == [] and node.started is None for node in state.nodes.values())
+    assert ClusterState.from_json(state_text(DATA["nodes"])).nodes["oscarnode1"].history[0] == StatusSeen(
+        DATA["nodes"]["oscarnode1"]["history"][0]["time"], 0)
+    damaged = copy.deepcopy(DATA["nodes"])
+    damaged["oscarnode2"]["history"][3]["status"] = "40"
+    with pytest.raises(StateError, match=r'"nodes.history.status"'):
+        ClusterState.from_json(state_text(damaged))
+
+
+def test_a_guest_that_reports_without_end_leaves_the_first_and_last_changes_only():
+    """A node whose installer flips between two statuses a thousand times: the history keeps 200."""
+    line = "2026-12-03 09:14:16 mac=52:54:00:55:d9:02:ip=192.168.77.2:host=oscarnode1:kernel=6.1.0:ncpus=1:status={}"
+    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0)
+    statuses = [1 + k % 2 for k in range(1000)]
+    take_in([line.format(status) for status in statuses], [], {"oscarnode1": node})
+    assert len(node.history) == HISTORY and node.status == statuses[-1]
+    kept = [seen.status for seen in node.history]
+    assert kept == statuses[:HISTORY // 2] + statuses[-HISTORY // 2:]
+    take_in([line.format(statuses[-1])] * 5, [], {"oscarnode1": node})  # the same status again is no change
+    assert len(node.history) == HISTORY and node.history[-1].status == statuses[-1]
