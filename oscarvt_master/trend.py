@@ -112,8 +112,8 @@ def trend_figure(builder: str, builds: list[BuildTimes]) -> Figure:
     axes.set_xlabel("build (failed builds in red)")
     axes.grid(axis="y", color="#dddddd", linewidth=0.8)
     axes.set_axisbelow(True)
-    axes.set_title(f"{builder}: seconds per phase, last {len(builds)} builds", loc="left", fontsize=12,
-                   parse_math=False)
+    last = f"last {len(builds)} builds" if len(builds) > 1 else "its first build with logs"
+    axes.set_title(f"{builder}: seconds per phase, {last}", loc="left", fontsize=12, parse_math=False)
     handles, labels = axes.get_legend_handles_labels()
     axes.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return fig

@@ -146,6 +146,17 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
     return email.message_from_bytes(found.as_bytes(), policy=email.policy.default)
 
 
+def rendered(chromium: list[str], page: str, wanted: str, tries: int = 3) -> str:
+    """The page's DOM once it shows ``wanted`` (the web UI fills a page from the REST API as its answers
+    come, slowly on a busy host), at most ``tries`` loads; the last DOM otherwise."""
+    dom = ""
+    for _ in range(tries):
+        dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+        if wanted in dom:
+            break
+    return dom
+
+
 @pytest.mark.vm
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     anchor = "log_subsection \"$name: /etc/hosts and root's key installed\""
@@ -194,23 +205,23 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
                 "--window-size=1400,900"]
     page = f"{master.rest.url}#/builders/{build['builderid']}"
-    dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered(chromium, page, f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"')
     (ARTIFACTS / "builder-page.html").write_text(dom)
     assert f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"' in dom, "see builder-page.html"
     dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
     assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
     attached = (f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}/steps/"
                 f"{by_name['attach-logs']['number']}/logs/console_oscarnode1")  # Buildbot's own log view
-    dom = subprocess.run([*chromium, "--dump-dom", attached], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered(chromium, attached, "document.title='owned'")
     (ARTIFACTS / "console-log-page.html").write_text(dom)
     assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
     build_page = f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}"
-    dom = subprocess.run([*chromium, "--dump-dom", build_page], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered(chromium, build_page, f'href="{pictures["trend"]}"')
     (ARTIFACTS / "build-page.html").write_text(dom)
     for name, url in pictures.items():  # the build page links both pictures
         assert f'href="{url}"' in dom and name in dom, f"{name}: see build-page.html"
-    subprocess.run([*chromium, f"--screenshot={ARTIFACTS / 'build-page.png'}", build_page], capture_output=True,
-                   timeout=120)
+    subprocess.run([*chromium[:-1], "--window-size=1400,1800", f"--screenshot={ARTIFACTS / 'build-page.png'}",
+                    build_page], capture_output=True, timeout=120)  # tall enough for every step and its links
     for name, url in pictures.items():  # each picture as a browser shows it, from the log server
         shot = ARTIFACTS / f"{name}-in-chromium.png"
         subprocess.run([*chromium[:-1], "--window-size=1500,1000", f"--screenshot={shot}", url], capture_output=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import email
 import email.policy
+import io
 import json
 import smtplib
 from email.message import Message
@@ -21,7 +22,8 @@ import pytest
 from conftest import SmtpSink
 from PIL import Image
 
-from oscarvt import monitor
+from oscarvt import log, monitor
+from oscarvt.phases.logs import draw_timeline
 from oscarvt.phases.nodes import Node, take_in
 from oscarvt.plotting import phase_colour, write_png
 from oscarvt.state import HISTORY, ClusterState, NodeRecord, PhaseRecord, StateError, StatusSeen
@@ -268,3 +270,20 @@ def test_a_guest_that_reports_without_end_leaves_the_first_and_last_changes_only
     assert kept == statuses[:HISTORY // 2] + statuses[-HISTORY // 2:]
     take_in([line.format(statuses[-1])] * 5, [], {"oscarnode1": node})  # the same status again is no change
     assert len(node.history) == HISTORY and node.history[-1].status == statuses[-1]
+
+
+def test_a_timeline_that_cannot_be_drawn_is_one_progress_line_and_no_picture(tmp_path, monkeypatch):
+    """grab-logs goes on without the picture: a folder that is not there, a state whose times are not numbers
+    (an earlier grab's picture is removed, not left to stand for this one)."""
+    printed = io.StringIO()
+    monkeypatch.setattr(log, "_stream", printed)  # the progress lines
+    state = ClusterState.from_json(state_text(DATA["nodes"]))
+    state.phases = records(DATA)[0]
+    draw_timeline(state, tmp_path / "gone" / TIMELINE)
+    assert "timeline.png not drawn: FileNotFoundError" in printed.getvalue()
+    (tmp_path / TIMELINE).write_bytes(PNG + b"an earlier grab's")
+    state.phases[0].start = float("nan")
+    draw_timeline(state, tmp_path / TIMELINE)
+    lines = [line for line in printed.getvalue().splitlines() if "not drawn" in line]
+    assert len(lines) == 2 and "timeline.png not drawn: ValueError" in lines[1], lines
+    assert not (tmp_path / TIMELINE).exists() and list(tmp_path.iterdir()) == []  # no temporary file left either
