@@ -51,7 +51,7 @@ class Pictures(BuildStep):
                 log.err(exc, "oscarvt: the trend was not drawn")
                 said.append(f"trend not drawn: {type(exc).__name__}: {exc}"[:200])
         if builds:
-            said.append(f"trend of {builds} builds")
+            said.append(f"trend of {builds} build{'s' if builds > 1 else ''}")
         if self.logs_url:
             base = str(self.logs_url)
             if timeline:

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -146,11 +147,12 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
     return email.message_from_bytes(found.as_bytes(), policy=email.policy.default)
 
 
-def rendered(chromium: list[str], page: str, wanted: str, tries: int = 3) -> str:
+def rendered(chromium: list[str], page: str, wanted: str, tries: int = 5) -> str:
     """The page's DOM once it shows ``wanted`` (the web UI fills a page from the REST API as its answers
-    come, slowly on a busy host), at most ``tries`` loads; the last DOM otherwise."""
+    come; on a busy host a load can end before they do), at most ``tries`` loads; the last DOM otherwise."""
     dom = ""
-    for _ in range(tries):
+    for attempt in range(tries):
+        time.sleep(3 * attempt)
         dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
         if wanted in dom:
             break
@@ -208,13 +210,6 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     dom = rendered(chromium, page, f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"')
     (ARTIFACTS / "builder-page.html").write_text(dom)
     assert f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"' in dom, "see builder-page.html"
-    dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
-    assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
-    attached = (f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}/steps/"
-                f"{by_name['attach-logs']['number']}/logs/console_oscarnode1")  # Buildbot's own log view
-    dom = rendered(chromium, attached, "document.title='owned'")
-    (ARTIFACTS / "console-log-page.html").write_text(dom)
-    assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
     build_page = f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}"
     dom = rendered(chromium, build_page, f'href="{pictures["trend"]}"')
     (ARTIFACTS / "build-page.html").write_text(dom)
@@ -229,6 +224,13 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
         with Image.open(shot) as seen:
             colours = {colour for _, colour in seen.convert("RGB").getcolors(maxcolors=1 << 20) or []}
         assert rgb(phase_colour("wait-for-nodes")) in colours, f"see {shot}"
+    dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
+    assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
+    attached = (f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}/steps/"
+                f"{by_name['attach-logs']['number']}/logs/console_oscarnode1")  # Buildbot's own log view
+    dom = rendered(chromium, attached, "document.title='owned'")
+    (ARTIFACTS / "console-log-page.html").write_text(dom)
+    assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
     shot = ARTIFACTS / "waterfall.png"
     subprocess.run([*chromium, f"--screenshot={shot}", f"{master.rest.url}#/waterfall"], capture_output=True,
                    timeout=120)
