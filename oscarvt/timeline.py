@@ -115,15 +115,16 @@ def draw_nodes(axes: Axes, nodes: dict[str, NodeRecord], origin: float, end: flo
     axes.set_ylim(len(nodes) - 0.5, -0.5)
     for row, node in enumerate(nodes.values()):
         changes = node_changes(node, origin)
-        last_label = -1e9
+        last_at, last_label = -1e9, ""
         for change, following in zip(changes, [*changes[1:], None], strict=True):
             stop = following.at if following else (now if change.stage == "booted from its disk" else end) - origin
             colour = _imaging_shade(change.percent) if change.stage == "imaging" else STAGES[change.stage]
             axes.barh(row, max(stop - change.at, 0.0), left=change.at, height=0.5, color=colour, linewidth=0)
             axes.plot([change.at, change.at], [row - 0.3, row + 0.3], color="black", linewidth=0.8)
-            if change.label and _pixels(axes, change.at - last_label) >= 28:
+            # a label goes where it does not touch the last one (7 pt: about 5 pixels a character, centred)
+            if change.label and _pixels(axes, change.at - last_at) >= 3 * (len(last_label) + len(change.label)) + 8:
                 axes.text(change.at, row - 0.32, change.label, fontsize=7, ha="center", va="bottom")
-                last_label = change.at
+                last_at, last_label = change.at, change.label
 
 
 def node_changes(node: NodeRecord, origin: float) -> list[Change]:
