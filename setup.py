@@ -25,6 +25,7 @@ setup(
         "qemu.qmp==0.0.6",
         "dacite==1.9.2",
         "cryptography==50.0.2",  # the headnode host keys the driver makes (oscarvt.identity)
+        "matplotlib==3.11.2",  # the pictures: a build's timeline (oscarvt.timeline), a builder's trend (master)
     ],
     extras_require={
         "buildbot": BUILDBOT,

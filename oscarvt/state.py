@@ -98,11 +98,32 @@ class PhaseRecord:
 
 
 @dataclass
+class StatusSeen:
+    """A SystemImager status a node reported (``oscarvt.monitor``), and when the driver saw it (UNIX seconds)."""
+
+    time: float
+    status: int
+
+
+HISTORY = 200  # status changes kept per node: the guest says how often it reports, so the first and last 100
+
+
+@dataclass
 class NodeRecord:
-    """A compute node's imaging: its last SystemImager status and when each stage was seen."""
+    """A compute node's imaging: its last SystemImager status, when each stage was seen (seconds from
+    ``started``, when its VM was first started) and each change of its status (``history``, bounded)."""
 
     status: int | None
     times: dict[str, float] = field(default_factory=dict)
+    started: float | None = None
+    history: list[StatusSeen] = field(default_factory=list)
+
+
+def remember(history: list[StatusSeen], seen: StatusSeen) -> None:
+    """Add ``seen`` to ``history``, which keeps its first and last ``HISTORY // 2`` entries."""
+    history.append(seen)
+    if len(history) > HISTORY:
+        del history[HISTORY // 2]
 
 
 @dataclass

@@ -59,7 +59,7 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         "schedulers": all_schedulers(settings),
         "builders": builders(settings),
         "www": www(settings, www_auth, hook_auth),
-        "services": mail(settings) + log_server(settings, basedir) + status_push(settings),
+        "services": mail(settings, basedir) + log_server(settings, basedir) + status_push(settings),
         "configurators": [Janitor(settings.log_horizon, settings.build_data_horizon, str(basedir / LOGS_FOLDER))],
     }
 
@@ -187,6 +187,8 @@ def log_server(settings: Settings, basedir: Path) -> list[Any]:
                       interface=settings.logs_listen)]
 
 
-def mail(settings: Settings) -> list[Any]:
+def mail(settings: Settings, basedir: Path) -> list[Any]:
     """Mail by blame (see ``oscarvt_master.reporters``): developers and admins."""
-    return mail_reporters(settings.mail, [b.name for b in settings.builders]) if settings.mail is not None else []
+    if settings.mail is None:
+        return []
+    return mail_reporters(settings.mail, [b.name for b in settings.builders], str(basedir / LOGS_FOLDER))

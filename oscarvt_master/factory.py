@@ -3,7 +3,8 @@
 The force form (and the builder's settings) give the node count, the boot method and
 "keep the cluster on failure"; the cluster spec is the builder's spec with those applied,
 written into the build directory. Logs are grabbed, uploaded to the master, attached as
-step logs, and the cluster destroyed, whatever happened before.
+step logs, pictured (the build's timeline and the builder's trend, linked from the build page),
+and the cluster destroyed, whatever happened before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from buildbot.process.results import SKIPPED
 
 from oscarvt.limits import MARGIN, phase_limit
 from oscarvt.spec import spec_from_dict
+from oscarvt_master.pictures import Pictures
 from oscarvt_master.settings import Builder, Repository, Settings
 from oscarvt_steps.steps import (
     LOGS,
@@ -135,6 +137,7 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
                               url=logs_link(settings), urlText="logs", name="upload-logs"),
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
+        Pictures(masterdest=util.Interpolate(LOGS_ON_MASTER), logs_url=logs_link(settings)),
         phase(Keep, doStepIf=keep_cluster, hideStepIf=lambda results, step: results == SKIPPED,
               extra_args=["--reason", util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
                                                        "kept on failure by %(prop:owner:-the force form)s")]),

@@ -6,10 +6,12 @@ without another web server (``logs_port`` on ``logs_listen``; or point ``logs_ur
 own server, which should send the same headers).
 
 What it serves came out of a guest that runs the code under test, so nothing in it may act in
-a browser: every file is ``text/plain; charset=utf-8`` (a ``.tar.gz`` is a download), every
-answer carries ``X-Content-Type-Options: nosniff`` and ``Content-Security-Policy: sandbox``,
-no ``index.html`` stands in for a folder's listing, and a symbolic link is never followed
-(404), whether it is the file asked for or a folder on the way to it.
+a browser: every file is ``text/plain; charset=utf-8`` (a ``.tar.gz`` is a download) but a
+``.png`` (the pictures: ``oscarvt.timeline``, ``oscarvt_master.trend``), which is ``image/png``,
+and a browser only decodes it as a picture since the type is never sniffed (an SVG, whose scripts
+could run, is text like the rest); every answer carries ``X-Content-Type-Options: nosniff`` and
+``Content-Security-Policy: sandbox``, no ``index.html`` stands in for a folder's listing, and a
+symbolic link is never followed (404), whether it is the file asked for or a folder on the way to it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from twisted.web import pages, resource, server, static
 TEXT = "text/plain; charset=utf-8"
 HEADERS = {b"X-Content-Type-Options": b"nosniff", b"Content-Security-Policy": b"sandbox",
            b"Referrer-Policy": b"no-referrer"}
-DOWNLOADS = {".gz": "application/gzip"}  # the logs tarball; everything else is text
+DOWNLOADS = {".gz": "application/gzip"}  # the logs tarball
+PICTURES = {".png": "image/png"}  # the timeline and the trend; everything else is text
 
 
 class InertFiles(static.File):
     """A folder served as plain text: no content sniffing, no index pages, no symbolic links."""
 
-    contentTypes = DOWNLOADS
+    contentTypes = {**DOWNLOADS, **PICTURES}
     contentEncodings: dict[str, str] = {}  # a .gz is a file to download, not a compressed page
     indexNames: list[str] = []
     childNotFound: Any = pages.notFound()

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -23,9 +24,12 @@ import pytest
 import yaml
 from buildbot.process.results import CANCELLED, RETRY, SUCCESS
 from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
+from PIL import Image
+from test_pictures import rgb
 
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
+from oscarvt.plotting import phase_colour
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 from oscarvt_master.local import Rest
@@ -38,7 +42,8 @@ ADMIN = ("admin", "admin-password")
 HOOK = ("svn-hook", "hook-password")  # the SVN post-commit hook's user for the change hook
 SCRIPT = "<script>document.title='owned'</script>"  # what a commit prints on each node's console
 PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
-               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "keep", "destroy"]
+               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "pictures", "keep",
+               "destroy"]
 
 
 @dataclass
@@ -143,6 +148,18 @@ def mail_for(master: Master, builder: str, number: int) -> Message:
     return email.message_from_bytes(found.as_bytes(), policy=email.policy.default)
 
 
+def rendered(chromium: list[str], page: str, wanted: str, tries: int = 5) -> str:
+    """The page's DOM once it shows ``wanted`` (the web UI fills a page from the REST API as its answers
+    come; on a busy host a load can end before they do), at most ``tries`` loads; the last DOM otherwise."""
+    dom = ""
+    for attempt in range(tries):
+        time.sleep(3 * attempt)
+        dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+        if wanted in dom:
+            break
+    return dom
+
+
 @pytest.mark.vm
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     anchor = "log_subsection \"$name: /etc/hosts and root's key installed\""
@@ -182,19 +199,43 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     attachments = {part.get_filename(): part.get_payload(decode=True) for part in mail.walk() if part.get_filename()}
     assert "Step 4 - Build OSCAR Client Image" in attachments["attach-logs.oscarinstall.log"].decode()
     assert "finish-oscar" in attachments["attach-logs.summary.txt"].decode()
+    timeline_part = next(part for part in mail.walk() if part.get_filename() == "timeline.png")
+    assert timeline_part.get_content_type() == "image/png"
+    pictures = {url["name"]: url["url"] for url in by_name["pictures"]["urls"]}
+    assert pictures == {"timeline": f"{link}timeline.png", "trend": f"{link.rstrip('/').rsplit('/', 1)[0]}/trend.png"}
+    assert by_name["pictures"]["state_string"].startswith("timeline; trend of ")
+    with urllib.request.urlopen(pictures["timeline"], timeout=30) as reply:  # the same picture as the mail's
+        assert reply.headers["Content-Type"] == "image/png" and reply.headers["Content-Security-Policy"] == "sandbox"
+        assert reply.read() == attachments["timeline.png"]
+    with urllib.request.urlopen(pictures["trend"], timeout=30) as reply:
+        assert reply.headers["Content-Type"] == "image/png" and reply.read().startswith(b"\x89PNG")
 
     ARTIFACTS.mkdir(exist_ok=True)
     chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
                 "--window-size=1400,900"]
     page = f"{master.rest.url}#/builders/{build['builderid']}"
-    dom = subprocess.run([*chromium, "--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered(chromium, page, f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"')
     (ARTIFACTS / "builder-page.html").write_text(dom)
     assert f'href="#/builders/{build["builderid"]}/builds/{build["number"]}"' in dom, "see builder-page.html"
+    build_page = f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}"
+    dom = rendered(chromium, build_page, f'href="{pictures["trend"]}"')
+    (ARTIFACTS / "build-page.html").write_text(dom)
+    for name, url in pictures.items():  # the build page links both pictures
+        assert f'href="{url}"' in dom and name in dom, f"{name}: see build-page.html"
+    subprocess.run([*chromium[:-1], "--window-size=1400,1800", f"--screenshot={ARTIFACTS / 'build-page.png'}",
+                    build_page], capture_output=True, timeout=120)  # tall enough for every step and its links
+    for name, url in pictures.items():  # each picture as a browser shows it, from the log server
+        shot = ARTIFACTS / f"{name}-in-chromium.png"
+        subprocess.run([*chromium[:-1], "--window-size=1500,1000", f"--screenshot={shot}", url], capture_output=True,
+                       timeout=120)
+        with Image.open(shot) as seen:
+            colours = {colour for _, colour in seen.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+        assert rgb(phase_colour("wait-for-nodes")) in colours, f"see {shot}"
     dom = subprocess.run([*chromium, "--dump-dom", console], capture_output=True, text=True, timeout=120).stdout
     assert "<title>owned</title>" not in dom and "&lt;script&gt;document.title" in dom, dom[:1000]
     attached = (f"{master.rest.url}#/builders/{build['builderid']}/builds/{build['number']}/steps/"
                 f"{by_name['attach-logs']['number']}/logs/console_oscarnode1")  # Buildbot's own log view
-    dom = subprocess.run([*chromium, "--dump-dom", attached], capture_output=True, text=True, timeout=120).stdout
+    dom = rendered(chromium, attached, "document.title='owned'")
     (ARTIFACTS / "console-log-page.html").write_text(dom)
     assert "<title>owned</title>" not in dom and "document.title='owned'" in dom, "see console-log-page.html"
     shot = ARTIFACTS / "waterfall.png"

@@ -18,11 +18,13 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 from conftest import oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
+from PIL import Image
 
 from oscarvt import monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
+from oscarvt.timeline import picture_height
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 
@@ -46,7 +48,11 @@ def check_logs(logs: Path, nodes: list[str]) -> None:
     prefixes = {line.split("| ")[0] for line in (logs / "consoles.log").read_text().splitlines()}
     assert {"headnode", *nodes} <= prefixes
     with tarfile.open(logs.with_name(logs.name + ".tar.gz")) as tar:
-        assert f"{logs.name}/phases.json" in tar.getnames()
+        assert {f"{logs.name}/phases.json", f"{logs.name}/timeline.png"} <= set(tar.getnames())
+    with Image.open(logs / "timeline.png") as timeline:  # oscarvt.timeline: a lane per node that started
+        assert (timeline.format, timeline.width) == ("PNG", 1400)
+        phases = {p["phase"] for p in json.loads((logs / "phases.json").read_text())["phases"]}
+        assert timeline.height == picture_height(len(phases), len(nodes))
 
 
 @pytest.mark.vm
@@ -66,6 +72,11 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
         "wait-for-nodes", "finish-oscar", "grab-logs"]
     assert all(p["result"] == "passed" for p in phases["phases"][:-1])  # grab-logs wrote it while running
     assert {node["status"] for node in phases["nodes"].values()} == {102}
+    for node in phases["nodes"].values():  # each change of status, as the driver saw it (the timeline's lanes)
+        codes = [seen["status"] for seen in node["history"]]
+        assert codes[0] == 0 and codes[-1] == 102 and 100 in codes and any(0 < c < 100 for c in codes), codes
+        assert node["started"] <= node["history"][0]["time"] <= node["history"][-1]["time"]
+    assert "timeline.png not drawn" not in result.output
     check_time_shares(phases, result.last_line)
     assert qemu_pids_of(cluster) == []
     check_imaged(cluster, {"oscarnode1": "192.168.77.2", "oscarnode2": "192.168.77.3"})

@@ -13,15 +13,20 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from PIL import Image
 from test_master import checkconfig, example, master_dir
+from test_pictures import DATA, records, rgb
 
 from oscarvt.network import free_tcp_port
+from oscarvt.plotting import phase_colour, write_png
+from oscarvt.timeline import STAGES, TIMELINE, timeline_figure
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
 from oscarvt_master.config import listen, master_config
 from oscarvt_master.secret_files import HashedPasswords, SecretFileError, hashed_line, read_users
 
 ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
 ADMIN = ("admin", "admin-password")
 HOOK = ("svn-hook", "hook-password")
 SCRIPT = "<script>document.title='owned'</script>"
@@ -215,6 +220,39 @@ def test_served_logs_are_inert_text_and_links_are_not_followed(master):
     control = subprocess.run([*CHROMIUM, "--dump-dom", f"data:text/html,{SCRIPT}"], capture_output=True,
                              text=True, timeout=120).stdout
     assert "<title>owned</title>" in control  # the same page as HTML would have run: the check can see it
+
+
+@pytest.mark.vm
+def test_served_pictures_are_png_images_with_the_inert_headers(master):
+    """A build's timeline (drawn from a real run's data) is an image/png with nosniff and the sandbox; a
+    guest's HTML named .png is an image that does not decode, not a page; an SVG is text."""
+    build = master.root / "master" / "public_html" / "logs" / "b1" / "2"
+    build.mkdir(parents=True)
+    phases, nodes = records(DATA)
+    write_png(timeline_figure(phases, nodes, phases[-1].start + 3, "cluster 3: 2 nodes, TCG"), build / TIMELINE)
+    (build / "evil.png").write_text(f"<html>{SCRIPT}</html>")
+    (build / "evil.svg").write_text(f'<svg xmlns="http://www.w3.org/2000/svg">{SCRIPT}</svg>')
+    base = f"{master.logs_url}b1/2/"
+    timeline = master.get(f"{base}{TIMELINE}")
+    assert timeline.status == 200 and timeline.body == (build / TIMELINE).read_bytes()
+    for answer in (timeline, master.get(f"{base}evil.png")):
+        assert answer.headers["Content-Type"] == "image/png"
+        assert (answer.headers["X-Content-Type-Options"], answer.headers["Content-Security-Policy"]) == \
+            ("nosniff", "sandbox")
+        assert answer.headers["Content-Disposition"] is None  # shown, not downloaded
+    assert master.get(f"{base}evil.svg").headers["Content-Type"] == "text/plain; charset=utf-8"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name in (TIMELINE, "evil.png", "evil.svg"):
+        dom = subprocess.run([*CHROMIUM, "--dump-dom", base + name], capture_output=True, text=True,
+                             timeout=120).stdout
+        assert "<title>owned</title>" not in dom, (name, dom[:500])
+    shot = ARTIFACTS / "served-timeline.png"
+    subprocess.run([*CHROMIUM, "--window-size=1500,900", f"--screenshot={shot}", base + TIMELINE],
+                   capture_output=True, timeout=120)
+    with Image.open(shot) as seen:  # Chromium showed the picture: its phase colours are on the screen
+        colours = {colour for _, colour in seen.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    assert {rgb(phase_colour("start-oscar")), rgb(STAGES["booted from its disk"])} <= colours
 
 
 def test_a_repository_url_with_a_password_is_refused_without_showing_it(tmp_path):

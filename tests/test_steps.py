@@ -17,6 +17,8 @@ from twisted.trial import unittest
 
 from oscarvt import events
 from oscarvt.errors import InfraError, InputError, ProductError
+from oscarvt_master.pictures import Pictures
+from oscarvt_master.reporters import PNG
 from oscarvt_steps import capped_logs, steps
 
 CLUSTER = ["--cluster", "clusters/7"]  # build 7's cluster folder
@@ -308,6 +310,45 @@ class TestAttachLogs(StepTest):
         self.expect_outcome(result=SUCCESS, state_string="1 logs attached")
         self.expect_log_file("console oscarnode1", head + capped_logs.left_out(1000) + tail)
         await self.run_step()
+
+
+class TestPictures(StepTest):
+    """The pictures step on the master: the builder's trend drawn from the uploaded phases.json files (a
+    real run's, tests/data), and the build page's links to it and to the build's timeline."""
+
+    def builder_folder(self, builds: list[int]) -> Path:
+        root = Path(tempfile.mkdtemp(prefix="oscarvt-pictures."))
+        self.addCleanup(shutil.rmtree, root)
+        for number in builds:
+            (root / "b1" / str(number)).mkdir(parents=True)
+            shutil.copy(Path(__file__).parent / "data" / "phases-cdrom.json", root / "b1" / str(number) / "phases.json")
+        return root / "b1"
+
+    async def urls(self) -> dict[str, str]:
+        step = await self.master.db.steps.getStep(self.get_nth_step(0).stepid)
+        return {url.name: url.url for url in step.urls}
+
+    async def test_the_trend_is_drawn_and_both_pictures_are_linked(self):
+        builder = self.builder_folder([5, 6, 7])
+        (builder / "7" / "timeline.png").write_bytes(PNG + b"as grab-logs drew it")
+        self.setup_step(Pictures(masterdest=str(builder / "7"), logs_url="http://127.0.0.1:8011/b1/7/"))
+        self.build.setProperty("buildername", "b1", "Build")
+        self.expect_outcome(result=SUCCESS, state_string="timeline; trend of 3 builds")
+        await self.run_step()
+        self.assertTrue((builder / "trend.png").read_bytes().startswith(PNG))
+        self.assertEqual(await self.urls(), {"timeline": "http://127.0.0.1:8011/b1/7/timeline.png",
+                                             "trend": "http://127.0.0.1:8011/b1/trend.png"})
+
+    async def test_a_build_without_logs_or_timeline_is_said_and_still_succeeds(self):
+        builder = self.builder_folder([])
+        (builder / "8").mkdir(parents=True)
+        (builder / "8" / "timeline.png").symlink_to("/etc/passwd")  # what a damaged upload could hold
+        self.setup_step(Pictures(masterdest=str(builder / "8"), logs_url="http://127.0.0.1:8011/b1/8/"))
+        self.build.setProperty("buildername", "b1", "Build")
+        self.expect_outcome(result=SUCCESS, state_string="no timeline (see grab-logs)")
+        await self.run_step()
+        self.assertFalse((builder / "trend.png").exists())
+        self.assertEqual(await self.urls(), {})
 
 
 class TestSimplePhases(StepTest):

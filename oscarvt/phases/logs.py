@@ -5,8 +5,10 @@ output, the test report, each under its own path, e.g. ``headnode/var/log/oscar/
 ``consoles/VM.log`` (each VM's serial console) and ``consoles.log`` (all of them, each line
 prefixed by its VM's name), ``phases.json`` (phase timings and results, the part of each that
 waited on the product, the harness's ``share`` (``oscarvt.timing``), per node times) and
-``summary.txt`` (both with credentials in URLs masked); then ``DEST.tar.gz`` holds it all. It
-works on a half-failed cluster: what cannot be had is listed in ``missing.txt`` instead.
+``summary.txt`` (both with credentials in URLs masked), ``timeline.png`` (a picture of the phases and
+the nodes' stages over time, ``oscarvt.timeline``; one that cannot be drawn is a progress line, never
+a failure); then ``DEST.tar.gz`` holds it all. It works on a half-failed cluster: what cannot be had
+is listed in ``missing.txt`` instead.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
 from oscarvt.state import ClusterState, Logs, PhaseRecord
+from oscarvt.timeline import TIMELINE, write_timeline
 from oscarvt.unpack import Unpacked
 from oscarvt.waiting import wait_for
 
@@ -62,6 +65,7 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         (dest / "phases.json").write_text(mask_credentials(json.dumps(  # a state from before the masking too
             {**times, **{key: record[key] for key in ("phases", "nodes", "checkout", "oscar")}}, indent=2)) + "\n")
         (dest / "summary.txt").write_text(mask_credentials(summary(state)) + "\n")
+        draw_timeline(state, dest / TIMELINE)
         (dest / "missing.txt").unlink(missing_ok=True)  # from an earlier grab into the same folder
         if missing:
             (dest / "missing.txt").write_text("".join(f"{item}\n" for item in missing))
@@ -86,6 +90,15 @@ def folder_to_make(dest: Path, flag: str) -> Path:
                 raise InputError(f"{flag}: {dest}: {folder} is not a folder")
             break
     return dest
+
+
+def draw_timeline(state: ClusterState, path: Path) -> None:
+    """Draw the cluster's timeline into ``path``; a picture that cannot be made is a progress line."""
+    try:
+        write_timeline(state, path)
+    except Exception as exc:  # matplotlib missing or failing: the logs matter more than the picture
+        path.unlink(missing_ok=True)  # not an older run's picture
+        progress(f"{path.name} not drawn: {type(exc).__name__}: {exc}")
 
 
 def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:

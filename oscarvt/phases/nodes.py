@@ -30,7 +30,7 @@ from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
 from oscarvt.ssh import Connection
-from oscarvt.state import ClusterState, NodeRecord
+from oscarvt.state import ClusterState, NodeRecord, StatusSeen, remember
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 # Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
@@ -52,6 +52,7 @@ class Node:
     last_activity: float = field(default_factory=time.time)
     restarted: bool = False
     times: dict[str, float] = field(default_factory=dict)
+    history: list[StatusSeen] = field(default_factory=list)  # each change of status, bounded (state.remember)
 
     def seen(self, what: str) -> None:
         self.last_activity = time.time()
@@ -96,7 +97,8 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                     progress(f"could not release OSCAR's boot hook: {exc}")
                 raise
             finally:
-                state.nodes = {n.name: NodeRecord(n.status, dict(n.times)) for n in nodes.values()}
+                state.nodes = {n.name: NodeRecord(n.status, dict(n.times), n.started, list(n.history))
+                               for n in nodes.values()}
             release_hook(conn, ok=True)
     took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
     return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
@@ -148,6 +150,7 @@ def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, 
                                vm=node.name)
         if status != node.status:
             node.status = status
+            remember(node.history, StatusSeen(round(time.time(), 2), status))
             progress(f"{node.name}: {monitor.describe(status)}")
             state = {monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging")
             node.seen(state)
