@@ -287,3 +287,12 @@ def test_a_timeline_that_cannot_be_drawn_is_one_progress_line_and_no_picture(tmp
     lines = [line for line in printed.getvalue().splitlines() if "not drawn" in line]
     assert len(lines) == 2 and "timeline.png not drawn: ValueError" in lines[1], lines
     assert not (tmp_path / TIMELINE).exists() and list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+def test_a_status_that_is_no_status_code_is_passed_over_not_a_crash():
+    """The monitor's lines are the guest's: 5000 digits, a superscript two or Arabic digits are no status."""
+    line = "2026-12-03 09:14:16 mac=52:54:00:55:d9:02:ip=192.168.77.2:host=oscarnode1:kernel=6.1.0:ncpus=1:status={}"
+    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0)
+    take_in([line.format("9" * 5000), line.format("\u00b2"), line.format("\u0663"), line.format("40")], [],
+            {"oscarnode1": node})
+    assert node.status == 40 and [seen.status for seen in node.history] == [40]

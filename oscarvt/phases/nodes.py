@@ -14,6 +14,7 @@ the hook is released with a failure, so OSCAR stops as it does when its boot scr
 from __future__ import annotations
 
 import math
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /
 # check of the timer fails when TCG on a busy host runs the guest too slowly.
 HOST_SIGNS = {"IO-APIC + timer doesn't work": "the guest's timer check failed (TCG on a busy host is too slow)"}
 POLL = 2.0
+STATUS = re.compile(r"-?[0-9]{1,6}")  # SystemImager's codes; '²', '٣' or 5000 digits are no status
 REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
 
 
@@ -142,8 +144,8 @@ def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, 
     for line in monitor_lines:
         fields = monitor.parse_status_line(line)
         node = by_ip.get(fields.get("ip", ""))
-        if node is None or not fields.get("status", "").lstrip("-").isdigit():
-            continue
+        if node is None or not STATUS.fullmatch(fields.get("status", "")):
+            continue  # not a node of this cluster, or not a status code (the installer's line is the guest's)
         status = int(fields["status"])
         if status < 0:
             raise ProductError(f"{node.name}: the installer reported an error: {fields.get('message', line)}",
