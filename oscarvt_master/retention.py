@@ -5,7 +5,8 @@ runs every day at midnight, master's time (and when an admin forces it, schedule
 ``__Janitor_force``): it deletes the step logs older than ``log_horizon`` and the build data
 older than ``build_data_horizon`` from the database. With ``log_horizon`` it also prunes the
 uploaded logs, ``public_html/logs/BUILDER/NUMBER``, on the same horizon: a build's folder whose
-last change (its upload) is older goes, newer ones stay. Nothing under ``public_html/logs`` is
+last change (its upload) is older goes, newer ones stay; the builder's own files beside them (its
+``trend.png``) are left alone. Nothing under ``public_html/logs`` is
 followed through a symbolic link: a link is removed as a link, and a folder is removed with
 ``shutil.rmtree``, which on Linux never follows a link inside it.
 """
@@ -35,6 +36,8 @@ def prune(folder: Path, before: float) -> tuple[int, int]:
         if not stat.S_ISDIR(builder.lstat().st_mode):
             continue  # a link or a file beside the builders' folders: not a builder's logs
         for build in sorted(builder.iterdir()):
+            if not build.name.isascii() or not build.name.isdigit():
+                continue  # the builder's own files (its trend.png), not a build's logs
             info = build.lstat()
             if info.st_mtime >= before:
                 kept += 1

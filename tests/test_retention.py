@@ -37,12 +37,13 @@ def test_pruning_removes_old_builds_folders_and_links_without_following_them(tmp
     (logs / "b1" / "3").symlink_to(outside)  # a build "folder" that is a link
     (logs / "b2").symlink_to(outside)  # a builder "folder" that is a link: not a builder's logs
     (logs / "b3" / "7").mkdir(parents=True)
+    (logs / "b1" / "trend.png").write_bytes(b"\x89PNG")  # the builder's picture: not a build, never pruned
     long_ago = time.time() - 3600
-    for path in (old, logs / "b1" / "3", logs / "b2", logs / "b3" / "7"):
+    for path in (old, logs / "b1" / "3", logs / "b2", logs / "b3" / "7", logs / "b1" / "trend.png"):
         os.utime(path, (long_ago, long_ago), follow_symlinks=False)
     assert shutil.rmtree.avoids_symlink_attacks  # rmtree never follows a link inside what it removes
     assert prune(logs, time.time() - 600) == (3, 1)
-    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*")) == ["b1", "b1/2", "b2", "b3"]
+    assert sorted(p.relative_to(logs).as_posix() for p in logs.rglob("*")) == ["b1", "b1/2", "b1/trend.png", "b2", "b3"]
     assert (outside / "keep" / "file").read_text() == "not the janitor's"  # nothing behind a link went
     assert prune(tmp_path / "no-such-folder", time.time()) == (0, 0)
     assert HORIZONS[0].total_seconds() <= HORIZON  # the test's horizon is one the settings take

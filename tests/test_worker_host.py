@@ -403,10 +403,18 @@ def test_systemd_runs_the_worker_and_qemu_inside_the_unit(tmp_path: Path, cgroup
         # The worker started at boot (the wants link), reap ran first, the cap is in place.
         show = root.out("systemctl", "show", "-p", "ActiveState,MainPID,MemoryMax,User", "oscarvt-worker")
         assert "ActiveState=active" in show and "MemoryMax=2147483648" in show and f"User={USER}" in show, show
-        main_pid = re.search(r"MainPID=(\d+)", show)
-        assert main_pid is not None
-        assert "buildbot-worker" in root.out("cat", f"/proc/{main_pid[1]}/cmdline")
+        # Its main process is buildbot-worker (read again for a while: the PID may still be in exec, where
+        # /proc/PID/cmdline is empty for a moment, under load).
+        command = ""
+        for _ in range(100):
+            main_pid = re.search(r"MainPID=(\d+)", root.out("systemctl", "show", "-p", "MainPID", "oscarvt-worker"))
+            assert main_pid is not None
+            command = root.run("cat", f"/proc/{main_pid[1]}/cmdline").stdout
+            if "buildbot-worker" in command:
+                break
+            time.sleep(0.2)
         journal = root.out("journalctl", "--no-pager", "-o", "cat", "-u", "oscarvt-worker")
+        assert "buildbot-worker" in command, f"main process {command!r}; journal:\n{journal}"
         assert f"PASS: reap: 0 left-behind clusters destroyed, 0 kept for a person, 0 in use, under {DIR}/worker" \
             in journal, journal
 
