@@ -12,6 +12,8 @@ APT_PACKAGES := python3-venv python3-pip python3-setuptools python3-wheel qemu-s
 # postgresql: tests/test_postgresql.py runs its own server in a temporary folder (its "main" cluster is
 # not used); libcairo2: buildbot-badges draws the badges with it.
 PYTEST_ARGS ?=
+# make test runs the suite in two processes (pytest-xdist; a module stays in one process).
+PYTEST_JOBS ?= 2
 # The headnode templates (SUITE:ARCH) the suite boots; tests/test_image.py boots each of them.
 TEMPLATES ?= bookworm:amd64 bookworm:arm64 bullseye:amd64 trixie:amd64
 # Debian 11's security archive is left out: this farm's package proxy lacks its kernel (404).
@@ -48,16 +50,23 @@ testguest: deps venv
 	$(VENV)/bin/python -m oscarvt.testguest
 
 # The headnode templates (mmdebstrap), likewise built or taken from the cache first; a fresh
-# arm64 one takes about 6 minutes (emulated package scripts), an amd64 one under a minute.
+# arm64 one takes about 10 minutes (emulated package scripts, one core), an amd64 one about a minute.
+# Each arch's templates build one after the other, the arches side by side (lines prefixed [ARCH]).
 template: deps venv binfmt
-	@for target in $(TEMPLATES); do suite=$${target%:*}; arch=$${target#*:}; \
-		case $$suite in bullseye) mirrors='$(MIRRORS_bullseye)';; *) mirrors=;; esac; \
-		eval $(VENV)/bin/oscarvt image build --suite $$suite --arch $$arch $$mirrors || exit 1; \
-	done
+	@status=$$(mktemp -d); \
+	for arch in $$(for t in $(TEMPLATES); do echo $${t#*:}; done | sort -u); do \
+		echo 1 > $$status/$$arch; \
+		( for target in $(TEMPLATES); do suite=$${target%:*}; [ "$${target#*:}" = $$arch ] || continue; \
+			case $$suite in bullseye) mirrors='$(MIRRORS_bullseye)';; *) mirrors=;; esac; \
+			eval $(VENV)/bin/oscarvt image build --suite $$suite --arch $$arch $$mirrors 2>&1 || exit; \
+		done; echo 0 > $$status/$$arch ) | sed -u "s/^/[$$arch] /" & \
+	done; wait; \
+	failed=$$(grep -L '^0$$' $$status/* 2>/dev/null); rm -rf $$status; \
+	if [ -n "$$failed" ]; then echo "FAIL: template: the $$(basename -a $$failed | tr '\n' ' ')templates did not build (above)"; exit 1; fi
 
 # The suite runs in a private network namespace: only loopback, nothing leaves the machine.
 test: deps venv testguest template
-	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest $(PYTEST_ARGS)'
+	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)'
 
 # Boot times as JSON (bench/*.py), in a private network namespace too.
 bench: deps venv testguest template

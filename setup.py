@@ -30,7 +30,7 @@ setup(
     extras_require={
         "buildbot": BUILDBOT,
         "test": BUILDBOT + [
-            "pytest==9.2.0", "pytest-timeout==2.4.0", "aiosmtpd==1.4.6",
+            "pytest==9.2.0", "pytest-timeout==2.4.0", "pytest-xdist==3.8.0", "aiosmtpd==1.4.6",
             "ruff==0.17.6", "mypy==2.4.1", "types-PyYAML==6.0.12.20261113",
             "types-paramiko==5.1.0.20261030", "lxml-stubs==0.5.1",
         ],

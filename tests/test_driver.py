@@ -176,6 +176,7 @@ def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_
 
 
 @pytest.mark.vm
+@pytest.mark.matrix  # 3 min under TCG, the legacy path: make test keeps the HTTP network run, make matrix runs this
 def test_the_suites_tftp_setting_loads_the_installer_by_classic_pxe(spec_file, tmp_path, clusters):
     """oscar-mini's NETBOOT=tftp (share/oscar-mini.conf): pxelinux and the installer over TFTP, as before HTTP."""
     suite = Path(shutil.copytree(SUITE, tmp_path / "oscar"))
@@ -200,7 +201,9 @@ def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str,
     assert old in text
     (suite / path).write_text(text.replace(old, new))
     cluster = clusters(tmp_path / "c").path
-    result = oscarvt("run", "--cluster", cluster, "--spec", spec_file, "--source", suite)
+    spec = write_spec(tmp_path / "spec.yaml", {**yaml.safe_load(spec_file.read_text()), "nodes": {
+        "count": 1, "memory": 384, "disk": "1G"}})  # one node is enough to fail: the verdict is the point
+    result = oscarvt("run", "--cluster", cluster, "--spec", spec, "--source", suite)
     assert result.returncode == 1, result.output
     assert qemu_pids_of(cluster) == []
     return result.output.strip().splitlines()[-1], cluster
@@ -220,8 +223,8 @@ def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path, cl
 def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_file, tmp_path, clusters):
     last, cluster = run_broken(spec_file, tmp_path, "share/installer", "DISK=/dev/vda", "DISK=/dev/vdz", clusters)
     assert last.startswith("FAIL: run: product: failed in wait-for-nodes after ")
-    assert re.search(r"oscarnode[12]: the installer reported an error: .*/dev/vdz", last), last
-    check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
+    assert re.search(r"oscarnode1: the installer reported an error: .*/dev/vdz", last), last
+    check_logs(cluster / "logs", ["oscarnode1"])
     assert "OSCAR failed" not in last  # the hook was released with a failure: OSCAR stopped too
     assert "Failed to confirm client node boot before Step 7" in (cluster / OSCAR_LOG).read_text()
 
@@ -232,7 +235,7 @@ def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path, clust
                                'check "$name" ssh "$name.wrong" "hostname"', clusters)
     assert last.startswith("FAIL: run: product: failed in finish-oscar after ")
     assert "OSCAR failed: Failed on Step 8 - Test Cluster Setup" in last
-    check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
+    check_logs(cluster / "logs", ["oscarnode1"])
     assert (cluster / "logs/headnode/var/log/oscar/cluster_tests.xml").is_file()
 
 
