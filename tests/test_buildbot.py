@@ -310,7 +310,8 @@ def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_
     second = wait_for(lambda: (master.rest.builds("b1")[count + 1:] or [None])[0], timeout=120, what="the retry")
     assert second["buildrequestid"] == first["buildrequestid"]
     wait_for(lambda: True if any(s["name"] == "boot-headnode" and s["results"] == SUCCESS
-                                 for s in master.rest.steps(second)) else None, timeout=600, what="the retry's headnode")
+                                 for s in master.rest.steps(second)) else None,
+             timeout=600, what="the retry's headnode")
     status, _ = master.rest.rpc(f"builds/{second['buildid']}", "stop", {"reason": "the test is done"}, user=ADMIN)
     assert status == 200
     assert master.wait_build("b1", count + 2, timeout=300)["results"] == CANCELLED
