@@ -66,7 +66,7 @@ template: deps venv binfmt
 
 # The suite runs in a private network namespace: only loopback, nothing leaves the machine.
 test: deps venv testguest template
-	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)'
+	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)'
 
 # Boot times as JSON (bench/*.py), in a private network namespace too.
 bench: deps venv testguest template
