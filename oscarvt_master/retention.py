@@ -26,6 +26,12 @@ from buildbot.process.results import SUCCESS
 from twisted.internet import threads
 
 
+def is_build_folder(name: str) -> bool:
+    """Whether ``name`` under ``public_html/logs/BUILDER`` is a build's (its number), not the builder's own
+    file (its ``trend.png``)."""
+    return name.isascii() and name.isdigit()
+
+
 def prune(folder: Path, before: float) -> tuple[int, int]:
     """Remove each ``BUILDER/NUMBER`` under ``folder`` last changed before ``before`` (UNIX seconds);
     return how many went and how many stayed. Links are never followed."""
@@ -36,8 +42,8 @@ def prune(folder: Path, before: float) -> tuple[int, int]:
         if not stat.S_ISDIR(builder.lstat().st_mode):
             continue  # a link or a file beside the builders' folders: not a builder's logs
         for build in sorted(builder.iterdir()):
-            if not build.name.isascii() or not build.name.isdigit():
-                continue  # the builder's own files (its trend.png), not a build's logs
+            if not is_build_folder(build.name):
+                continue
             info = build.lstat()
             if info.st_mtime >= before:
                 kept += 1

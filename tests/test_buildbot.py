@@ -71,10 +71,20 @@ class Master:
                                       {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False},
                                       user=ADMIN)
         assert status == 200, reply
-        build = wait_for(lambda: (self.rest.builds("b1")[count:] or [None])[0], timeout=60, what="the forced build")
+        build = self.next_build(count, timeout=60, what="the forced build")
         wait_for(lambda: True if any(s["name"] == step and s["started_at"] for s in self.rest.steps(build))
                  else None, timeout=600, what=f"the forced build to start {step}")
         return build
+
+    def next_build(self, count: int, timeout: float, what: str) -> dict[str, Any]:
+        """Wait until b1 has a build after its first ``count``; return that build (running or not)."""
+        return wait_for(lambda: (self.rest.builds("b1")[count:] or [None])[0], timeout=timeout, what=what)
+
+    def stop_build(self, build: dict[str, Any], number: int) -> None:
+        """Stop ``build`` of b1 as the admin; it must end cancelled as b1's ``number``-th build."""
+        status, _ = self.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "the test is done"}, user=ADMIN)
+        assert status == 200
+        assert self.wait_build("b1", number, timeout=300)["results"] == CANCELLED
 
     def wait_logged(self, text: str, times: int) -> None:
         local.wait_logged(self.root / "master", text, times)
@@ -290,7 +300,7 @@ def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_
     pkglist = master.repo / "share" / "client.pkglist"
     pkglist.write_text(pkglist.read_text().replace("no-such-package", "dropbear-bin"))
     local.git(master.repo, "commit", "-q", "-am", "client image: dropbear-bin again")
-    build = wait_for(lambda: (master.rest.builds("b1")[count:] or [None])[0], timeout=120, what="the commit's build")
+    build = master.next_build(count, timeout=120, what="the commit's build")
     wait_for(lambda: True if any(s["name"] == "start-oscar" and s["started_at"] for s in master.rest.steps(build))
              else None, timeout=300, what="the build to start OSCAR")
     pidfile = master.root / "worker" / "b1" / "clusters" / str(build["number"]) / "run" / "headnode.pid"
@@ -307,14 +317,12 @@ def test_a_headnode_killed_by_the_host_is_retried_once_and_mailed_to_the_admins_
     assert "Blame: infrastructure" in mail.get_body().get_content()
     # Buildbot runs the same request again; once it made its cluster, it is stopped (the commit's whole
     # build passing is test_a_commit_builds_every_phase_on_a_virtual_cluster's, and takes minutes).
-    second = wait_for(lambda: (master.rest.builds("b1")[count + 1:] or [None])[0], timeout=120, what="the retry")
+    second = master.next_build(count + 1, timeout=120, what="the retry")
     assert second["buildrequestid"] == first["buildrequestid"]
     wait_for(lambda: True if any(s["name"] == "boot-headnode" and s["results"] == SUCCESS
                                  for s in master.rest.steps(second)) else None,
              timeout=600, what="the retry's headnode")
-    status, _ = master.rest.rpc(f"builds/{second['buildid']}", "stop", {"reason": "the test is done"}, user=ADMIN)
-    assert status == 200
-    assert master.wait_build("b1", count + 2, timeout=300)["results"] == CANCELLED
+    master.stop_build(second, count + 2)
     assert not [m for m in master.mail.received if f": b1 build {first['number']}" in str(m["Subject"])
                 and "dev@example.org" in str(m["To"])]  # the developers never heard of the retry
     assert qemu_pids_of(master.root / "worker") == []
@@ -335,12 +343,10 @@ def test_a_worker_stopped_during_wait_for_nodes_destroys_the_left_cluster_when_i
     assert not list((worker / "b1" / "clusters" / str(build["number"]) / "disks").glob("*"))
     lost = master.wait_build("b1", count + 1, timeout=120)
     assert lost["results"] == RETRY, lost  # Buildbot's own verdict on a worker lost mid-build
-    again = wait_for(lambda: (master.rest.builds("b1")[count + 1:] or [None])[0], timeout=120, what="the retry")
+    again = master.next_build(count + 1, timeout=120, what="the retry")
     wait_for(lambda: True if any(s["name"] == "copy-vm-image" and s["started_at"] for s in master.rest.steps(again))
              else None, timeout=300, what="the retry to make its cluster")
-    status, _ = master.rest.rpc(f"builds/{again['buildid']}", "stop", {"reason": "the test is done"}, user=ADMIN)
-    assert status == 200
-    assert master.wait_build("b1", count + 2, timeout=300)["results"] == CANCELLED
+    master.stop_build(again, count + 2)
     assert qemu_pids_of(worker) == []
 
 

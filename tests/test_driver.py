@@ -38,6 +38,12 @@ def spec_file(tmp_path_factory) -> Path:
     return write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", template_spec_data(template))
 
 
+def one_node_spec(spec_file: Path, path: Path) -> Path:
+    """``spec_file`` with one compute node, written to ``path``."""
+    return write_spec(path, {**yaml.safe_load(spec_file.read_text()), "nodes": {"count": 1, "memory": 384,
+                                                                             "disk": "1G"}})
+
+
 def check_logs(logs: Path, nodes: list[str]) -> None:
     """The log folder and tarball hold what grab-logs promises."""
     for name in ["headnode/var/log/oscar/oscarinstall.log", "headnode/var/log/systemimager/si_monitor.log",
@@ -182,8 +188,7 @@ def test_the_suites_tftp_setting_loads_the_installer_by_classic_pxe(spec_file, t
     suite = Path(shutil.copytree(SUITE, tmp_path / "oscar"))
     conf = suite / "share/oscar-mini.conf"
     conf.write_text(conf.read_text().replace("NETBOOT=http", "NETBOOT=tftp"))
-    spec = write_spec(tmp_path / "spec.yaml", {**yaml.safe_load(spec_file.read_text()), "nodes": {
-        "count": 1, "memory": 384, "disk": "1G"}})
+    spec = one_node_spec(spec_file, tmp_path / "spec.yaml")
     cluster = clusters(tmp_path / "c").path
     result = oscarvt("run", "--cluster", cluster, "--spec", spec, "--source", suite, "--boot", "network")
     assert result.returncode == 0, result.output
@@ -201,8 +206,7 @@ def run_broken(spec_file: Path, tmp_path: Path, path: str, old: str, new: str,
     assert old in text
     (suite / path).write_text(text.replace(old, new))
     cluster = clusters(tmp_path / "c").path
-    spec = write_spec(tmp_path / "spec.yaml", {**yaml.safe_load(spec_file.read_text()), "nodes": {
-        "count": 1, "memory": 384, "disk": "1G"}})  # one node is enough to fail: the verdict is the point
+    spec = one_node_spec(spec_file, tmp_path / "spec.yaml")  # one node is enough to fail: the verdict is the point
     result = oscarvt("run", "--cluster", cluster, "--spec", spec, "--source", suite)
     assert result.returncode == 1, result.output
     assert qemu_pids_of(cluster) == []

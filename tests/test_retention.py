@@ -17,7 +17,7 @@ from test_master_boundaries import ADMIN, Running
 
 from oscarvt.waiting import wait_for
 from oscarvt_master import local
-from oscarvt_master.retention import prune
+from oscarvt_master.retention import is_build_folder, prune
 from oscarvt_master.secret_files import hashed_line
 from oscarvt_master.settings import HORIZONS
 
@@ -127,7 +127,7 @@ def test_the_janitor_removes_old_logs_and_keeps_new_ones(farm):
     deleted = int(done["LogChunksJanitor"].split()[1])
     assert deleted > 0, done
     assert done["BuildDataJanitor"].startswith("deleted ")
-    assert sorted(p.name for p in uploaded.iterdir() if p.name.isdigit()) == [str(new["number"])]  # and trend.png
+    assert sorted(p.name for p in uploaded.iterdir() if is_build_folder(p.name)) == [str(new["number"])]
     gone = farm.logs_of(old)
     assert gone and all(log["type"] == "d" and not log["content"] for log in gone), gone
     kept = farm.logs_of(new)

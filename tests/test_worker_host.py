@@ -33,6 +33,8 @@ from conftest import spec_data
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from oscarvt.waiting import wait_for
+
 if TYPE_CHECKING:
     from oscarvt.testguest import TestGuest
 
@@ -405,16 +407,13 @@ def test_systemd_runs_the_worker_and_qemu_inside_the_unit(tmp_path: Path, cgroup
         assert "ActiveState=active" in show and "MemoryMax=2147483648" in show and f"User={USER}" in show, show
         # Its main process is buildbot-worker (read again for a while: the PID may still be in exec, where
         # /proc/PID/cmdline is empty for a moment, under load).
-        command = ""
-        for _ in range(100):
+        def main_command() -> str | None:
             main_pid = re.search(r"MainPID=(\d+)", root.out("systemctl", "show", "-p", "MainPID", "oscarvt-worker"))
             assert main_pid is not None
             command = root.run("cat", f"/proc/{main_pid[1]}/cmdline").stdout
-            if "buildbot-worker" in command:
-                break
-            time.sleep(0.2)
+            return command if "buildbot-worker" in command else None
+        wait_for(main_command, timeout=20, interval=0.2, what="the worker's main process to be buildbot-worker")
         journal = root.out("journalctl", "--no-pager", "-o", "cat", "-u", "oscarvt-worker")
-        assert "buildbot-worker" in command, f"main process {command!r}; journal:\n{journal}"
         assert f"PASS: reap: 0 left-behind clusters destroyed, 0 kept for a person, 0 in use, under {DIR}/worker" \
             in journal, journal
 
