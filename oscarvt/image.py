@@ -75,6 +75,18 @@ ExecStart=/usr/bin/ssh-keygen -q -t ecdsa -N "" -f /etc/ssh/ssh_host_ecdsa_key
 WantedBy=multi-user.target
 """
 
+# initramfs-tools' default (MODULES=most) copies every disk and network driver: minutes of emulated
+# modprobe/cp runs for an arm64 template. A virtual machine of oscarvt's finds its root disk through
+# virtio alone (oscarvt.backends.qemu); udev in the initramfs loads these by their aliases. The nodes
+# oscar-mini installs boot with the headnode's initrd, on the same virtio disks.
+INITRAMFS_CONF = "# oscarvt: only the modules of /etc/initramfs-tools/hooks/oscarvt-virtio\nMODULES=list\n"
+INITRAMFS_HOOK = """#!/bin/sh
+# oscarvt: the drivers a virtual headnode or node needs to mount its root (the virtio disk, CD and NIC)
+[ "$1" = prereqs ] && exit 0
+. /usr/share/initramfs-tools/hook-functions
+manual_add_modules virtio_pci virtio_mmio virtio_blk virtio_scsi sd_mod virtio_net virtio_console
+"""
+
 NAT_NETWORK = """# The headnode's first NIC is QEMU's user-mode NAT; the driver configures the private NIC.
 [Match]
 Name=eth0
@@ -231,9 +243,17 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
     packages = [*PACKAGES, arch.kernel_package, *arch.boot_packages]
     how_long = "about a minute" if arch.native() else "10 to 20 minutes: its scripts run emulated"
     progress(f"mmdebstrap {suite} {arch.name}: {len(packages)} packages and their dependencies ({how_long})")
+    initramfs = out / "initramfs"
+    initramfs.mkdir()
+    _write(initramfs / "oscarvt", INITRAMFS_CONF)
+    _write(initramfs / "oscarvt-virtio", INITRAMFS_HOOK, 0o755)
     try:
         run_tool(["mmdebstrap", "--variant=apt", "--format=directory", f"--architectures={arch.name}",
-                  f"--include={','.join(packages)}", suite, str(root), *mirrors],
+                  f"--include={','.join(packages)}",
+                  '--setup-hook=install -d -m 0755 "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"',
+                  f"--setup-hook=copy-in {initramfs / 'oscarvt'} /etc/initramfs-tools/conf.d",
+                  f"--setup-hook=copy-in {initramfs / 'oscarvt-virtio'} /etc/initramfs-tools/hooks",
+                  suite, str(root), *mirrors],
                  "mmdebstrap", hint="is the Debian package registry reachable?")
     finally:  # mmdebstrap killed mid-way leaves /proc, /sys, /dev/pts mounted in the root
         unmount_below(root)
@@ -252,6 +272,7 @@ def _build(out: Path, suite: str, arch: arches.Arch, password: str | None, publi
              "qemu-img convert")
     raw.unlink()
     shutil.rmtree(root)
+    shutil.rmtree(initramfs)
     append = KERNEL_APPEND.format(console=arch.console)
     description = {"suite": suite, "arch": arch.name, "append": append, "identity": identity.PORT_NAME}
     _write(out / METADATA, json.dumps(description, indent=2) + "\n")
