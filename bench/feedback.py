@@ -9,8 +9,9 @@
   nodes) from ``phases.json``; the network run's extra seconds over the CD run's.
 - ``build``: the demo's build (a Buildbot master and worker here, the same 1+2 CD cluster,
   forced): seconds, and the ``harness_share`` property (oscarvt's and Buildbot's seconds).
-- ``throughput``: ``--builds`` builds of two builders on one worker, with ``max_clusters`` 1 and
-  then 2: builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
+- ``throughput``: ``--builds`` builds on one worker, one per builder (Buildbot collapses a builder's
+  pending requests for the same sources into one build), with ``max_clusters`` 1 and then 2:
+  builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
   (RSS), to set a host's ``max_clusters`` from its memory.
 
 Machines here are noisy: compare the ratios within one run. Run inside a private network
@@ -86,10 +87,11 @@ def run_figures(root: Path, spec: dict[str, Any], boot: str) -> dict[str, Any]:
 
 
 class Master:
-    """A master and one worker here (``max_clusters``), builders b1 and b2 with ``spec``, admins may force."""
+    """A master and one worker here (``max_clusters``), ``builders`` b1, b2, ... with ``spec``; admins may force."""
 
-    def __init__(self, root: Path, spec: dict[str, Any], max_clusters: int) -> None:
+    def __init__(self, root: Path, spec: dict[str, Any], max_clusters: int, builders: int = 1) -> None:
         self.root = root
+        self.names = [f"b{n}" for n in range(1, builders + 1)]
         www, port = free_tcp_port(), free_tcp_port()
         repo = local.git_repo(SUITE, root / "repo")
         self.settings = {
@@ -98,7 +100,7 @@ class Master:
             "repositories": [{"name": "oscar", "url": str(repo), "poll_interval": 3600}],
             "workers": [{"name": "w", "max_clusters": max_clusters}],
             "builders": [{"name": name, "repository": "oscar", "workers": ["w"], "spec": spec}
-                         for name in ("b1", "b2")]}
+                         for name in self.names]}
         local.create_master(root / "master", self.settings,
                             {"worker-w": "pw", "www-users": hashed_line(*ADMIN, rounds=4) + "\n"})
         self.pids = [local.start_master(root / "master")]
@@ -112,7 +114,7 @@ class Master:
         assert status == 200, reply
 
     def builds(self) -> list[dict[str, Any]]:
-        return [b for name in ("b1", "b2") for b in self.rest.builds(name)]
+        return [b for name in self.names for b in self.rest.builds(name)]
 
     def wait_done(self, count: int, timeout: float) -> list[dict[str, Any]]:
         def done() -> list[dict[str, Any]] | None:
@@ -144,15 +146,15 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
     figures: dict[str, Any] = {"builds": builds, "spec_nodes": NODES}
     for clusters in (1, 2):
         (root / f"max{clusters}").mkdir()
-        master = Master(root / f"max{clusters}", {**spec, "nodes": NODES}, max_clusters=clusters)
+        master = Master(root / f"max{clusters}", {**spec, "nodes": NODES}, max_clusters=clusters, builders=builds)
         peak: dict[str, int] = {}
         stop = threading.Event()
         sampler = threading.Thread(target=sample_memory, args=(root / f"max{clusters}" / "worker", peak, stop))
         sampler.start()
         try:
             started = time.monotonic()
-            for n in range(builds):
-                master.force(("b1", "b2")[n % 2])
+            for name in master.names:
+                master.force(name)
             done = master.wait_done(builds, 3600)
             wall = time.monotonic() - started
         finally:
