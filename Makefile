@@ -50,7 +50,7 @@ testguest: deps venv
 	$(VENV)/bin/python -m oscarvt.testguest
 
 # The headnode templates (mmdebstrap), likewise built or taken from the cache first; a fresh
-# arm64 one takes about 10 minutes (emulated package scripts, one core), an amd64 one about a minute.
+# arm64 one takes about 7 minutes (emulated package scripts, one core), an amd64 one about a minute.
 # Each arch's templates build one after the other, the arches side by side (lines prefixed [ARCH]).
 template: deps venv binfmt
 	@status=$$(mktemp -d); \
@@ -73,7 +73,7 @@ bench: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do $(VENV)/bin/python $$b || exit 1; done'
 
 # Every cell of the matrix end to end: every suite on amd64 and arm64, CD and network boot (hours
-# under TCG: arm64 templates take ~6 minutes each to build, arm64 clusters run emulated). The
+# under TCG: arm64 templates take ~7 minutes each to build, arm64 clusters run emulated). The
 # tests marked `matrix` first, then bench/matrix.py: one JSON line per cell, then the sum.
 MATRIX_TEMPLATES ?= bullseye:amd64 bookworm:amd64 trixie:amd64 bullseye:arm64 bookworm:arm64 trixie:arm64
 MATRIX_LANES ?= 1
