@@ -7,12 +7,14 @@ own settings and ``workers/setup-worker.sh`` on each hypervisor host.
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import json
 import os
 import shutil
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -112,8 +114,15 @@ class Rest:
         self.url = url.rstrip("/") + "/"
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}api/v2/{path}", timeout=30) as reply:
-            return json.load(reply)
+        """GET ``api/v2/PATH`` as JSON; an answer cut short (a busy master's connection dropped) is asked again."""
+        for attempt in range(3):
+            try:
+                with urllib.request.urlopen(f"{self.url}api/v2/{path}", timeout=30) as reply:
+                    return json.load(reply)
+            except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError):
+                if attempt == 2:
+                    raise
+                time.sleep(1)
 
     def builds(self, builder: str) -> list[dict[str, Any]]:
         return list(self.get(f"builders/{builder}/builds")["builds"])

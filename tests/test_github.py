@@ -71,6 +71,9 @@ class FakeGitHubApi:
                 self.send_response(201)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "2")
+                # It closes each connection (HTTP/1.0); said outright, Buildbot's client pool does not send the
+                # next status on it (the post then failed as "closed cleanly" when the close came first).
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(b"{}")
 
