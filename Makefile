@@ -52,9 +52,9 @@ testguest: deps venv
 # The headnode templates (mmdebstrap), likewise built or taken from the cache first; a fresh
 # arm64 one takes about 7 minutes (emulated package scripts, one core), an amd64 one about a minute.
 # Each arch's templates build one after the other, the arches side by side (lines prefixed [ARCH]).
-# Then each template of the host's own arch is warmed (scripts/warm-template.sh: one headnode boots
-# cold in the default shape and saves its state, in a private network namespace) while the emulated
-# arch still builds, so the first headnodes of a fresh cache start warm too.
+# Each template of the host's own arch is warmed once built (scripts/warm-template.sh: one headnode
+# boots cold in the default shape and saves its state, in a private network namespace) while the
+# emulated arch still builds, so the first headnodes of a fresh cache start warm too.
 template: deps venv binfmt
 	@status=$$(mktemp -d); native=$$(dpkg --print-architecture); \
 	for arch in $$(for t in $(TEMPLATES); do echo $${t#*:}; done | sort -u); do \
@@ -62,10 +62,8 @@ template: deps venv binfmt
 		( for target in $(TEMPLATES); do suite=$${target%:*}; [ "$${target#*:}" = $$arch ] || continue; \
 			case $$suite in bullseye) mirrors='$(MIRRORS_bullseye)';; *) mirrors=;; esac; \
 			eval $(VENV)/bin/oscarvt image build --suite $$suite --arch $$arch $$mirrors 2>&1 || exit; \
-		done; echo 0 > $$status/$$arch; [ $$arch = $$native ] || exit 0; \
-		for target in $(TEMPLATES); do [ "$${target#*:}" = $$arch ] || continue; \
-			unshare --net scripts/warm-template.sh $(VENV)/bin/oscarvt $${target%:*} $$arch 2>&1; \
-		done ) | sed -u "s/^/[$$arch] /" & \
+			[ $$arch != $$native ] || unshare --net scripts/warm-template.sh $(VENV)/bin/oscarvt $$suite $$arch 2>&1; \
+		done; echo 0 > $$status/$$arch ) | sed -u "s/^/[$$arch] /" & \
 	done; wait; \
 	failed=$$(grep -L '^0$$' $$status/* 2>/dev/null); rm -rf $$status; \
 	if [ -n "$$failed" ]; then echo "FAIL: template: the $$(basename -a $$failed | tr '\n' ' ')templates did not build (above)"; exit 1; fi

@@ -9,16 +9,15 @@ ip link set lo up || exit 1
 dir=$(mktemp -d) || exit 1
 trap '"$oscarvt" destroy --cluster "$dir/cluster" >/dev/null 2>&1; rm -rf "$dir"' EXIT
 trap 'exit 1' INT TERM
+# passes VERB [FLAGS]: run `oscarvt VERB --cluster DIR FLAGS`; its verdict line in $said; true if PASS.
+passes() {
+    verb=$1; shift
+    said=$("$oscarvt" "$verb" --cluster "$dir/cluster" "$@" 2>&1 | tail -n 1)
+    case $said in "PASS: "*) ;; *) return 1 ;; esac
+}
 printf 'template: {suite: %s, arch: %s}\nnodes: {count: 0}\naccel: tcg\n' "$suite" "$arch" > "$dir/spec.yaml"
-for verb in copy-vm-image boot-headnode; do
-    if [ $verb = copy-vm-image ]; then
-        said=$("$oscarvt" copy-vm-image --cluster "$dir/cluster" --spec "$dir/spec.yaml" 2>&1 | tail -n 1)
-    else
-        said=$("$oscarvt" boot-headnode --cluster "$dir/cluster" 2>&1 | tail -n 1)
-    fi
-    case $said in
-        "PASS: "*) ;;
-        *) echo "warm-up: $suite $arch did not boot, its first headnodes boot cold: $said"; exit 0 ;;
-    esac
-done
-echo "warm-up: $suite $arch: ${said#PASS: boot-headnode: }"
+if passes copy-vm-image --spec "$dir/spec.yaml" && passes boot-headnode; then
+    echo "warm-up: $suite $arch: ${said#PASS: boot-headnode: }"
+else
+    echo "warm-up: $suite $arch did not boot, its first headnodes boot cold: $said"
+fi
