@@ -4,13 +4,19 @@ On some hosts /dev/kvm opens and answers, yet guests hang at boot (nested KVM);
 even the firmware runs there, so the probe boots a real Linux kernel, without a
 root file system, and waits for the kernel to reach its last words ("Kernel panic"
 or "VFS: Unable to mount root"). The reason for the choice is always printed.
+
+A probe's outcome is kept in the cache (``kvm-probe/``) for an hour, unless the host restarts
+or its /dev/kvm, QEMU binary, probe kernel or probe timeout change: on a host where KVM hangs,
+every headnode boot would otherwise wait out the whole probe timeout first.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -18,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oscarvt.arches import ARCHES, Arch
+from oscarvt.cache import cache_root, recipe_key
 from oscarvt.errors import InputError
 
 KERNEL_DONE = ("Kernel panic", "VFS: Unable to mount root", "Run /init")
+PROBE_KEPT_S = 3600
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,43 @@ def _kvm_problem(kernel: Path | None, timeout: float, arch: Arch) -> str | None:
     probe_kernel = kernel or next(iter(sorted(glob.glob("/boot/vmlinuz-*"), reverse=True)), None)
     if probe_kernel is None or not os.access(probe_kernel, os.R_OK):
         return "no Linux kernel to probe KVM with (template has none, /boot has none)"
+    record = _probe_record(Path(probe_kernel), timeout, arch)
+    try:
+        kept = json.loads(record.read_text())
+        if 0 <= time.time() - float(kept["at"]) < PROBE_KEPT_S:
+            if kept["problem"] is None:
+                return None
+            probed = time.strftime("%H:%M:%S", time.localtime(kept["at"]))
+            return f"{kept['problem']}; probed at {probed}, kept for an hour"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    problem = _probe(Path(probe_kernel), timeout, arch)
+    try:  # not remembered where the cache cannot be written: the next boot probes again
+        record.parent.mkdir(parents=True, exist_ok=True)
+        written = record.with_name(f".{record.name}.{os.getpid()}")
+        written.write_text(json.dumps({"problem": problem, "at": time.time()}))
+        written.replace(record)
+    except OSError:
+        pass
+    return problem
+
+
+def _probe_record(kernel: Path, timeout: float, arch: Arch) -> Path:
+    """Where the outcome of this probe on this host, since it last started, is kept."""
+    def identity(path: str) -> str:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path
+        return f"{os.path.realpath(path)}:{st.st_ino}:{st.st_rdev}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    qemu = shutil.which(arch.qemu) or arch.qemu
+    key = recipe_key(boot_id, identity("/dev/kvm"), identity(qemu), identity(str(kernel)), arch.name, str(timeout))
+    return cache_root() / "kvm-probe" / f"{key}.json"
+
+
+def _probe(probe_kernel: Path, timeout: float, arch: Arch) -> str | None:
+    """Boot ``probe_kernel`` under KVM: None when it gets to its last words, else what went wrong."""
     with tempfile.TemporaryDirectory(prefix="oscarvt-kvm-probe.") as tmp:
         console = Path(tmp) / "console"
         console.touch()

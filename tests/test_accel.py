@@ -49,3 +49,21 @@ def test_boot_headnode_says_which_accelerator_and_why(clusters, guest, tmp_path)
     assert len(lines) == 1
     accel = cluster.load().accel
     assert accel is not None and lines[0].endswith(f"accelerator: {accel.name.upper()} ({accel.reason})")
+
+
+def test_a_probe_is_remembered_and_a_changed_timeout_probes_again(guest, tmp_path, monkeypatch):
+    monkeypatch.setenv("OSCARVT_CACHE", str(tmp_path / "cache"))
+    first = choose_accel("auto", guest.kernel, PROBE_TIMEOUT)
+    records = list((tmp_path / "cache" / "kvm-probe").glob("*.json"))  # none where nothing was probed
+    started = time.monotonic()
+    again = choose_accel("auto", guest.kernel, PROBE_TIMEOUT)
+    assert time.monotonic() - started < 1
+    assert again.name == first.name
+    if first.name == "kvm" or not records:
+        assert again.reason == first.reason
+        return
+    assert len(records) == 1
+    assert again.reason.startswith(first.reason + "; probed at ") and again.reason.endswith(", kept for an hour")
+    other = choose_accel("auto", guest.kernel, PROBE_TIMEOUT + 1)
+    assert "probed at" not in other.reason
+    assert len(list(records[0].parent.glob("*.json"))) == 2
