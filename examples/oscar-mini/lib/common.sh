@@ -88,6 +88,12 @@ valid_ipv4() {
 # iface_ipv4 IFACE: the interface's IPv4 address with prefix (e.g. 192.168.77.1/24).
 iface_ipv4() { ip -o -4 addr show dev "$1" | awk '{print $4; exit}'; }
 
+# node_modules: the kernel modules (files, dependencies first) of a node's virtual hardware and
+# root file system: virtio PCI, network and disk, ext4. The installer loads them; images carry them.
+node_modules() {
+    modprobe --show-depends -a virtio_pci virtio_net virtio_blk ext4 | awk '$1 == "insmod" { print $2 }'
+}
+
 # file_is_elf FILE: true if FILE is an ELF binary or library.
 file_is_elf() { [ -f "$1" ] && [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
