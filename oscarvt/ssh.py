@@ -95,6 +95,18 @@ class Connection:
             raise InfraError(f"{self.label}: '{command}' exited {status}: {last[0]}")
         return data
 
+    def start(self, command: str) -> Background:
+        """Start ``command`` and return at once; its output (stdout and stderr) is taken as it comes."""
+        channel = self._session(command)
+        channel.set_combine_stderr(True)
+        return Background(channel, self.label, command)
+
+    def follow(self, remote: str, offset: int) -> Background:
+        """Follow the file ``remote`` from byte ``offset`` as it grows (``tail -F``), without polling the VM:
+        the guest spends nothing while the file is quiet. Closing it stops the ``tail``."""
+        tail = f"tail -c +{offset + 1} -F -- {shlex.quote(remote)} 2>/dev/null"
+        return self.start(f"{tail} & t=$!; cat >/dev/null; kill $t 2>/dev/null")
+
     def write_file(self, remote: str, data: bytes, mode: int = 0o644) -> None:
         """Write ``data`` to the file ``remote`` on the VM (its folder must exist)."""
         quoted = shlex.quote(remote)
@@ -193,6 +205,45 @@ class Connection:
         status = self._exit_status(channel, command)
         if status != 0:
             raise InfraError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
+
+
+class Background:
+    """A command left running on a VM (``Connection.start``): read what it has sent so far, see
+    whether it has ended, close it. Reading never waits."""
+
+    def __init__(self, channel: paramiko.Channel, label: str, command: str) -> None:
+        self.channel = channel
+        self.label = label
+        self.command = command
+
+    def read(self) -> bytes:
+        """What the command has sent since the last read (b"" if nothing)."""
+        chunks = []
+        try:
+            while self.channel.recv_ready():
+                chunks.append(self.channel.recv(65536))
+        except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
+            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+        if not chunks and self.channel.closed and not self.channel.exit_status_ready():
+            raise InfraError(f"SSH connection to {self.label} closed while running: {self.command}")
+        return b"".join(chunks)
+
+    def ended(self) -> bool:
+        """Whether the command has exited; an InfraError if the connection went away first."""
+        if self.channel.exit_status_ready():
+            return True
+        transport = self.channel.get_transport()
+        if transport is None or not transport.is_active() or self.channel.closed:
+            raise InfraError(f"SSH connection to {self.label} closed while running: {self.command}")
+        return False
+
+    def close(self) -> None:
+        """End the command's input (a ``follow`` stops there) and close the channel."""
+        try:
+            self.channel.shutdown_write()
+        except (paramiko.SSHException, EOFError, OSError):
+            pass
+        self.channel.close()
 
 
 def connect(host: str, port: int, creds: Credentials, label: str,

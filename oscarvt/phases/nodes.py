@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import re
-import shlex
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -30,14 +29,14 @@ from oscarvt.phase_table import WAIT_FOR_NODES
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
-from oscarvt.ssh import Connection
+from oscarvt.ssh import Background, Connection
 from oscarvt.state import ClusterState, NodeRecord, StatusSeen, remember
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 # Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
 # check of the timer fails when TCG on a busy host runs the guest too slowly.
 HOST_SIGNS = {"IO-APIC + timer doesn't work": "the guest's timer check failed (TCG on a busy host is too slow)"}
-POLL = 2.0
+POLL = 1.0
 STATUS = re.compile(r"-?[0-9]{1,6}")  # SystemImager's codes; '²', '٣' or 5000 digits are no status
 REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
 
@@ -99,6 +98,8 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
                     progress(f"could not release OSCAR's boot hook: {exc}")
                 raise
             finally:
+                monitor_log.close()
+                rsyncd_log.close()
                 state.nodes = {n.name: NodeRecord(n.status, dict(n.times), n.started, list(n.history))
                                for n in nodes.values()}
             release_hook(conn, ok=True)
@@ -126,16 +127,29 @@ def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str,
 
 @dataclass
 class LogReader:
-    """A log on the headnode, read a complete line at a time from ``offset`` on."""
+    """A log on the headnode, followed as it grows (``Connection.follow``: no request per look, so
+    the headnode's CPU stays with the nodes' imaging) and taken a complete line at a time from
+    ``offset`` on."""
 
     path: str
     offset: int
+    follower: Background | None = None
+    pending: bytes = b""
 
     def read(self, conn: Connection) -> list[str]:
-        data = conn.check_output_bytes(f"tail -c +{self.offset + 1} -- {shlex.quote(self.path)} 2>/dev/null || true")
-        lines, used = complete_lines(data)
+        if self.follower is None or self.follower.ended():  # its tail went away: follow again from the offset
+            self.close()
+            self.follower = conn.follow(self.path, self.offset)
+        self.pending += self.follower.read()
+        lines, used = complete_lines(self.pending)
+        self.pending = self.pending[used:]
         self.offset += used
         return lines
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+        self.follower, self.pending = None, b""
 
 
 def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, Node]) -> None:

@@ -44,7 +44,8 @@ FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot b
 FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
                      r"(?: at \S+ line [0-9]+\.)?\s*$")
 STEP = re.compile(r"(Step [0-9]+ - .*)$")  # main_cli's line as it starts a step
-POLL = 1.0
+POLL = 0.5         # seconds between looks at what the followed output brought (no SSH request)
+WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 
 HOOK_SCRIPT = f"""#!/bin/sh
@@ -124,36 +125,70 @@ def finish_oscar(cluster: ClusterDir) -> str:
 def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str | None) -> int | None:
     """Print OSCAR's new output lines until it exits (its status) or the file ``until`` exists (None).
 
-    On a timeout OSCAR is stopped, so that nothing is left running on the headnode.
+    The output is followed as it is written (``Connection.follow``) and the end awaited by a loop
+    on the headnode that looks once a second (``end_watch``): asking over SSH each second took a
+    third of the headnode's CPU from OSCAR's own steps under TCG. On a timeout OSCAR is stopped, so
+    that nothing is left running on the headnode.
     """
     deadline = time.monotonic() + timeout
-    while True:
-        status = conn.check_output(f"cat {STATUS} 2>/dev/null || true").strip()  # before the output:
-        reached = not status and until is not None and conn.run(f"test -e {shlex.quote(until)}") == 0
-        print_output(conn, record)  # all it wrote before exiting is in the file by now
-        if status:
-            time.sleep(1)  # its output may still be passing through a pipe (tee)
-            print_output(conn, record, final=True)
-            if record.failure is None:
-                last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
-                if last.strip():
-                    found = FAILURE.search(last)
-                    if found:
-                        record.failure = found.group(1)
-            return int(status) if status.lstrip("-").isdigit() else 1
-        if reached:
-            return None
-        if time.monotonic() > deadline:
-            stop_oscar(conn)
-            what = "reach the boot hook" if until else "finish"
-            raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
-                               f"(its output: {OUTPUT} on the headnode)")
-        time.sleep(POLL)
+    output = conn.follow(OUTPUT, record.offset)
+    pending = b""
+    try:
+        while True:
+            watch = conn.start(end_watch(until, min(WATCH_ROUND, max(1, int(deadline - time.monotonic())))))
+            try:
+                while not watch.ended():
+                    pending += output.read()
+                    pending = pending[take_output(record, pending):]
+                    time.sleep(POLL)
+            finally:
+                watch.close()
+            status, reached = oscar_state(conn, until)
+            if status or reached:
+                break
+            if time.monotonic() > deadline:
+                stop_oscar(conn)
+                what = "reach the boot hook" if until else "finish"
+                raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
+                                   f"(its output: {OUTPUT} on the headnode)")
+    finally:
+        output.close()
+    if not status:
+        print_output(conn, record)
+        return None
+    time.sleep(1)  # its output may still be passing through a pipe (tee)
+    print_output(conn, record, final=True)  # all it wrote before exiting is in the file by now
+    if record.failure is None:
+        last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
+        if last.strip():
+            found = FAILURE.search(last)
+            if found:
+                record.failure = found.group(1)
+    return int(status) if status.lstrip("-").isdigit() else 1
+
+
+def end_watch(until: str | None, seconds: int) -> str:
+    """A loop for the headnode that ends when OSCAR has exited (or ``until`` exists), or after ``seconds``."""
+    ended = f"[ -s {STATUS} ]" + (f" || [ -e {shlex.quote(until)} ]" if until else "")
+    return f"n=0; until {ended} || [ $n -ge {seconds} ]; do sleep 1; n=$((n + 1)); done"
+
+
+def oscar_state(conn: Connection, until: str | None) -> tuple[str, bool]:
+    """OSCAR's exit status as written (empty while it runs), and whether ``until`` exists."""
+    reached = f"[ -e {shlex.quote(until)} ] && r=1; " if until else ""
+    answer = conn.check_output(f"s=; r=0; [ -s {STATUS} ] && read -r s < {STATUS}; {reached}echo \"$r $s\"")
+    flag, _, status = answer.strip().partition(" ")
+    return status.strip(), flag == "1"
 
 
 def print_output(conn: Connection, record: OscarRun, final: bool = False) -> None:
     """Print OSCAR's output lines after ``record.offset``; note its failure line if one passes."""
-    data = conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true")
+    take_output(record, conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true"), final)
+
+
+def take_output(record: OscarRun, data: bytes, final: bool = False) -> int:
+    """Print the complete lines of ``data`` (OSCAR's output from ``record.offset`` on), note failure
+    lines and steps, move the offset past them; the bytes taken."""
     lines, used = complete_lines(data, final)
     record.offset += used
     for line in lines:
@@ -164,6 +199,7 @@ def print_output(conn: Connection, record: OscarRun, final: bool = False) -> Non
         step = STEP.search(line)
         if step and "Skipping" not in line and not found:
             events.emit("oscar_step", step=step.group(1))
+    return used
 
 
 def stop_oscar(conn: Connection) -> None:
