@@ -193,6 +193,12 @@ class Connection:
         return channel.recv_exit_status()
 
     def _stream_in(self, command: str, data: bytes) -> None:
+        status, output = self.feed(command, data)
+        if status != 0:
+            raise InfraError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
+
+    def feed(self, command: str, data: bytes) -> tuple[int, str]:
+        """Run ``command`` with ``data`` as its standard input: its exit status and output (merged)."""
         channel = self._session(command)
         try:
             channel.set_combine_stderr(True)
@@ -202,9 +208,7 @@ class Connection:
         except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
             raise InfraError(f"{self.label}: copy failed ({command}): {exc or 'timed out'}") from None
-        status = self._exit_status(channel, command)
-        if status != 0:
-            raise InfraError(f"{self.label}: copy failed ({command}): {output.strip()[-200:]}")
+        return self._exit_status(channel, command), output
 
 
 class Background:

@@ -10,8 +10,10 @@ fails). finish-oscar follows OSCAR to its end; OSCAR's exit status is the verdic
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
+import tarfile
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from lxml import etree
 
 from oscarvt import events, timing
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InputError, OscarvtError, ProductError
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
@@ -44,6 +46,8 @@ FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot b
 FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
                      r"(?: at \S+ line [0-9]+\.)?\s*$")
 STEP = re.compile(r"(Step [0-9]+ - .*)$")  # main_cli's line as it starts a step
+STOP_OSCAR = f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}"
+MISSING = 97  # prepare's exit status when install_cluster is not there
 POLL = 0.5         # seconds between looks at what the followed output brought (no SSH request)
 WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
@@ -67,19 +71,12 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             raise InputError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
         with open_headnode(cluster, state) as conn:
             install = f"{spec.oscar.dir}/install_cluster"
-            if conn.run(f"test -x {shlex.quote(install)}") != 0:
-                raise ProductError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
-            stop_oscar(conn)  # one from an earlier start-oscar
-            conn.check_output(f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR}")
-            for name, text in files.items():
-                conn.write_file(f"{INPUTS_DIR}/{name}", text.encode())
-            conn.write_file(HOOK, HOOK_SCRIPT.encode(), mode=0o755)
+            monitor_offset, rsyncd_offset = prepare(conn, install, files)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
             command = f"{shlex.quote(install)} --cli {shlex.quote(iface)} {flags} --bootscript {HOOK}"
             progress(f"starting OSCAR: {command}")
             record = OscarRun(command=command, started=time.time(),
-                              monitor_offset=remote_size(conn, MONITOR_LOG),  # logs are read from here on
-                              rsyncd_offset=remote_size(conn, RSYNCD_LOG))
+                              monitor_offset=monitor_offset, rsyncd_offset=rsyncd_offset)  # logs are read from here on
             state.oscar = record
             cluster.save(state)
             detached = (f"echo $$ > {PIDFILE}; cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
@@ -93,6 +90,31 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             return oscar_ended(record, status)
         record.hook_reached = time.time()
     return "OSCAR reached the boot hook and waits for the nodes"
+
+
+def prepare(conn: Connection, install: str, files: dict[str, str]) -> tuple[int, int]:
+    """In one request: check ``install`` is there, stop an install_cluster from an earlier start-oscar,
+    clear the last run's files, write the input files and the boot hook; the sizes of the monitor's
+    and rsync's logs (their lines from here on are this run's)."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        for path, text, mode in [*((f"{INPUTS_DIR}/{n}", t, 0o644) for n, t in files.items()),
+                                 (HOOK, HOOK_SCRIPT, 0o755)]:
+            data = text.encode()
+            entry = tarfile.TarInfo(path.lstrip("/"))
+            entry.size, entry.mode, entry.mtime = len(data), mode, int(time.time())
+            archive.addfile(entry, io.BytesIO(data))
+    script = (f"test -x {shlex.quote(install)} || exit {MISSING}; {STOP_OSCAR}; "
+              f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR} "
+              f"&& tar -x -m -f - -C / && for log in {MONITOR_LOG} {RSYNCD_LOG}; do "
+              "stat -c %s -- \"$log\" 2>/dev/null || echo 0; done")
+    status, output = conn.feed(script, tar.getvalue())
+    if status == MISSING:
+        raise ProductError(f"{install} is not on the headnode (run 'oscarvt checkout-oscar')")
+    sizes = output.split()[-2:]
+    if status != 0 or len(sizes) != 2 or not all(size.isdigit() for size in sizes):
+        raise InfraError(f"headnode: preparing OSCAR's start failed (exit {status}): {output.strip()[-200:]}")
+    return int(sizes[0]), int(sizes[1])
 
 
 def finish_oscar(cluster: ClusterDir) -> str:
@@ -204,12 +226,7 @@ def take_output(record: OscarRun, data: bytes, final: bool = False) -> int:
 
 def stop_oscar(conn: Connection) -> None:
     """Stop an install_cluster this driver started (its whole process group), if one runs."""
-    conn.check_output(f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}")
-
-
-def remote_size(conn: Connection, path: str) -> int:
-    """Size of a file on the VM in bytes (0 if it is not there)."""
-    return int(conn.check_output(f"stat -c %s -- {shlex.quote(path)} 2>/dev/null || echo 0").strip() or 0)
+    conn.check_output(STOP_OSCAR)
 
 
 def oscar_ended(record: OscarRun, status: int) -> str:
