@@ -12,7 +12,9 @@
 - ``throughput``: ``--builds`` builds on one worker, one per builder (Buildbot collapses a builder's
   pending requests for the same sources into one build), with ``max_clusters`` 1 and then 2:
   builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
-  (RSS), to set a host's ``max_clusters`` from its memory.
+  (RSS), to set a host's ``max_clusters`` from its memory; the QEMUs' CPU seconds per build and
+  the cores they kept busy, and from that the most two clusters at once could gain on this
+  host's cores (``ratio_limit_from_cpu``).
 
 Machines here are noisy: compare the ratios within one run. Run inside a private network
 namespace after ``make template`` (``make bench`` does).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -148,8 +151,9 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
         (root / f"max{clusters}").mkdir()
         master = Master(root / f"max{clusters}", {**spec, "nodes": NODES}, max_clusters=clusters, builders=builds)
         peak: dict[str, int] = {}
+        cpu: dict[int, float] = {}
         stop = threading.Event()
-        sampler = threading.Thread(target=sample_memory, args=(root / f"max{clusters}" / "worker", peak, stop))
+        sampler = threading.Thread(target=sample_qemus, args=(root / f"max{clusters}" / "worker", peak, cpu, stop))
         sampler.start()
         try:
             started = time.monotonic()
@@ -164,22 +168,32 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
         figures[f"max_clusters_{clusters}"] = {
             "passed": sum(b["results"] == 0 for b in done), "wall_s": round(wall, 1),
             "builds_per_hour": round(builds * 3600 / wall, 1),
-            "cluster_peak_rss_mib": max(peak.values(), default=0) // 1024}
-    figures["ratio_2_to_1"] = round(figures["max_clusters_2"]["builds_per_hour"]
-                                    / figures["max_clusters_1"]["builds_per_hour"], 2)
+            "cluster_peak_rss_mib": max(peak.values(), default=0) // 1024,
+            "qemu_cpu_s_per_build": round(sum(cpu.values()) / builds, 1),
+            "qemu_cores_busy": round(sum(cpu.values()) / wall, 2)}
+    one = figures["max_clusters_1"]
+    figures["ratio_2_to_1"] = round(figures["max_clusters_2"]["builds_per_hour"] / one["builds_per_hour"], 2)
+    # One build at a time keeps qemu_cores_busy cores busy: builds side by side can go at most
+    # host_cores / that times as fast (and at most 2x with 2 clusters), whatever the harness does.
+    figures["host_cores"] = os.cpu_count()
+    figures["ratio_limit_from_cpu"] = round(min(2.0, (os.cpu_count() or 1) / max(one["qemu_cores_busy"], 0.01)), 2)
     return figures
 
 
-def sample_memory(folder: Path, peak: dict[str, int], stop: threading.Event) -> None:
-    """Every second: the RSS (KiB) of each cluster's QEMUs under ``folder`` together; keep each cluster's peak."""
+def sample_qemus(folder: Path, peak: dict[str, int], cpu: dict[int, float], stop: threading.Event) -> None:
+    """Every second, for the QEMUs under ``folder``: each cluster's RSS together (KiB), keeping its
+    peak in ``peak``; and each QEMU's CPU seconds so far (user and system), in ``cpu`` by PID."""
+    tick = os.sysconf("SC_CLK_TCK")
     while not stop.wait(1.0):
         now: dict[str, int] = {}
         for pid, pidfile in qemu.processes_in(folder.resolve()).items():
             try:
                 rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                            if line.startswith("VmRSS:"))
-            except (OSError, StopIteration, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, StopIteration, ValueError, IndexError):
                 continue
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15 of stat)
             cluster = str(pidfile.parent.parent)  # CLUSTER/run/VM.pid
             now[cluster] = now.get(cluster, 0) + rss
         for cluster, rss in now.items():

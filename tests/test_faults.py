@@ -38,8 +38,12 @@ def driver(*args: str | Path, cwd: Path | None = None) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def phase_running(cluster: Path, name: str) -> bool | None:
-    """True once the cluster's state shows phase ``name`` running (None before, for wait_for)."""
+def phase_running(running: subprocess.Popen[str], cluster: Path, name: str) -> bool | None:
+    """True once the cluster's state shows phase ``name`` running (None before, for wait_for); the
+    test fails at once, with the driver's output, if the driver ended first."""
+    if running.poll() is not None:
+        output = running.stdout.read() if running.stdout else ""
+        raise AssertionError(f"the driver ended (exit {running.returncode}) before {name} ran:\n{output[-3000:]}")
     try:
         phases = json.loads((cluster / "state.json").read_text())["phases"]
     except (OSError, ValueError, KeyError):
@@ -68,7 +72,7 @@ def test_a_second_driver_on_the_folder_gets_one_line_naming_the_first(guest, tmp
     assert oscarvt("copy-vm-image", "--cluster", cluster, "--spec", spec).returncode == 0
     first = driver("boot-headnode", "--cluster", cluster)
     try:
-        wait_for(lambda: phase_running(cluster, "boot-headnode"), timeout=60, what="boot-headnode to start")
+        wait_for(lambda: phase_running(first, cluster, "boot-headnode"), timeout=60, what="boot-headnode to start")
         second = oscarvt("destroy", "--cluster", cluster)
         assert (second.returncode, second.output) == (
             2, f"FAIL: destroy: bad input: {cluster}: another oscarvt (pid {first.pid}) is working on this "
@@ -149,8 +153,8 @@ def test_sigkill_of_run_in_wait_for_nodes_then_destroy_by_the_other_spelling(spe
     cluster = tmp_path / "c"
     running = driver("run", "--cluster", "c", "--spec", spec_file, "--source", SUITE, cwd=tmp_path)  # relative
     try:
-        wait_for(lambda: phase_running(cluster, "wait-for-nodes"), timeout=900, what="run to reach wait-for-nodes",
-                 interval=1)
+        wait_for(lambda: phase_running(running, cluster, "wait-for-nodes"), timeout=900,
+                 what="run to reach wait-for-nodes", interval=1)
         running.kill()  # SIGKILL: no cleanup of its own
         running.wait()
         assert len(qemu_pids_of(cluster)) == 3
