@@ -22,6 +22,7 @@ from typing import IO, Callable, cast
 import paramiko
 
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
+from oscarvt.lines import complete_lines
 from oscarvt.unpack import DamagedStream, Unpacked, unpack
 from oscarvt.waiting import wait_for
 
@@ -248,6 +249,32 @@ class Background:
         except (paramiko.SSHException, EOFError, OSError):
             pass
         self.channel.close()
+
+
+@dataclass
+class LogReader:
+    """A log on a VM, followed as it grows (``Connection.follow``: no request per look, so the
+    guest's CPU stays with its own work) and taken a complete line at a time from ``offset`` on."""
+
+    path: str
+    offset: int
+    follower: Background | None = None
+    pending: bytes = b""
+
+    def read(self, conn: Connection) -> list[str]:
+        if self.follower is None or self.follower.ended():  # its tail went away: follow again from the offset
+            self.close()
+            self.follower = conn.follow(self.path, self.offset)
+        self.pending += self.follower.read()
+        lines, used = complete_lines(self.pending)
+        self.pending = self.pending[used:]
+        self.offset += used
+        return lines
+
+    def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
+        self.follower, self.pending = None, b""
 
 
 def connect(host: str, port: int, creds: Credentials, label: str,

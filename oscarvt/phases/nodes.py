@@ -29,7 +29,7 @@ from oscarvt.phase_table import WAIT_FOR_NODES
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
-from oscarvt.ssh import Background, Connection
+from oscarvt.ssh import LogReader
 from oscarvt.state import ClusterState, NodeRecord, StatusSeen, remember
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
@@ -123,33 +123,6 @@ def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str,
             waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
             raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
         time.sleep(POLL)
-
-
-@dataclass
-class LogReader:
-    """A log on the headnode, followed as it grows (``Connection.follow``: no request per look, so
-    the headnode's CPU stays with the nodes' imaging) and taken a complete line at a time from
-    ``offset`` on."""
-
-    path: str
-    offset: int
-    follower: Background | None = None
-    pending: bytes = b""
-
-    def read(self, conn: Connection) -> list[str]:
-        if self.follower is None or self.follower.ended():  # its tail went away: follow again from the offset
-            self.close()
-            self.follower = conn.follow(self.path, self.offset)
-        self.pending += self.follower.read()
-        lines, used = complete_lines(self.pending)
-        self.pending = self.pending[used:]
-        self.offset += used
-        return lines
-
-    def close(self) -> None:
-        if self.follower is not None:
-            self.follower.close()
-        self.follower, self.pending = None, b""
 
 
 def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, Node]) -> None:

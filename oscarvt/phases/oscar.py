@@ -28,7 +28,7 @@ from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
-from oscarvt.ssh import Connection
+from oscarvt.ssh import Connection, LogReader
 from oscarvt.state import OscarRun
 from oscarvt.waiting import wait_for
 
@@ -153,15 +153,15 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
     that nothing is left running on the headnode.
     """
     deadline = time.monotonic() + timeout
-    output = conn.follow(OUTPUT, record.offset)
-    pending = b""
+    output = LogReader(OUTPUT, record.offset)
     try:
         while True:
             watch = conn.start(end_watch(until, min(WATCH_ROUND, max(1, int(deadline - time.monotonic())))))
             try:
                 while not watch.ended():
-                    pending += output.read()
-                    pending = pending[take_output(record, pending):]
+                    lines = output.read(conn)
+                    record.offset = output.offset
+                    take_output(record, lines)
                     time.sleep(POLL)
             finally:
                 watch.close()
@@ -204,15 +204,15 @@ def oscar_state(conn: Connection, until: str | None) -> tuple[str, bool]:
 
 
 def print_output(conn: Connection, record: OscarRun, final: bool = False) -> None:
-    """Print OSCAR's output lines after ``record.offset``; note its failure line if one passes."""
-    take_output(record, conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true"), final)
-
-
-def take_output(record: OscarRun, data: bytes, final: bool = False) -> int:
-    """Print the complete lines of ``data`` (OSCAR's output from ``record.offset`` on), note failure
-    lines and steps, move the offset past them; the bytes taken."""
+    """Print OSCAR's output lines after ``record.offset`` and move the offset past them."""
+    data = conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true")
     lines, used = complete_lines(data, final)
     record.offset += used
+    take_output(record, lines)
+
+
+def take_output(record: OscarRun, lines: list[str]) -> None:
+    """Print lines of OSCAR's output; note its failure line if one passes, and each step it starts."""
     for line in lines:
         progress(f"oscar| {line}")
         found = FAILURE.search(line)
@@ -221,7 +221,6 @@ def take_output(record: OscarRun, data: bytes, final: bool = False) -> int:
         step = STEP.search(line)
         if step and "Skipping" not in line and not found:
             events.emit("oscar_step", step=step.group(1))
-    return used
 
 
 def stop_oscar(conn: Connection) -> None:
