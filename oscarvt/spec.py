@@ -27,6 +27,7 @@ also gives ``ssh.key`` when the spec names no credentials (the key made beside i
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -298,6 +299,8 @@ def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
     for key, path in [("oscar.dir", spec.oscar.dir), ("oscar.bootcd", spec.oscar.bootcd)]:
         if not path.startswith("/"):
             raise InputError(f"key '{key}' must be an absolute path on the headnode, not {shown(path)}")
+        if not posixpath.normpath(path).strip("/"):
+            raise InputError(f"key '{key}' must name a path below /, not {shown(path)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
         raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(spec.oscar.domain)}")
     _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import posixpath
 import shlex
 import socket
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, cast
+from typing import IO, Callable, Sequence, cast
 
 import paramiko
 
@@ -31,6 +32,7 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while 
 COMMAND_TIMEOUT = 300.0  # seconds a command may take unless its caller says otherwise
 OPEN_TIMEOUT = 30.0      # seconds to open a channel
 IDLE_TIMEOUT = 120.0     # seconds a copy may go without moving a byte
+STDERR_CAP = 1 << 16    # bytes of a copy's error output that are read
 KEEPALIVE = 15           # seconds between SSH keepalives
 
 
@@ -113,15 +115,21 @@ class Connection:
         quoted = shlex.quote(remote)
         self._stream_in(f"cat > {quoted}.tmp && chmod {mode:o} -- {quoted}.tmp && mv -- {quoted}.tmp {quoted}", data)
 
-    def put(self, local: Path, remote_dir: str) -> None:
-        """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``."""
+    def put(self, local: Path, remote_dir: str, name: str | None = None, replace: bool = False) -> None:
+        """Copy a file or folder into ``remote_dir`` on the VM (created if missing), like ``scp -r``,
+        in one request. ``name``: what it is called there (its own name unless given); ``replace``:
+        whatever had that name there is removed first."""
         if not local.exists():
             raise InputError(f"{local}: no such file or folder to copy")
+        name = name or local.name
+        if "/" in name or name in ("", ".", ".."):
+            raise InputError(f"cannot copy {local} to {remote_dir} as {name!r}: not a plain name")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(str(local), arcname=local.name)
+            tar.add(str(local), arcname=name)
         quoted = shlex.quote(remote_dir)
-        self._stream_in(f"mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+        clear = f"rm -rf -- {shlex.quote(posixpath.join(remote_dir, name))} && " if replace else ""
+        self._stream_in(f"{clear}mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
 
     def get(self, remote: str, local_dir: Path) -> tuple[Path, Unpacked]:
         """Copy a file or folder from the VM into ``local_dir``: the local path, and what was written
@@ -147,6 +155,42 @@ class Connection:
         if status != 0:
             raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
         return local_dir / path.name, unpacked
+
+    def get_paths(self, remotes: Sequence[str], local_dir: Path) -> tuple[Unpacked, list[str]]:
+        """Copy the absolute paths ``remotes`` from the VM, each to its own path under ``local_dir``
+        (``/var/log/oscar`` to ``local_dir/var/log/oscar``), in one request: what was written and
+        refused, and which of ``remotes`` were not there. The stream is checked as ``get``'s is; a
+        tar that fails (a file changed as it read it) is an ``InfraError``, as there."""
+        names = [posixpath.relpath(posixpath.normpath(remote), "/") for remote in remotes]
+        if not names or any(not remote.startswith("/") or name.startswith("..") or name == "."
+                            for remote, name in zip(remotes, names, strict=True)):
+            raise InputError(f"cannot copy {', '.join(remotes) or 'nothing'}: give absolute paths below /")
+        listed = " ".join(shlex.quote(name) for name in names)
+        what = f"copy of {', '.join(remotes)}"
+        channel = self._session(f"cd / || exit 1; set --; for p in {listed}; do if [ -e \"$p\" ]; then "
+                                f"set -- \"$@\" \"$p\"; else echo \"missing: $p\" >&2; fi; done; "
+                                f"[ $# = 0 ] || exec tar -c -f - -- \"$@\"")
+        local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with channel.makefile("rb") as stream:
+                unpacked = unpack(cast(IO[bytes], stream), local_dir, names)  # file-like enough
+            damaged = ""
+        except (socket.timeout, paramiko.SSHException, EOFError) as exc:
+            channel.close()
+            raise InfraError(f"{self.label}: {what} failed: {exc or 'timed out'}") from None
+        except DamagedStream as exc:  # no stream at all is right when nothing is there
+            unpacked, damaged = Unpacked(), str(exc)
+        if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
+            channel.close()
+            return unpacked, []
+        status = self._exit_status(channel, what)
+        said = set(channel.recv_stderr(STDERR_CAP).decode(errors="replace").splitlines())
+        missing = [remote for remote, name in zip(remotes, names, strict=True) if f"missing: {name}" in said]
+        if status != 0:
+            raise InfraError(f"{self.label}: cannot {what} (tar exited {status})")
+        if damaged and len(missing) < len(remotes):
+            raise ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
+        return unpacked, missing
 
     @property
     def host_key(self) -> str:

@@ -1,7 +1,7 @@
 """Unpack what a guest sends (a tar stream), checked entry by entry before anything is written.
 
 The guest runs the code under test, so its stream is hostile until checked. Only regular files
-and folders under the one name that was asked for are written, each with a fresh name in the
+and folders under the names that were asked for are written, each with a fresh name in the
 destination (never through a link, never over one); links, devices, FIFOs, absolute names and
 ``..`` are refused by name. A file over ``FILE_CAP``, a copy over ``COPY_CAP`` or over
 ``TIME_LIMIT`` stops the copy: what came before stays, what was refused is reported. This does
@@ -15,7 +15,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Sequence
 
 FILE_CAP = 1 << 30   # bytes in one file (a log, the boot CD)
 COPY_CAP = 2 << 30   # bytes in one copy
@@ -37,9 +37,12 @@ class Unpacked:
     stopped: bool = False  # a cap or the time limit ended the copy early
 
 
-def unpack(stream: IO[bytes], dest: Path, top: str, file_cap: int = FILE_CAP, copy_cap: int = COPY_CAP,
-           time_limit: float = TIME_LIMIT) -> Unpacked:
-    """Write the stream's entries named ``top`` or ``top/...`` into the folder ``dest``."""
+def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: int = FILE_CAP,
+           copy_cap: int = COPY_CAP, time_limit: float = TIME_LIMIT) -> Unpacked:
+    """Write the stream's entries named ``top`` or ``top/...`` into the folder ``dest``.
+
+    ``top`` may be several names, and each a relative path (``var/log/oscar``)."""
+    tops = [PurePosixPath(name).parts for name in ([top] if isinstance(top, str) else top)]
     result = Unpacked()
     dest.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + time_limit
@@ -51,7 +54,7 @@ def unpack(stream: IO[bytes], dest: Path, top: str, file_cap: int = FILE_CAP, co
                     result.refused.append(f"{name} and what follows: the copy took over {time_limit:.0f}s")
                     result.stopped = True
                     break
-                parts = _parts(member.name, top)
+                parts = _parts(member.name, tops)
                 why = _refusal(member, parts, file_cap)
                 if why is None and result.size + member.size > copy_cap:
                     why, result.stopped = f"the copy would pass {copy_cap >> 20} MiB; copy stopped", True
@@ -82,11 +85,11 @@ def unpack(stream: IO[bytes], dest: Path, top: str, file_cap: int = FILE_CAP, co
     return result
 
 
-def _parts(name: str, top: str) -> list[str] | None:
-    """The entry's path under ``dest`` as parts, or None if it is absolute, has ``..`` or is not under ``top``."""
+def _parts(name: str, tops: list[tuple[str, ...]]) -> list[str] | None:
+    """The entry's path under ``dest`` as parts, or None if it is absolute, has ``..`` or is under no top."""
     path = PurePosixPath(name)
     parts = [p for p in path.parts if p not in ("", ".")]
-    if path.is_absolute() or ".." in parts or not parts or parts[0] != top:
+    if path.is_absolute() or ".." in parts or not any(top and tuple(parts[:len(top)]) == top for top in tops):
         return None
     return parts
 

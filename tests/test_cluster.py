@@ -112,15 +112,24 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
     try:
         conn.put(tree, "/tmp/in")
         assert conn.check_output("/tmp/in/tree/run.sh; cat /tmp/in/tree/sub/a.txt") == "ran\nalpha\n"
+        conn.check_output("mkdir -p /tmp/in/renamed/stale")
+        conn.put(tree, "/tmp/in", name="renamed", replace=True)  # what had the name is gone, not merged
+        assert conn.check_output("ls /tmp/in/renamed") == "run.sh\nsub\n"
         conn.check_output("mkdir -p /tmp/out/logs && echo beta > /tmp/out/logs/b.log")
         got, folder = conn.get("/tmp/out/logs", tmp_path / "back")
         single, file = conn.get("/tmp/in/tree/sub/a.txt", tmp_path / "single")
+        many, absent = conn.get_paths(["/tmp/out/logs", "/tmp/in/tree/sub/a.txt", "/tmp/nothing"], tmp_path / "many")
+        none, gone = conn.get_paths(["/tmp/nothing"], tmp_path / "none")  # nothing there: no stream, no error
     finally:
         for c in opened:
             c.close()
     assert (got / "b.log").read_text() == "beta\n"
     assert single.read_text() == "alpha\n"
     assert (folder.files, folder.refused, file.files, file.size, file.refused) == (1, [], 1, 6, [])
+    assert (tmp_path / "many" / "tmp" / "out" / "logs" / "b.log").read_text() == "beta\n"
+    assert (tmp_path / "many" / "tmp" / "in" / "tree" / "sub" / "a.txt").read_text() == "alpha\n"
+    assert (many.files, many.refused, absent) == (2, [], ["/tmp/nothing"])
+    assert (none.files, none.refused, gone) == (0, [], ["/tmp/nothing"])
     assert os.access(tmp_path / "back" / "logs", os.R_OK)
 
 

@@ -33,20 +33,20 @@ pytestmark = pytest.mark.vm
 
 
 def hostile_stream() -> bytes:
-    """What the hostile tar sends for ``/var/log/oscar``: one good log, then every kind of attack."""
+    """What the hostile tar sends for the headnode's logs: one good log, then every kind of attack."""
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w", format=tarfile.GNU_FORMAT) as tar:
         def add(name: str, kind: bytes = tarfile.REGTYPE, body: bytes = b"", link: str = "") -> None:
             info = tarfile.TarInfo(name)
             info.type, info.size, info.linkname = kind, len(body), link
             tar.addfile(info, io.BytesIO(body) if body else None)
-        add("oscar/oscarinstall.log", body=b"Step 1 - Select packages\n")
+        add("var/log/oscar/oscarinstall.log", body=b"Step 1 - Select packages\n")
         add("../escape", body=b"escaped\n")
         add("/tmp/oscarvt-escape", body=b"escaped\n")
-        add("oscar/shadow", tarfile.SYMTYPE, link="/etc/shadow")
-        add("oscar/console", tarfile.CHRTYPE)
-        add("oscar/pipe", tarfile.FIFOTYPE)
-        huge = tarfile.TarInfo("oscar/sparse.img")
+        add("var/log/oscar/shadow", tarfile.SYMTYPE, link="/etc/shadow")
+        add("var/log/oscar/console", tarfile.CHRTYPE)
+        add("var/log/oscar/pipe", tarfile.FIFOTYPE)
+        huge = tarfile.TarInfo("var/log/oscar/sparse.img")
         huge.size = 2 << 30  # its header, then zeros without end: the host must not wait for 2 GiB
         tar.fileobj.write(huge.tobuf(tarfile.GNU_FORMAT))  # type: ignore[union-attr]
         tar.fileobj.write(b"\0" * 4096)  # type: ignore[union-attr]
@@ -85,7 +85,7 @@ def hostile(guest, tmp_path_factory) -> Iterator[ClusterDir]:
         with headnode_connection(cluster) as conn:
             conn.write_file("/root/hostile.tar", hostile_stream())
             # root's login shell answers every tar with the crafted stream and zeros without end
-            conn.write_file("/root/shell", b'#!/bin/sh\ncase "$2" in "tar -c"*) cat /root/hostile.tar; '
+            conn.write_file("/root/shell", b'#!/bin/sh\ncase "$2" in *"tar -c"*) cat /root/hostile.tar; '
                             b'exec cat /dev/zero;; esac\nexec /bin/sh "$@"\n', mode=0o755)
             conn.check_output("mkdir -p /var/log/oscar && echo /root/shell >> /etc/shells && "
                               "sed -i 's#^root:\\(.*\\):[^:]*$#root:\\1:/root/shell#' /etc/passwd && "
@@ -106,10 +106,10 @@ def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entr
     assert sorted(p.name for p in copied.iterdir()) == ["oscarinstall.log"]
     missing = (tmp_path / "logs" / "missing.txt").read_text()
     for refused in ("'../escape': not under the copied path", "'/tmp/oscarvt-escape': not under the copied path",
-                    "'oscar/shadow': a link (to '/etc/shadow')", "'oscar/console': not a regular file",
-                    "'oscar/pipe': not a regular file",
-                    "'oscar/sparse.img': 2048 MiB, over the 1024 MiB a file may have; copy stopped"):
-        assert f"headnode:/var/log/oscar: refused {refused}" in missing, missing
+                    "'var/log/oscar/shadow': a link (to '/etc/shadow')", "'var/log/oscar/console': not a regular file",
+                    "'var/log/oscar/pipe': not a regular file",
+                    "'var/log/oscar/sparse.img': 2048 MiB, over the 1024 MiB a file may have; copy stopped"):
+        assert f"headnode: refused {refused}" in missing, missing
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ def test_relative_paths_are_taken_from_the_spec_folder(guest, tmp_path):
     ({"network": {"subnet": "192.168.1.0/30"}}, "is too small for 2 nodes"),
     ({"headnode": {"memory": 8}}, "key 'headnode.memory' must be at least 64"),
     ({"ssh": {"password": None}}, "key 'ssh' needs 'password' or 'key'"),
+    ({"oscar": {"dir": "opt/oscar"}}, "key 'oscar.dir' must be an absolute path on the headnode"),
+    ({"oscar": {"dir": "//"}}, "key 'oscar.dir' must name a path below /, not '//'"),
     ({"template": {"kernel": "/nonexistent/vmlinuz"}}, "key 'template.kernel': no such file /nonexistent/vmlinuz"),
 ])
 def test_bad_spec_is_one_error_naming_file_and_key(guest, tmp_path, change, message):

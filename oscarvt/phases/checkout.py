@@ -55,16 +55,12 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
         raise InputError(f"--source: no such folder {source}")
     check_url_flags(url, revision)
     with cluster.phase(CHECKOUT_OSCAR.name) as state:
-        target = cluster.spec(state).oscar.dir
+        target = posixpath.normpath(cluster.spec(state).oscar.dir)
         quoted = shlex.quote(target)
         with open_headnode(cluster, state) as conn:
-            conn.check_output(f"rm -rf {quoted} && mkdir -p {shlex.quote(posixpath.dirname(target))}")
             if source is not None:
                 progress(f"pushing {source} to the headnode's {target}")
-                staging = "/var/lib/oscarvt/push"
-                conn.check_output(f"rm -rf {staging}")
-                conn.put(source.resolve(), staging)
-                conn.check_output(f"mv {staging}/{shlex.quote(source.resolve().name)} {quoted} && rm -rf {staging}")
+                conn.put(source.resolve(), posixpath.dirname(target), posixpath.basename(target), replace=True)
                 revision_text = local_revision(source)
                 where = str(source)
             else:
@@ -75,7 +71,8 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                 where = mask_credentials(url)
                 progress(f"{kind} checkout of {where}{f' at {revision}' if revision else ''} on the headnode")
                 chunks: list[bytes] = []
-                command = checkout_command(kind, url, target, revision)
+                clear = f"rm -rf {quoted} && mkdir -p {shlex.quote(posixpath.dirname(target))} && "
+                command = clear + checkout_command(kind, url, target, revision)
                 try:
                     status = conn.run(command, chunks.append, timeout=CHECKOUT_TIMEOUT)
                 except InfraError as exc:  # its message holds the command, and so the URL

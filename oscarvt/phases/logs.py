@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
-import shlex
 import shutil
 import tarfile
 from functools import partial
@@ -102,35 +100,31 @@ def draw_timeline(state: ClusterState, path: Path) -> None:
 
 
 def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:
-    """Copy the headnode's logs (each path that exists) into ``dest``; note what could not be had."""
+    """Copy the headnode's logs (each of ``HEADNODE_PATHS`` that exists) into ``dest`` in one request,
+    again for up to 10 s while a log changes as it is read; note what could not be had."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with open_headnode(cluster, state) as conn:
-            for path in HEADNODE_PATHS:
-                if conn.run(f"test -e {shlex.quote(path)}") != 0:
-                    missing.append(f"headnode:{path} (not there)")
-                    continue
-                progress(f"copying headnode:{path}")
-                into = dest / posixpath.dirname(path).lstrip("/")
-                into.mkdir(parents=True, exist_ok=True)
-                try:
-                    unpacked = wait_for(partial(copy_or_none, conn, path, into), timeout=10, interval=1,
-                                        what=f"a copy of headnode:{path}")
-                except ProductError as exc:  # the guest's stream itself
-                    missing.append(f"headnode:{path}: {exc}")
-                    continue
-                except OscarvtError:  # e.g. a log that kept growing while a node imaged
-                    missing.append(f"headnode:{path}: no complete copy within 10s")
-                    continue
-                missing += [f"headnode:{path}: refused {why}" for why in unpacked.refused]
+            progress(f"copying the headnode's {', '.join(HEADNODE_PATHS)}")
+            try:
+                unpacked, absent = wait_for(partial(copy_or_none, conn, dest), timeout=10, interval=1,
+                                            what="a copy of the headnode's logs")
+            except ProductError as exc:  # the guest's stream itself
+                missing.append(f"headnode logs: {exc}")
+                return
+            except OscarvtError:  # e.g. a log that kept growing while a node imaged
+                missing.append("headnode logs: no complete copy within 10s (a file changed as it was read)")
+                return
+            missing += [f"headnode:{path} (not there)" for path in absent]
+            missing += [f"headnode: refused {why}" for why in unpacked.refused]
     except OscarvtError as exc:
         missing.append(f"headnode logs: {exc}")
 
 
-def copy_or_none(conn: Connection, path: str, into: Path) -> Unpacked | None:
-    """Copy ``path`` from the VM into ``into``; None if tar failed (a file changed as it read)."""
+def copy_or_none(conn: Connection, into: Path) -> tuple[Unpacked, list[str]] | None:
+    """Copy ``HEADNODE_PATHS`` from the headnode into ``into``; None if tar failed (a file changed as it read)."""
     try:
-        return conn.get(path, into)[1]
+        return conn.get_paths(HEADNODE_PATHS, into)
     except InfraError:
         return None
 
