@@ -49,6 +49,13 @@ class Connection:
     def __init__(self, client: paramiko.SSHClient, label: str) -> None:
         self.client = client
         self.label = label
+        self.kept = False  # kept open for the next phase (``oscarvt.phases.access.kept_connections``)
+
+    @property
+    def active(self) -> bool:
+        """True while the connection works (a dead guest or forward ends it)."""
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
 
     def run(self, command: str, output: Callable[[bytes], None] | None = None,
             timeout: float | None = COMMAND_TIMEOUT) -> int:
@@ -204,7 +211,9 @@ class Connection:
         return _described(self._server_key())
 
     def close(self) -> None:
-        self.client.close()
+        """Close the connection, unless it is ``kept`` for the next phase (then its keeper closes it)."""
+        if not self.kept:
+            self.client.close()
 
     def __enter__(self) -> Connection:
         return self

@@ -21,7 +21,7 @@ import pytest
 from conftest import LAN_PREFIX, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import open_vm
+from oscarvt.phases.access import kept_connections, open_headnode, open_vm
 from oscarvt.phases.destroy import destroy
 from oscarvt.ssh import Credentials, connect
 from oscarvt.waiting import wait_for
@@ -131,6 +131,23 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
     assert (many.files, many.refused, absent) == (2, [], ["/tmp/nothing"])
     assert (none.files, none.refused, gone) == (0, [], ["/tmp/nothing"])
     assert os.access(tmp_path / "back" / "logs", os.R_OK)
+
+
+def test_kept_connections_log_in_once_for_every_phase_and_close_at_the_end(booted):
+    state = booted.cluster.load()
+    with kept_connections():
+        with open_headnode(booted.cluster, state) as first:
+            first.check_output("true")
+        assert first.active  # a phase's "with" left it open for the next one
+        with open_headnode(booted.cluster, state) as second:
+            assert second is first and second.check_output("echo again") == "again\n"
+        first.client.close()  # a connection that broke is not handed out again
+        with open_headnode(booted.cluster, state) as third:
+            assert third is not first and third.active
+    assert not third.active  # the block's end closed it
+    with open_headnode(booted.cluster, state) as alone, open_headnode(booted.cluster, state) as other:
+        assert alone is not other  # outside the block each phase logs in on its own
+    assert not alone.active and not other.active
 
 
 def test_headnode_writes_reach_its_overlay_never_the_template(booted):
