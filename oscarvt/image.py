@@ -53,6 +53,7 @@ MASKED_UNITS = [
     "e2scrub_reap.service", "fstrim.timer", "systemd-networkd-wait-online.service",
     "getty@tty1.service", "getty-static.service", "dnsmasq.service", "systemd-timesyncd.service",
 ]
+QUIET_LOGIN = re.compile(r"session\s+\S+\s+pam_(motd|mail)\.so\b")  # lines _quiet_logins turns off
 KERNEL_APPEND = "root=/dev/vda rw console={console} net.ifnames=0 quiet"
 FREE_SPACE_NEEDED = 3 * 1024**3
 SIZE = re.compile(r"([1-9][0-9]{0,12})([KMGT]?)")  # mke2fs's size: bytes, or K, M, G, T
@@ -318,6 +319,7 @@ def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | 
            "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_ecdsa_key\n")
     for host_key in (root / "etc/ssh").glob("ssh_host_*"):
         host_key.unlink()
+    _quiet_logins(root / "etc/pam.d/sshd")
     for name, (where, mode) in identity.GUEST_FILES.items():
         _write(root / where, (identity.GUEST / name).read_text(), mode)
     _write(root / "etc/systemd/system/oscarvt-hostkeys.service", HOSTKEYS_UNIT)
@@ -335,6 +337,15 @@ def _set_up_root(root: Path, out: Path, password: str | None, public_key: str | 
               "systemd-networkd.service"], "systemctl enable")
     run_tool(["systemctl", f"--root={root}", "mask", *MASKED_UNITS], "systemctl mask")
     run_tool(["systemctl", f"--root={root}", "set-default", "multi-user.target"], "systemctl set-default")
+
+
+def _quiet_logins(pam_sshd: Path) -> None:
+    """Leave the message of the day and the mail check out of every SSH login (the driver logs in
+    for each phase): pam_motd runs the update-motd.d scripts each time, which under TCG took a
+    login's first command from 0.15 s to 0.4 s."""
+    if pam_sshd.exists():
+        lines = pam_sshd.read_text().splitlines(keepends=True)
+        pam_sshd.write_text("".join(f"# oscarvt: {line}" if QUIET_LOGIN.match(line) else line for line in lines))
 
 
 def _check_free_space(folder: Path) -> None:

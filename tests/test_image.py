@@ -62,13 +62,18 @@ def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_template_has_no_ssh_host_keys(template, tmp_path):
+def test_template_has_no_ssh_host_keys_and_its_logins_skip_the_motd(template, tmp_path):
     raw = tmp_path / "root.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", template["template"]["disk"], str(raw)], check=True)
     listing = subprocess.run(["debugfs", "-R", "ls /etc/ssh", str(raw)],
                              capture_output=True, text=True, check=True).stdout
     assert "sshd_config" in listing
     assert "ssh_host_" not in listing
+    pam = subprocess.run(["debugfs", "-R", "cat /etc/pam.d/sshd", str(raw)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert any(line.startswith("# oscarvt: session") and "pam_motd.so" in line for line in pam), pam
+    assert not [line for line in pam if not line.startswith("#") and ("pam_motd" in line or "pam_mail" in line)]
+    assert any(line.startswith("@include common-session") for line in pam)  # the rest of the session stays
 
 
 def test_headnode_from_the_template_boots_and_answers_ssh(template, clusters, tmp_path):
