@@ -24,7 +24,7 @@ import paramiko
 
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.lines import complete_lines
-from oscarvt.unpack import DamagedStream, Unpacked, unpack
+from oscarvt.unpack import DamagedStream, EmptyStream, Unpacked, unpack
 from oscarvt.waiting import wait_for
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while sshd starts
@@ -32,7 +32,6 @@ logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # no tracebacks while 
 COMMAND_TIMEOUT = 300.0  # seconds a command may take unless its caller says otherwise
 OPEN_TIMEOUT = 30.0      # seconds to open a channel
 IDLE_TIMEOUT = 120.0     # seconds a copy may go without moving a byte
-STDERR_CAP = 1 << 16    # bytes of a copy's error output that are read
 KEEPALIVE = 15           # seconds between SSH keepalives
 
 
@@ -49,7 +48,7 @@ class Connection:
     def __init__(self, client: paramiko.SSHClient, label: str) -> None:
         self.client = client
         self.label = label
-        self.kept = False  # kept open for the next phase (``oscarvt.phases.access.kept_connections``)
+        self.reused = False  # kept open for the next phase (``oscarvt.phases.access.reused_connections``)
 
     @property
     def active(self) -> bool:
@@ -85,11 +84,12 @@ class Connection:
                 raise socket.timeout
             return channel.recv_exit_status()
         except socket.timeout:
-            if channel is not None:
-                channel.close()
             raise InfraError(f"{self.label}: command timed out after {timeout}s: {command}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+        finally:  # on a connection kept for later phases, too, no channel is left open
+            if channel is not None:
+                channel.close()
 
     def check_output(self, command: str, timeout: float | None = 120) -> str:
         """Run ``command`` and return its output; an error if it exits non-zero."""
@@ -135,69 +135,71 @@ class Connection:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.add(str(local), arcname=name)
         quoted = shlex.quote(remote_dir)
-        clear = f"rm -rf -- {shlex.quote(posixpath.join(remote_dir, name))} && " if replace else ""
-        self._stream_in(f"{clear}mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+        if not replace:
+            self._stream_in(f"mkdir -p -- {quoted} && tar -x -f - -C {quoted}", buffer.getvalue())
+            return
+        # the old one goes first and the new one appears whole or not at all (a copy that fails leaves none)
+        target, staging = (shlex.quote(posixpath.join(remote_dir, n)) for n in (name, f".{name}.oscarvt-new"))
+        self._stream_in(f"rm -rf -- {target} {staging} && mkdir -p -- {staging} && tar -x -f - -C {staging} && "
+                        f"mv -- {staging}/{shlex.quote(name)} {target} && rmdir -- {staging}", buffer.getvalue())
 
     def get(self, remote: str, local_dir: Path) -> tuple[Path, Unpacked]:
         """Copy a file or folder from the VM into ``local_dir``: the local path, and what was written
         and refused. The guest's tar stream is checked entry by entry (``oscarvt.unpack``)."""
         path = PurePosixPath(remote)
-        channel = self._session(f"tar -c -f - -C {shlex.quote(str(path.parent))} -- {shlex.quote(path.name)}")
-        local_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with channel.makefile("rb") as stream:
-                unpacked = unpack(cast(IO[bytes], stream), local_dir, path.name)  # file-like enough
-        except (socket.timeout, paramiko.SSHException, EOFError) as exc:
-            channel.close()
-            raise InfraError(f"{self.label}: copy of {remote} failed: {exc or 'timed out'}") from None
-        except DamagedStream as exc:
-            status = self._exit_status(channel, f"copy of {remote}")
-            if status != 0:
-                raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})") from None
-            raise ProductError(f"{self.label}: copy of {remote}: the guest sent no usable tar stream ({exc})") from None
-        if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
-            channel.close()
-            return local_dir / path.name, unpacked
-        status = self._exit_status(channel, f"copy of {remote}")
-        if status != 0:
+        what = f"copy of {remote}"
+        command = f"tar -c -f - -C {shlex.quote(str(path.parent))} -- {shlex.quote(path.name)}"
+        unpacked, status, damaged = self._copy_out(command, local_dir, [path.name], what)
+        if status > 0:
             raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
+        if damaged:
+            raise ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
         return local_dir / path.name, unpacked
 
-    def get_paths(self, remotes: Sequence[str], local_dir: Path) -> tuple[Unpacked, list[str]]:
+    def get_paths(self, remotes: Sequence[str], local_dir: Path) -> tuple[Unpacked, list[str], int]:
         """Copy the absolute paths ``remotes`` from the VM, each to its own path under ``local_dir``
-        (``/var/log/oscar`` to ``local_dir/var/log/oscar``), in one request: what was written and
-        refused, and which of ``remotes`` were not there. The stream is checked as ``get``'s is; a
-        tar that fails (a file changed as it read it) is an ``InfraError``, as there."""
+        (``/var/log/oscar`` to ``local_dir/var/log/oscar``), in one request, the stream checked as
+        ``get``'s is: what was written and refused, which of ``remotes`` the stream did not hold (not
+        there), and tar's exit status (GNU tar's 1: a file changed as it read it; what it sent is
+        written all the same; -1: a cap stopped the copy)."""
         names = [posixpath.relpath(posixpath.normpath(remote), "/") for remote in remotes]
-        if not names or any(not remote.startswith("/") or name.startswith("..") or name == "."
+        if not names or any(not remote.startswith("/") or name == ".." or name.startswith("../") or name == "."
                             for remote, name in zip(remotes, names, strict=True)):
             raise InputError(f"cannot copy {', '.join(remotes) or 'nothing'}: give absolute paths below /")
         listed = " ".join(shlex.quote(name) for name in names)
         what = f"copy of {', '.join(remotes)}"
-        channel = self._session(f"cd / || exit 1; set --; for p in {listed}; do if [ -e \"$p\" ]; then "
-                                f"set -- \"$@\" \"$p\"; else echo \"missing: $p\" >&2; fi; done; "
-                                f"[ $# = 0 ] || exec tar -c -f - -- \"$@\"")
+        command = (f'cd / || exit 1; set --; for p in {listed}; do [ -e "$p" ] && set -- "$@" "$p"; done; '
+                   f'[ $# = 0 ] || exec tar -c -f - -- "$@"')  # nothing there: no stream at all
+        unpacked, status, damaged = self._copy_out(command, local_dir, names, what)
+        if damaged and (status > 0 or unpacked.seen):
+            raise InfraError(f"{self.label}: cannot {what} (tar exited {status})") if status > 0 else \
+                ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
+        missing = [] if unpacked.stopped else \
+            [remote for remote, name in zip(remotes, names, strict=True) if name not in unpacked.seen]
+        return unpacked, missing, status
+
+    def _copy_out(self, command: str, local_dir: Path, tops: Sequence[str], what: str) -> tuple[Unpacked, int, str]:
+        """Run ``command``, a tar writing to its stdout, and unpack its stream into ``local_dir`` (names
+        under ``tops`` only): what was written, tar's exit status (-1 when a cap stopped the copy and
+        the rest was left unread) and, if the bytes were no tar stream, why ('' if they were; an empty
+        stream is one with nothing in it). The channel is closed in the end."""
+        channel = self._session(command)
         local_dir.mkdir(parents=True, exist_ok=True)
         try:
-            with channel.makefile("rb") as stream:
-                unpacked = unpack(cast(IO[bytes], stream), local_dir, names)  # file-like enough
-            damaged = ""
+            try:
+                with channel.makefile("rb") as stream:
+                    unpacked, damaged = unpack(cast(IO[bytes], stream), local_dir, tops), ""  # file-like enough
+            except EmptyStream:
+                unpacked, damaged = Unpacked(), ""
+            except DamagedStream as exc:
+                unpacked, damaged = Unpacked(), str(exc) or "damaged"
+            if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
+                return unpacked, -1, damaged
+            return unpacked, self._exit_status(channel, what), damaged
         except (socket.timeout, paramiko.SSHException, EOFError) as exc:
-            channel.close()
             raise InfraError(f"{self.label}: {what} failed: {exc or 'timed out'}") from None
-        except DamagedStream as exc:  # no stream at all is right when nothing is there
-            unpacked, damaged = Unpacked(), str(exc)
-        if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
+        finally:
             channel.close()
-            return unpacked, []
-        status = self._exit_status(channel, what)
-        said = set(channel.recv_stderr(STDERR_CAP).decode(errors="replace").splitlines())
-        missing = [remote for remote, name in zip(remotes, names, strict=True) if f"missing: {name}" in said]
-        if status != 0:
-            raise InfraError(f"{self.label}: cannot {what} (tar exited {status})")
-        if damaged and len(missing) < len(remotes):
-            raise ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
-        return unpacked, missing
 
     @property
     def host_key(self) -> str:
@@ -211,8 +213,8 @@ class Connection:
         return _described(self._server_key())
 
     def close(self) -> None:
-        """Close the connection, unless it is ``kept`` for the next phase (then its keeper closes it)."""
-        if not self.kept:
+        """Close the connection, unless it is kept for the next phase (``reused``; then the block closes it)."""
+        if not self.reused:
             self.client.close()
 
     def __enter__(self) -> Connection:

@@ -15,7 +15,7 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Sequence
+from typing import IO, Sequence, cast
 
 FILE_CAP = 1 << 30   # bytes in one file (a log, the boot CD)
 COPY_CAP = 2 << 30   # bytes in one copy
@@ -27,6 +27,10 @@ class DamagedStream(Exception):
     """The bytes are not a tar stream (empty, truncated, garbage)."""
 
 
+class EmptyStream(DamagedStream):
+    """There were no bytes at all."""
+
+
 @dataclass
 class Unpacked:
     """What one copy wrote and what it refused (``NAME: why``, a line each)."""
@@ -35,6 +39,7 @@ class Unpacked:
     size: int = 0
     refused: list[str] = field(default_factory=list)
     stopped: bool = False  # a cap or the time limit ended the copy early
+    seen: set[str] = field(default_factory=set)  # the tops the stream had entries under (written or refused)
 
 
 def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: int = FILE_CAP,
@@ -42,13 +47,17 @@ def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: in
     """Write the stream's entries named ``top`` or ``top/...`` into the folder ``dest``.
 
     ``top`` may be several names, and each a relative path (``var/log/oscar``)."""
-    tops = [PurePosixPath(name).parts for name in ([top] if isinstance(top, str) else top)]
+    named = [top] if isinstance(top, str) else list(top)
+    tops = [PurePosixPath(name).parts for name in named]
     result = Unpacked()
     dest.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + time_limit
+    counted = _Counted(stream)
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], counted), mode="r|") as tar:
             for member in tar:
+                result.seen.update(name for name, parts in zip(named, tops, strict=True)
+                                   if parts and _under(member.name, parts))
                 name = _shown(member.name)
                 if time.monotonic() > deadline:
                     result.refused.append(f"{name} and what follows: the copy took over {time_limit:.0f}s")
@@ -81,8 +90,28 @@ def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: in
                 result.files += 1
                 result.size += member.size
     except tarfile.TarError as exc:
+        if counted.count == 0:
+            raise EmptyStream("no bytes") from None
         raise DamagedStream(str(exc) or type(exc).__name__) from None
     return result
+
+
+class _Counted:
+    """A stream that counts the bytes read from it (tarfile's stream mode only calls ``read``)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.count = stream, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data
+
+
+def _under(name: str, top: tuple[str, ...]) -> bool:
+    """True if the entry ``name`` is ``top`` or below it (``./`` and empty parts aside)."""
+    parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
+    return parts[:len(top)] == top
 
 
 def _parts(name: str, tops: list[tuple[str, ...]]) -> list[str] | None:

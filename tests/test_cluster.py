@@ -21,7 +21,7 @@ import pytest
 from conftest import LAN_PREFIX, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import kept_connections, open_headnode, open_vm
+from oscarvt.phases.access import drop_reused, open_headnode, open_vm, reused_connections
 from oscarvt.phases.destroy import destroy
 from oscarvt.ssh import Credentials, connect
 from oscarvt.waiting import wait_for
@@ -118,8 +118,9 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
         conn.check_output("mkdir -p /tmp/out/logs && echo beta > /tmp/out/logs/b.log")
         got, folder = conn.get("/tmp/out/logs", tmp_path / "back")
         single, file = conn.get("/tmp/in/tree/sub/a.txt", tmp_path / "single")
-        many, absent = conn.get_paths(["/tmp/out/logs", "/tmp/in/tree/sub/a.txt", "/tmp/nothing"], tmp_path / "many")
-        none, gone = conn.get_paths(["/tmp/nothing"], tmp_path / "none")  # nothing there: no stream, no error
+        many, absent, status = conn.get_paths(["/tmp/out/logs", "/tmp/in/tree/sub/a.txt", "/tmp/nothing"],
+                                              tmp_path / "many")
+        none, gone, nothing = conn.get_paths(["/tmp/nothing"], tmp_path / "none")  # no stream, no error
     finally:
         for c in opened:
             c.close()
@@ -128,14 +129,14 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
     assert (folder.files, folder.refused, file.files, file.size, file.refused) == (1, [], 1, 6, [])
     assert (tmp_path / "many" / "tmp" / "out" / "logs" / "b.log").read_text() == "beta\n"
     assert (tmp_path / "many" / "tmp" / "in" / "tree" / "sub" / "a.txt").read_text() == "alpha\n"
-    assert (many.files, many.refused, absent) == (2, [], ["/tmp/nothing"])
-    assert (none.files, none.refused, gone) == (0, [], ["/tmp/nothing"])
+    assert (many.files, many.refused, absent, status) == (2, [], ["/tmp/nothing"], 0)
+    assert (none.files, none.refused, gone, nothing) == (0, [], ["/tmp/nothing"], 0)
     assert os.access(tmp_path / "back" / "logs", os.R_OK)
 
 
-def test_kept_connections_log_in_once_for_every_phase_and_close_at_the_end(booted):
+def test_reused_connections_log_in_once_for_every_phase_and_close_at_the_end(booted):
     state = booted.cluster.load()
-    with kept_connections():
+    with reused_connections():
         with open_headnode(booted.cluster, state) as first:
             first.check_output("true")
         assert first.active  # a phase's "with" left it open for the next one
@@ -144,7 +145,11 @@ def test_kept_connections_log_in_once_for_every_phase_and_close_at_the_end(boote
         first.client.close()  # a connection that broke is not handed out again
         with open_headnode(booted.cluster, state) as third:
             assert third is not first and third.active
-    assert not third.active  # the block's end closed it
+        drop_reused()  # after a failed phase: the next one logs in afresh
+        assert not third.active
+        with open_headnode(booted.cluster, state) as fourth:
+            assert fourth is not third and fourth.active
+    assert not fourth.active  # the block's end closed it
     with open_headnode(booted.cluster, state) as alone, open_headnode(booted.cluster, state) as other:
         assert alone is not other  # outside the block each phase logs in on its own
     assert not alone.active and not other.active

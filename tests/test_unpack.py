@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oscarvt.unpack import DamagedStream, unpack
+from oscarvt.unpack import DamagedStream, EmptyStream, unpack
 
 
 def stream(*entries: tuple[str, bytes | None, bytes]) -> io.BytesIO:
@@ -101,3 +101,21 @@ def test_the_copy_cap_and_the_time_limit_stop_a_copy(tmp_path):
 def test_a_stream_that_is_not_tar_is_one_error(tmp_path, data):
     with pytest.raises(DamagedStream):
         unpack(io.BytesIO(data), tmp_path, "oscar")
+
+
+def test_no_bytes_at_all_is_an_empty_stream_not_garbage(tmp_path):
+    with pytest.raises(EmptyStream):
+        unpack(io.BytesIO(b""), tmp_path, "oscar")
+    with pytest.raises(DamagedStream) as garbage:
+        unpack(io.BytesIO(b"x" * 600), tmp_path, "oscar")
+    assert not isinstance(garbage.value, EmptyStream)
+
+
+def test_several_tops_each_a_path_and_which_ones_the_stream_held(tmp_path):
+    data = stream(("var/log/oscar/a.log", None, b"a\n"), ("etc/oscar/shadow", tarfile.SYMTYPE, b"/etc/shadow"),
+                  ("var/log/oscarx/b.log", None, b"b\n"), ("../escape", None, b"e"))
+    result = unpack(data, tmp_path, ["var/log/oscar", "etc/oscar", "var/lib/none"])
+    assert (tmp_path / "var" / "log" / "oscar" / "a.log").read_text() == "a\n"
+    assert result.files == 1 and result.seen == {"var/log/oscar", "etc/oscar"}  # a refused entry counts as held
+    assert not (tmp_path / "var" / "log" / "oscarx").exists()  # a name that only starts like a top
+    assert len(result.refused) == 3, result.refused

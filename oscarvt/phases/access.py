@@ -9,7 +9,7 @@ there is nothing to tell the headnode from whatever answers on its port.
 
 Each phase opens its own connection, as each runs in its own process under Buildbot; ``oscarvt
 run``, which runs them all in one, keeps the headnode's open from phase to phase
-(``kept_connections``): a login under TCG costs the guest about half a second.
+(``reused_connections``): a login under TCG costs the guest about half a second.
 
 Compute nodes' keys are not recorded: a node answers with a new key each time it boots another
 system (the installer's CD or network boot, then the image on its disk), no phase logs in to a
@@ -20,7 +20,7 @@ phase without its lock). The way to a node is a channel of the checked headnode 
 from __future__ import annotations
 
 import shlex
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Iterator
 
 from oscarvt.cluster import ClusterDir
@@ -35,40 +35,53 @@ def credentials(spec: ClusterSpec) -> Credentials:
     return Credentials(spec.ssh.user, spec.ssh.password, spec.ssh.key)
 
 
-_kept: dict[tuple[int, str], Connection] | None = None  # within kept_connections: by port and host key
+_reused: dict[tuple[int, str], Connection] | None = None  # within reused_connections: by port and host key
 
 
 @contextmanager
-def kept_connections() -> Iterator[None]:
+def reused_connections() -> Iterator[None]:
     """Within this block a headnode connection outlives the phase that opened it: the next phase that
     asks for the same headnode (same port, same recorded host key) gets it again while it works, a
-    new one otherwise. All are closed at the end."""
-    global _kept
-    outer, _kept = _kept, {}
+    new one otherwise. All are closed at the end.
+
+    A reused connection is not logged into again: a host key or password that OSCAR changes during
+    ``run`` shows at the next login (the next Buildbot step's, ``oscarvt ssh``), not within it."""
+    global _reused
+    outer, _reused = _reused, {}
     try:
         yield
     finally:
-        kept, _kept = _kept, outer
-        for conn in kept.values():
-            conn.kept = False
+        drop_reused()
+        _reused = outer
+
+
+def drop_reused() -> None:
+    """Close the connections kept for reuse (after a failed phase: the clean-up logs in afresh,
+    in case the connection was what failed)."""
+    if _reused is None:
+        return
+    while _reused:
+        _, conn = _reused.popitem()
+        conn.reused = False
+        with suppress(Exception):  # closing the rest matters more
             conn.close()
 
 
-def keep(conn: Connection, port: int) -> Connection:
-    """Keep ``conn`` (to the headnode on ``port``, its host key checked) for later phases, within
-    ``kept_connections``; elsewhere it is returned as it is."""
-    if _kept is not None:
-        old = _kept.pop((port, conn.host_key), None)
+def reuse(conn: Connection, port: int) -> Connection:
+    """Keep ``conn`` (to the headnode on ``port``, under the host key it showed) for later phases,
+    within ``reused_connections``; elsewhere it is returned as it is."""
+    if _reused is not None:
+        old = _reused.pop((port, conn.host_key), None)
         if old is not None and old is not conn:
-            old.kept = False
+            old.reused = False
             old.close()
-        conn.kept = True
-        _kept[(port, conn.host_key)] = conn
+        conn.reused = True
+        _reused[(port, conn.host_key)] = conn
     return conn
 
 
 def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
-    """An SSH connection to the running headnode (a kept one, within ``kept_connections``)."""
+    """An SSH connection to the running headnode (a reused one, within ``reused_connections``)."""
     name = state.headnode_name()
     vm = state.vms[name]
     if not vm.ssh_port:
@@ -76,11 +89,11 @@ def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
     if not vm.host_key:
         raise InputError(f"{name}'s SSH host key is not in the cluster state (boot-headnode records it when "
                          f"{name} first lets it log in); no connection without it")
-    kept = _kept.get((vm.ssh_port, vm.host_key)) if _kept is not None else None
-    if kept is not None and kept.active:
-        return kept
+    reused = _reused.get((vm.ssh_port, vm.host_key)) if _reused is not None else None
+    if reused is not None and reused.active:
+        return reused
     conn = connect("127.0.0.1", vm.ssh_port, credentials(cluster.spec(state)), name, host_key=vm.host_key)
-    return keep(conn, vm.ssh_port)
+    return reuse(conn, vm.ssh_port)
 
 
 def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connection, list[Connection]]:

@@ -17,7 +17,7 @@ from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt.identity import DONE_TIMEOUT, IdentityChannel
 from oscarvt.log import progress
 from oscarvt.phase_table import BOOT_COMPUTE_NODES, BOOT_HEADNODE
-from oscarvt.phases.access import credentials, keep, open_headnode
+from oscarvt.phases.access import credentials, open_headnode, reuse
 from oscarvt.profile import NAT, write_profile
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
@@ -45,7 +45,7 @@ def boot_headnode(cluster: ClusterDir) -> str:
         progress(f"{name}: waiting for SSH on 127.0.0.1:{vm.ssh_port} (up to {spec.timeouts.ssh}s)")
         conn = wait_for_ssh("127.0.0.1", vm.ssh_port, credentials(spec), name, spec.timeouts.ssh,
                             give_up=lambda: vm_gone(cluster, name), host_key=host_key)
-        with keep(conn, vm.ssh_port):  # for the next phase, within kept_connections
+        with reuse(conn, vm.ssh_port):  # for the next phase, within reused_connections
             vm.host_key = conn.host_key
             cluster.save(state)
             given = "the one the driver gave it" if host_key else "recorded"

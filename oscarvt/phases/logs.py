@@ -22,7 +22,7 @@ from pathlib import Path
 
 from oscarvt import timing
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
+from oscarvt.errors import InfraError, InputError, OscarvtError, shown
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import GRAB_LOGS
@@ -99,34 +99,35 @@ def draw_timeline(state: ClusterState, path: Path) -> None:
         progress(f"{path.name} not drawn: {type(exc).__name__}: {exc}")
 
 
+class StillChanging(InfraError):
+    """tar said on every try that a file changed as it read it."""
+
+
 def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:
     """Copy the headnode's logs (each of ``HEADNODE_PATHS`` that exists) into ``dest`` in one request,
-    again for up to 10 s while a log changes as it is read; note what could not be had."""
+    again for up to 10 s while tar says a file changed as it read it (then the last copy stays);
+    note what could not be had."""
     dest.mkdir(parents=True, exist_ok=True)
+    last: list[tuple[Unpacked, list[str], int]] = []
+
+    def complete_copy(conn: Connection) -> tuple[Unpacked, list[str], int] | None:
+        last[:] = [conn.get_paths(HEADNODE_PATHS, dest)]
+        return last[0] if last[0][2] <= 0 else None  # complete, or stopped by a cap (no use trying again)
+
     try:
         with open_headnode(cluster, state) as conn:
             progress(f"copying the headnode's {', '.join(HEADNODE_PATHS)}")
             try:
-                unpacked, absent = wait_for(partial(copy_or_none, conn, dest), timeout=10, interval=1,
-                                            what="a copy of the headnode's logs")
-            except ProductError as exc:  # the guest's stream itself
-                missing.append(f"headnode logs: {exc}")
-                return
-            except OscarvtError:  # e.g. a log that kept growing while a node imaged
-                missing.append("headnode logs: no complete copy within 10s (a file changed as it was read)")
-                return
+                unpacked, absent, _ = wait_for(partial(complete_copy, conn), timeout=10, interval=1,
+                                               what="a complete copy of the headnode's logs", error=StillChanging)
+            except StillChanging:  # e.g. a log that kept growing while a node imaged
+                unpacked, absent, status = last[0]
+                missing.append(f"headnode logs: tar exited {status} on each try for 10s (GNU tar: a file "
+                               "changed as it read it); the last copy is kept")
             missing += [f"headnode:{path} (not there)" for path in absent]
             missing += [f"headnode: refused {why}" for why in unpacked.refused]
-    except OscarvtError as exc:
+    except OscarvtError as exc:  # no connection, a broken one, the guest's stream itself
         missing.append(f"headnode logs: {exc}")
-
-
-def copy_or_none(conn: Connection, into: Path) -> tuple[Unpacked, list[str]] | None:
-    """Copy ``HEADNODE_PATHS`` from the headnode into ``into``; None if tar failed (a file changed as it read)."""
-    try:
-        return conn.get_paths(HEADNODE_PATHS, into)
-    except InfraError:
-        return None
 
 
 def summary(state: ClusterState) -> str:

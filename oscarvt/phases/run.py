@@ -14,7 +14,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
-from oscarvt.phases.access import kept_connections
+from oscarvt.phases.access import drop_reused, reused_connections
 from oscarvt.phases.checkout import check_url_flags
 from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.host import keep as keep_cluster
@@ -42,7 +42,8 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
               "boot": boot}
     started, started_at = time.monotonic(), time.time()
     failure: tuple[str, OscarvtError] | None = None
-    with kept_connections():  # one login to the headnode for all phases, while it works
+    with reused_connections():  # one login to the headnode for all phases, while it works
+        passed = False
         try:
             for phase in RUN_PHASES:
                 progress(f"=== {phase.name}")
@@ -52,7 +53,10 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
                     failure = (phase.name, exc)
                     progress(f"=== {phase.name} failed: {exc.blame}: {exc}")
                     break
+            passed = failure is None
         finally:  # also after an interrupt or a bug: the logs, then the cluster goes
+            if not passed:
+                drop_reused()  # the clean-up logs in afresh: the connection may be what failed
             cleanup_failure = _clean_up(cluster, logs, keep and failure is not None)
     took = time.monotonic() - started
     figures = _harness_share(cluster, started_at, took)
