@@ -152,7 +152,7 @@ class Connection:
         unpacked, status, damaged = self._copy_out(command, local_dir, [path.name], what)
         if status > 0:
             raise InfraError(f"{self.label}: cannot copy {remote} (tar exited {status})")
-        if damaged:
+        if damaged is not None:  # an empty stream too: tar sends at least the path asked for
             raise ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
         return local_dir / path.name, unpacked
 
@@ -171,28 +171,29 @@ class Connection:
         command = (f'cd / || exit 1; set --; for p in {listed}; do [ -e "$p" ] && set -- "$@" "$p"; done; '
                    f'[ $# = 0 ] || exec tar -c -f - -- "$@"')  # nothing there: no stream at all
         unpacked, status, damaged = self._copy_out(command, local_dir, names, what)
-        if damaged and (status > 0 or unpacked.seen):
-            raise InfraError(f"{self.label}: cannot {what} (tar exited {status})") if status > 0 else \
-                ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
+        if status > 0 and damaged is not None:
+            raise InfraError(f"{self.label}: cannot {what} (tar exited {status})")
+        if damaged is not None and not isinstance(damaged, EmptyStream):  # no bytes: nothing there
+            raise ProductError(f"{self.label}: {what}: the guest sent no usable tar stream ({damaged})")
         missing = [] if unpacked.stopped else \
             [remote for remote, name in zip(remotes, names, strict=True) if name not in unpacked.seen]
         return unpacked, missing, status
 
-    def _copy_out(self, command: str, local_dir: Path, tops: Sequence[str], what: str) -> tuple[Unpacked, int, str]:
+    def _copy_out(self, command: str, local_dir: Path, tops: Sequence[str],
+                  what: str) -> tuple[Unpacked, int, DamagedStream | None]:
         """Run ``command``, a tar writing to its stdout, and unpack its stream into ``local_dir`` (names
         under ``tops`` only): what was written, tar's exit status (-1 when a cap stopped the copy and
-        the rest was left unread) and, if the bytes were no tar stream, why ('' if they were; an empty
-        stream is one with nothing in it). The channel is closed in the end."""
+        the rest was left unread) and, if the bytes were no tar stream, why (``EmptyStream``: no
+        bytes at all). The channel is closed in the end."""
         channel = self._session(command)
         local_dir.mkdir(parents=True, exist_ok=True)
         try:
             try:
                 with channel.makefile("rb") as stream:
-                    unpacked, damaged = unpack(cast(IO[bytes], stream), local_dir, tops), ""  # file-like enough
-            except EmptyStream:
-                unpacked, damaged = Unpacked(), ""
+                    unpacked = unpack(cast(IO[bytes], stream), local_dir, tops)  # file-like enough
+                damaged = None
             except DamagedStream as exc:
-                unpacked, damaged = Unpacked(), str(exc) or "damaged"
+                unpacked, damaged = Unpacked(), exc
             if unpacked.stopped:  # the rest is not read: the guest's tar is left to its broken pipe
                 return unpacked, -1, damaged
             return unpacked, self._exit_status(channel, what), damaged
