@@ -39,7 +39,7 @@ class Unpacked:
     size: int = 0
     refused: list[str] = field(default_factory=list)
     stopped: bool = False  # a cap or the time limit ended the copy early
-    seen: set[str] = field(default_factory=set)  # the tops the stream had entries under (written or refused)
+    seen: set[str] = field(default_factory=set)  # the tops the stream had entries under (written or refused by kind)
 
 
 def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: int = FILE_CAP,
@@ -56,14 +56,14 @@ def unpack(stream: IO[bytes], dest: Path, top: str | Sequence[str], file_cap: in
     try:
         with tarfile.open(fileobj=cast(IO[bytes], counted), mode="r|") as tar:
             for member in tar:
-                result.seen.update(name for name, parts in zip(named, tops, strict=True)
-                                   if parts and _under(member.name, parts))
+                parts, under = _parts(member.name, tops)
+                if under is not None:
+                    result.seen.add(named[under])
                 name = _shown(member.name)
                 if time.monotonic() > deadline:
                     result.refused.append(f"{name} and what follows: the copy took over {time_limit:.0f}s")
                     result.stopped = True
                     break
-                parts = _parts(member.name, tops)
                 why = _refusal(member, parts, file_cap)
                 if why is None and result.size + member.size > copy_cap:
                     why, result.stopped = f"the copy would pass {copy_cap >> 20} MiB; copy stopped", True
@@ -108,19 +108,15 @@ class _Counted:
         return data
 
 
-def _under(name: str, top: tuple[str, ...]) -> bool:
-    """True if the entry ``name`` is ``top`` or below it (``./`` and empty parts aside)."""
-    parts = tuple(p for p in PurePosixPath(name).parts if p not in ("", "."))
-    return parts[:len(top)] == top
-
-
-def _parts(name: str, tops: list[tuple[str, ...]]) -> list[str] | None:
-    """The entry's path under ``dest`` as parts, or None if it is absolute, has ``..`` or is under no top."""
+def _parts(name: str, tops: list[tuple[str, ...]]) -> tuple[list[str] | None, int | None]:
+    """The entry's path under ``dest`` as parts and the index of the top it is under, or (None, None)
+    if it is absolute, has ``..`` or is under no top."""
     path = PurePosixPath(name)
     parts = [p for p in path.parts if p not in ("", ".")]
-    if path.is_absolute() or ".." in parts or not any(top and tuple(parts[:len(top)]) == top for top in tops):
-        return None
-    return parts
+    if path.is_absolute() or ".." in parts:
+        return None, None
+    under = next((index for index, top in enumerate(tops) if top and tuple(parts[:len(top)]) == top), None)
+    return (parts, under) if under is not None else (None, None)
 
 
 def _refusal(member: tarfile.TarInfo, parts: list[str] | None, file_cap: int) -> str | None:
