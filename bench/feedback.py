@@ -13,8 +13,9 @@
   pending requests for the same sources into one build), with ``max_clusters`` 1 and then 2:
   builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
   (RSS), to set a host's ``max_clusters`` from its memory; the QEMUs' CPU seconds per build and
-  the cores they kept busy, and from that the most two clusters at once could gain on this
-  host's cores (``ratio_limit_from_cpu``).
+  the cores they kept busy; the cores the whole host kept busy (QEMU, oscarvt, Buildbot, the
+  kernel: ``/proc/stat``); and from each the most two clusters at once could gain on this host's
+  cores (``ratio_limit_from_cpu`` from the QEMUs alone, ``ratio_limit_from_host_cpu`` from all).
 
 Machines here are noisy: compare the ratios within one run. Run inside a private network
 namespace after ``make template`` (``make bench`` does).
@@ -156,11 +157,11 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
         sampler = threading.Thread(target=sample_qemus, args=(root / f"max{clusters}" / "worker", peak, cpu, stop))
         sampler.start()
         try:
-            started = time.monotonic()
+            started, busy_before = time.monotonic(), host_busy_seconds()
             for name in master.names:
                 master.force(name)
             done = master.wait_done(builds, 3600)
-            wall = time.monotonic() - started
+            wall, busy = time.monotonic() - started, host_busy_seconds() - busy_before
         finally:
             stop.set()
             sampler.join()
@@ -170,14 +171,24 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
             "builds_per_hour": round(builds * 3600 / wall, 1),
             "cluster_peak_rss_mib": max(peak.values(), default=0) // 1024,
             "qemu_cpu_s_per_build": round(sum(cpu.values()) / builds, 1),
-            "qemu_cores_busy": round(sum(cpu.values()) / wall, 2)}
+            "qemu_cores_busy": round(sum(cpu.values()) / wall, 2),
+            "host_cpu_s_per_build": round(busy / builds, 1), "host_cores_busy": round(busy / wall, 2)}
     one = figures["max_clusters_1"]
     figures["ratio_2_to_1"] = round(figures["max_clusters_2"]["builds_per_hour"] / one["builds_per_hour"], 2)
     # One build at a time keeps qemu_cores_busy cores busy: builds side by side can go at most
     # host_cores / that times as fast (and at most 2x with 2 clusters), whatever the harness does.
     figures["host_cores"] = os.cpu_count()
     figures["ratio_limit_from_cpu"] = round(min(2.0, (os.cpu_count() or 1) / max(one["qemu_cores_busy"], 0.01)), 2)
+    figures["ratio_limit_from_host_cpu"] = round(min(2.0, (os.cpu_count() or 1) / max(one["host_cores_busy"], 0.01)), 2)
     return figures
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole host has spent at work since it started (``/proc/stat``'s ``cpu`` line:
+    user, nice, system, irq, softirq; not idle, iowait, or steal, the hypervisor's; guest time is in user)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = (fields + [0] * 7)[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def sample_qemus(folder: Path, peak: dict[str, int], cpu: dict[int, float], stop: threading.Event) -> None:
