@@ -111,8 +111,10 @@ def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str,
                       take_in_logs: Callable[[], None], node_timeout: int, deadline: float, limit: float) -> None:
     """Follow the nodes until each has booted from its disk; ProductError for one that fails or is silent
     for ``node_timeout`` seconds, or when ``deadline`` (``limit`` seconds after the start) passes."""
-    while not all(node.status == monitor.BOOTED for node in nodes.values()):
+    while True:
         take_in_logs()
+        if all(node.status == monitor.BOOTED for node in nodes.values()):
+            return  # at once: a sleep here would be counted as the nodes' time
         for node in nodes.values():
             watch_vm(cluster, state, node, take_in_logs)
             silent = time.time() - node.last_activity
