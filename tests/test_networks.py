@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import LAN_PREFIX, in_private_netns, links, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
 
+from oscarvt.errors import InfraError
 from oscarvt.phases.access import open_vm
+from oscarvt.phases.boot import configure_private_nic
 
 pytestmark = pytest.mark.vm
 
@@ -66,3 +71,37 @@ def test_bridge_and_tap_back_end(clusters, guest, node_iso, tmp_path):
     assert result.returncode == 0, result.output
     assert not set(links()) & {bridge, *taps}
     assert qemu_pids_of(cluster.path) == []
+
+
+class NamespaceShell:
+    """Stands in for a headnode's SSH connection: each command runs in a network namespace of its
+    own (with its own /sys) holding one interface, ``name`` with ``mac``; ``addresses`` keeps what
+    ``ip -o addr`` said there after the last command."""
+
+    label = "headnode"
+
+    def __init__(self, name: str, mac: str) -> None:
+        self.name, self.mac, self.addresses = name, mac, ""
+
+    def check_output(self, command: str) -> str:
+        quoted = shlex.quote(self.name)
+        script = (f"mount -t sysfs none /sys && ip tuntap add name {quoted} mode tap && "
+                  f"ip link set dev {quoted} address {self.mac} || exit 9; ( {command} ); echo =====; ip -o addr show")
+        result = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        said, self.addresses = result.stdout.split("=====\n")
+        return said
+
+
+def test_the_private_nic_is_found_by_its_mac_and_given_its_address():
+    shell = NamespaceShell("ens9", "52:54:00:45:03:01")
+    assert configure_private_nic(shell, "52:54:00:45:03:01", "192.168.77.1/24") == "ens9"  # type: ignore[arg-type]
+    assert re.search(r"^\d+: ens9 +inet 192\.168\.77\.1/24 ", shell.addresses, re.M), shell.addresses
+    with pytest.raises(InfraError, match="no interface with MAC 52:54:00:45:03:02"):
+        configure_private_nic(shell, "52:54:00:45:03:02", "192.168.77.1/24")  # type: ignore[arg-type]
+
+
+def test_a_private_nic_name_that_a_shell_would_read_is_not_passed_on():
+    shell = NamespaceShell("e$(id>&2)", "52:54:00:45:03:01")  # a guest can name its interfaces so
+    with pytest.raises(InfraError, match=r"has a name oscarvt does not pass on: 'e\$\(id>&2\)'"):
+        configure_private_nic(shell, "52:54:00:45:03:01", "192.168.77.1/24")  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import shlex
 import shutil
 import time
@@ -24,6 +25,9 @@ from oscarvt.ssh import Connection, wait_for_ssh
 from oscarvt.state import Accel, ClusterState
 
 PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
+
+
+IFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a Linux interface name, as OSCAR's --cli takes it
 
 
 def boot_headnode(cluster: ClusterDir) -> str:
@@ -258,16 +262,18 @@ def vm_gone(cluster: ClusterDir, name: str) -> str | None:
 
 
 def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
-    """Find the interface with ``mac`` on the VM and give it ``address``; return its name."""
-    links = conn.check_output("ip -o link")
-    for line in links.splitlines():
-        fields = line.split()
-        if mac.lower() in line.lower() and len(fields) > 1:
-            iface = fields[1].rstrip(":").split("@")[0]
-            dev, quoted = shlex.quote(iface), shlex.quote(address)
-            conn.check_output(f"ip link set dev {dev} up && ip addr replace {quoted} dev {dev}")
-            return iface
-    raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
+    """Find the interface with ``mac`` on the VM and give it ``address``, in one request; return its name."""
+    found = conn.check_output(
+        'for dev in /sys/class/net/*; do read -r mac <"$dev/address" 2>/dev/null || continue; '
+        f'[ "$mac" = {shlex.quote(mac.lower())} ] || continue; name=${{dev##*/}}; '
+        f'ip link set dev "$name" up && ip addr replace {shlex.quote(address)} dev "$name" && echo "$name"; exit; '
+        'done').strip()
+    if not found:
+        raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
+    if not IFACE_NAME.fullmatch(found):
+        raise InfraError(f"{conn.label}: the interface with MAC {mac} has a name oscarvt does not pass on: "
+                         f"{found[:40]!r}")
+    return found
 
 
 def _prefix(subnet: str) -> int:
