@@ -235,7 +235,8 @@ def main() -> None:
             runs = [run_figures(root, spec, boot) for boot in ("cdrom", "network")]
             figures["runs"] = runs
             figures["network_minus_cd_s"] = round(runs[1]["run_s"] - runs[0]["run_s"], 1)
-            figures["network_minus_cd_node_phases_s"] = round(node_phases(runs[1]) - node_phases(runs[0]), 1)
+            figures["network_minus_cd_node_phases_s"] = (round(node_phases(runs[1]) - node_phases(runs[0]), 1)
+                                                         if all(run["passed"] for run in runs) else None)
             print(json.dumps({"runs": runs}), file=sys.stderr, flush=True)
         if "build" not in args.skip:
             (root / "build").mkdir()

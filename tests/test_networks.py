@@ -74,9 +74,10 @@ def test_bridge_and_tap_back_end(clusters, guest, node_iso, tmp_path):
 
 
 class NamespaceShell:
-    """Stands in for a headnode's SSH connection: each command runs in a network namespace of its
-    own (with its own /sys) holding one interface, ``name`` with ``mac``; ``addresses`` keeps what
-    ``ip -o addr`` said there after the last command."""
+    """Stands in for a headnode's SSH connection (``check_output``: stdout and stderr merged, an
+    InfraError when the command fails): each command runs in a network namespace of its own (with
+    its own /sys) holding one interface, ``name`` with ``mac``; ``addresses`` keeps what ``ip -o
+    addr`` said there after the last command."""
 
     label = "headnode"
 
@@ -86,10 +87,14 @@ class NamespaceShell:
     def check_output(self, command: str) -> str:
         quoted = shlex.quote(self.name)
         script = (f"mount -t sysfs none /sys && ip tuntap add name {quoted} mode tap && "
-                  f"ip link set dev {quoted} address {self.mac} || exit 9; ( {command} ); echo =====; ip -o addr show")
-        result = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
+                  f"ip link set dev {quoted} address {self.mac} || exit 99; ( {command} ); status=$?; "
+                  "echo =====; ip -o addr show; exit $status")
+        result = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert result.returncode != 99, result.stdout
         said, self.addresses = result.stdout.split("=====\n")
+        if result.returncode != 0:
+            raise InfraError(f"{self.label}: exited {result.returncode}: {said.strip()}")
         return said
 
 
@@ -99,9 +104,15 @@ def test_the_private_nic_is_found_by_its_mac_and_given_its_address():
     assert re.search(r"^\d+: ens9 +inet 192\.168\.77\.1/24 ", shell.addresses, re.M), shell.addresses
     with pytest.raises(InfraError, match="no interface with MAC 52:54:00:45:03:02"):
         configure_private_nic(shell, "52:54:00:45:03:02", "192.168.77.1/24")  # type: ignore[arg-type]
+    with pytest.raises(InfraError, match="exited"):  # the address is refused: the request fails, as ip said
+        configure_private_nic(shell, "52:54:00:45:03:01", "192.168.77.1/99")  # type: ignore[arg-type]
 
 
 def test_a_private_nic_name_that_a_shell_would_read_is_not_passed_on():
     shell = NamespaceShell("e$(id>&2)", "52:54:00:45:03:01")  # a guest can name its interfaces so
-    with pytest.raises(InfraError, match=r"has a name oscarvt does not pass on: 'e\$\(id>&2\)'"):
+    with pytest.raises(InfraError, match=r"has a name oscarvt does not pass on: 'e\$\(id>&2\)'") as refused:
         configure_private_nic(shell, "52:54:00:45:03:01", "192.168.77.1/24")  # type: ignore[arg-type]
+    assert "uid=" not in str(refused.value)  # the name was never run as a command
+    with pytest.raises(InfraError, match="has a name oscarvt does not pass on: '-x'"):  # an option to OSCAR
+        configure_private_nic(NamespaceShell("-x", "52:54:00:45:03:01"), "52:54:00:45:03:01",  # type: ignore[arg-type]
+                              "192.168.77.1/24")

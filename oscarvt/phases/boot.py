@@ -27,7 +27,7 @@ from oscarvt.state import Accel, ClusterState
 PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
 
 
-IFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # a Linux interface name, as OSCAR's --cli takes it
+IFACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")  # a Linux interface name OSCAR's --cli takes
 
 
 def boot_headnode(cluster: ClusterDir) -> str:
@@ -263,12 +263,13 @@ def vm_gone(cluster: ClusterDir, name: str) -> str | None:
 
 def configure_private_nic(conn: Connection, mac: str, address: str) -> str:
     """Find the interface with ``mac`` on the VM and give it ``address``, in one request; return its name."""
-    found = conn.check_output(
-        'for dev in /sys/class/net/*; do read -r mac <"$dev/address" 2>/dev/null || continue; '
+    said = conn.check_output(
+        'for dev in /sys/class/net/*; do read -r mac 2>/dev/null <"$dev/address" || continue; '
         f'[ "$mac" = {shlex.quote(mac.lower())} ] || continue; name=${{dev##*/}}; '
-        f'ip link set dev "$name" up && ip addr replace {shlex.quote(address)} dev "$name" && echo "$name"; exit; '
-        'done').strip()
-    if not found:
+        f'ip link set dev "$name" up && ip addr replace {shlex.quote(address)} dev "$name" && '
+        'echo "iface=$name"; exit; done')
+    found = next((line[len("iface="):] for line in reversed(said.splitlines()) if line.startswith("iface=")), None)
+    if found is None:
         raise InfraError(f"{conn.label}: no interface with MAC {mac} (is nic2 on the private LAN?)")
     if not IFACE_NAME.fullmatch(found):
         raise InfraError(f"{conn.label}: the interface with MAC {mac} has a name oscarvt does not pass on: "

@@ -113,14 +113,14 @@ def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str,
     for ``node_timeout`` seconds, or when ``deadline`` (``limit`` seconds after the start) passes."""
     while True:
         take_in_logs()
-        if all(node.status == monitor.BOOTED for node in nodes.values()):
-            return  # at once: a sleep here would be counted as the nodes' time
         for node in nodes.values():
             watch_vm(cluster, state, node, take_in_logs)
             silent = time.time() - node.last_activity
             if node.status != monitor.BOOTED and silent > node_timeout:
                 raise ProductError(f"{node.name}: no progress for {node_timeout}s "
                                    f"(last: {node.said()}; timeouts.node)", vm=node.name)
+        if all(node.status == monitor.BOOTED for node in nodes.values()):
+            return  # at once: a sleep here would be counted as the nodes' time
         if time.monotonic() > deadline:
             waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
             raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
