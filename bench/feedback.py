@@ -182,19 +182,18 @@ def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[st
             "host_cpu_s_per_build": round(busy / builds, 1), "host_cores_busy": round(busy / wall, 2)}
     one = figures["max_clusters_1"]
     figures["ratio_2_to_1"] = round(figures["max_clusters_2"]["builds_per_hour"] / one["builds_per_hour"], 2)
-    # One build at a time keeps qemu_cores_busy cores busy: builds side by side can go at most
-    # host_cores / that times as fast (and at most 2x with 2 clusters), whatever the harness does.
-    figures["host_cores"] = os.cpu_count()
-    figures["ratio_limit_from_cpu"] = round(min(2.0, (os.cpu_count() or 1) / max(one["qemu_cores_busy"], 0.01)), 2)
-    figures["ratio_limit_from_host_cpu"] = round(min(2.0, (os.cpu_count() or 1) / max(one["host_cores_busy"], 0.01)), 2)
+    # One build at a time keeps N cores busy (its QEMUs, or the whole host): builds side by side can
+    # go at most host_cores / N times as fast (and at most 2x with 2 clusters).
+    figures["host_cores"] = cores = os.cpu_count() or 1
+    for limit, busy in (("ratio_limit_from_cpu", "qemu_cores_busy"), ("ratio_limit_from_host_cpu", "host_cores_busy")):
+        figures[limit] = round(min(2.0, cores / max(one[busy], 0.01)), 2)
     return figures
 
 
 def host_busy_seconds() -> float:
     """CPU seconds the whole host has spent at work since it started (``/proc/stat``'s ``cpu`` line:
     user, nice, system, irq, softirq; not idle, iowait, or steal, the hypervisor's; guest time is in user)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = (fields + [0] * 7)[:7]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, Path("/proc/stat").read_text().split()[1:8])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
