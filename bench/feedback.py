@@ -9,7 +9,8 @@
   nodes) from ``phases.json``; the network run's extra seconds over the CD run's, in all and in
   the two phases the boot method changes (boot-compute-nodes, wait-for-nodes).
 - ``build``: the demo's build (a Buildbot master and worker here, the same 1+2 CD cluster,
-  forced): seconds, and the ``harness_share`` property (oscarvt's and Buildbot's seconds).
+  forced): seconds, the ``harness_share`` property (oscarvt's and Buildbot's seconds), and the
+  harness's seconds in parts: oscarvt inside its phases, oscarvt's processes outside them, Buildbot.
 - ``throughput``: ``--builds`` builds on one worker, one per builder (Buildbot collapses a builder's
   pending requests for the same sources into one build), with ``max_clusters`` 1 and then 2:
   builds per hour each and their ratio, and the memory one cluster's QEMUs held at most
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -140,16 +142,49 @@ class Master:
 
 
 def build_figures(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
-    """The demo's build, forced: its seconds and the harness's share the Destroy step reports."""
+    """The demo's build, forced: its seconds, the harness's share the Destroy step reports, and where
+    the harness's seconds went (``harness_parts``)."""
     master = Master(root, {**spec, "nodes": NODES}, max_clusters=1)
     try:
         master.force("b1")
         build = master.wait_done(1, 1200)[0]
         props = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+        processes = process_seconds(master.rest, build)
     finally:
         master.stop()
+    share = props.get("harness_share", [None])[0]
+    phases = (props.get("phase_seconds") or [{}])[0]
     return {"passed": build["results"] == 0, "build_s": round(build["complete_at"] - build["started_at"], 1),
-            "state_string": build["state_string"], "harness_share": props.get("harness_share", [None])[0]}
+            "state_string": build["state_string"], "harness_share": share,
+            "harness_parts": harness_parts(share, phases, processes) if share else None}
+
+
+def process_seconds(rest: local.Rest, build: dict[str, Any]) -> dict[str, float]:
+    """Each step's seconds in its worker processes, from the ``elapsedTime=`` that Buildbot writes
+    at the end of a step's stdio log (a retried step ran more than one)."""
+    seconds = {}
+    for step in rest.steps(build):
+        logs = rest.get(f"steps/{step['stepid']}/logs")["logs"]
+        for log in (log for log in logs if log["name"] == "stdio"):
+            chunks = rest.get(f"logs/{log['logid']}/contents")["logchunks"]
+            text = "".join(chunk["content"] for chunk in chunks)
+            found = [float(value) for value in ELAPSED.findall(text)]
+            if found:
+                seconds[step["name"]] = sum(found)
+    return seconds
+
+
+ELAPSED = re.compile(r"^helapsedTime=([0-9.]+)$", re.M)  # a header line ("h"): never the guest's output
+
+
+def harness_parts(share: dict[str, float], phases: dict[str, Any], processes: dict[str, float]) -> dict[str, float]:
+    """The build's harness seconds in three parts: oscarvt's work inside its phases; oscarvt's
+    processes outside their phases (Python starting and ending; the SSH login that opens a phase
+    is inside it); and Buildbot (its steps' bookkeeping, and steps that run no
+    oscarvt process: checkout, spec, logs)."""
+    outside = sum(processes[name] - float(phases[name]["seconds"]) for name in phases if name in processes)
+    return {"oscarvt_in_phases_s": share["oscarvt_seconds"], "oscarvt_processes_outside_phases_s": round(outside, 1),
+            "buildbot_s": round(share["buildbot_seconds"] - outside, 1)}
 
 
 def throughput_figures(root: Path, spec: dict[str, Any], builds: int) -> dict[str, Any]:
