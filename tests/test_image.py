@@ -62,7 +62,7 @@ def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def test_template_has_no_ssh_host_keys_and_its_logins_skip_the_motd(template, tmp_path):
+def test_template_has_no_ssh_host_keys_and_its_logins_skip_the_motd_and_the_reexec(template, tmp_path):
     raw = tmp_path / "root.raw"
     subprocess.run(["qemu-img", "convert", "-O", "raw", template["template"]["disk"], str(raw)], check=True)
     listing = subprocess.run(["debugfs", "-R", "ls /etc/ssh", str(raw)],
@@ -74,6 +74,13 @@ def test_template_has_no_ssh_host_keys_and_its_logins_skip_the_motd(template, tm
     assert any(line.startswith("# oscarvt: session") and "pam_motd.so" in line for line in pam), pam
     assert not [line for line in pam if not line.startswith("#") and ("pam_motd" in line or "pam_mail" in line)]
     assert any(line.startswith("@include common-session") for line in pam)  # the rest of the session stays
+    defaults = subprocess.run(["debugfs", "-R", "cat /etc/default/ssh", str(raw)],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    session = subprocess.run(["debugfs", "-R", "stat /usr/lib/openssh/sshd-session", str(raw)],
+                             capture_output=True, text=True).stdout
+    options = [line for line in defaults if line.startswith("SSHD_OPTS=")]
+    # OpenSSH 9.8 and later (trixie's) execute sshd-session for each login whatever the options say
+    assert options == (["SSHD_OPTS="] if "Inode:" in session else ["SSHD_OPTS=-r"]), (defaults, session[:80])
 
 
 def test_headnode_from_the_template_boots_and_answers_ssh(template, clusters, tmp_path):
@@ -91,6 +98,7 @@ def test_headnode_from_the_template_boots_and_answers_ssh(template, clusters, tm
                      "ls /etc/ssh/ssh_host_ed25519_key && git --version && svn --version --quiet"
                      " && rsync --version | head -1 && dpkg --print-architecture && . /etc/os-release"
                      " && echo $VERSION_CODENAME && systemctl is-system-running --wait"
+                     " && tr '\\0' ' ' </proc/$(cat /run/sshd.pid)/cmdline && echo"
                      " && lsinitramfs /boot/initrd.img-$(uname -r)"
                      " | grep -Eo '[^/]+\\.ko' | sort")
     assert result.returncode == 0, result.output
@@ -101,7 +109,11 @@ def test_headnode_from_the_template_boots_and_answers_ssh(template, clusters, tm
     assert "virtio_blk.ko" in drivers and len(drivers) <= 25, drivers
     assert lines[0] == "/etc/ssh/ssh_host_ed25519_key"
     assert lines[1].startswith("git version ")
-    assert lines[-3:] == [template["template"]["arch"], template_suite(template), "running"]
+    assert lines[-4:-1] == [template["template"]["arch"], template_suite(template), "running"]
+    # the listening sshd's title ("sshd: /usr/sbin/sshd -D -r [listener] ..."), after the identity's HUP
+    # restarted it: no re-exec per login but on trixie (image._logins_without_reexec)
+    sshd = lines[-1]
+    assert "sshd" in sshd and ("-r" in sshd.split()) == (template_suite(template) != "trixie"), sshd
     assert oscarvt("destroy", "--cluster", cluster.path).returncode == 0
     assert sha256(template["template"]["disk"]) == before
 
