@@ -354,7 +354,8 @@ def _logins_without_reexec(root: Path) -> None:
     in ``/etc/default/ssh``, which its unit and init script read): under TCG the new sshd's start
     took a login from 0.19 s to 0.40 s (8 logins each, a warm bookworm headnode), and a build logs
     in once a step. What it gives up, a fresh address-space layout per connection, guards a
-    server on a network; this one is reached from the host's loopback alone. OpenSSH 9.8 and
+    server open to a network; this one is reached through the host's loopback and from the
+    cluster's private LAN, whose other machines are the nodes OSCAR installs. OpenSSH 9.8 and
     later (trixie) always execute ``sshd-session`` for a connection and only warn about -r: left as
     they are."""
     if (root / "usr/lib/openssh/sshd-session").exists():
