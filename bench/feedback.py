@@ -163,14 +163,10 @@ def process_seconds(rest: local.Rest, build: dict[str, Any]) -> dict[str, float]
     """Each step's seconds in its worker processes, from the ``elapsedTime=`` that Buildbot writes
     at the end of a step's stdio log (a retried step ran more than one)."""
     seconds = {}
-    for step in rest.steps(build):
-        logs = rest.get(f"steps/{step['stepid']}/logs")["logs"]
-        for log in (log for log in logs if log["name"] == "stdio"):
-            chunks = rest.get(f"logs/{log['logid']}/contents")["logchunks"]
-            text = "".join(chunk["content"] for chunk in chunks)
-            found = [float(value) for value in ELAPSED.findall(text)]
-            if found:
-                seconds[step["name"]] = sum(found)
+    for log in rest.step_logs(build, "stdio"):
+        found = [float(value) for value in ELAPSED.findall(log["content"])]
+        if found:
+            seconds[log["step"]] = sum(found)
     return seconds
 
 

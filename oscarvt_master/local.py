@@ -130,6 +130,18 @@ class Rest:
     def steps(self, build: dict[str, Any]) -> list[dict[str, Any]]:
         return list(self.get(f"builds/{build['buildid']}/steps")["steps"])
 
+    def step_logs(self, build: dict[str, Any], name: str | None = None) -> list[dict[str, Any]]:
+        """Every step log of ``build`` (or each step's log called ``name``), with the step's name
+        (``step``) and the log's text (``content``)."""
+        found = []
+        for step in self.steps(build):
+            for log in self.get(f"steps/{step['stepid']}/logs")["logs"]:
+                if name is not None and log["name"] != name:
+                    continue
+                chunks = self.get(f"logs/{log['logid']}/contents")["logchunks"]
+                found.append({**log, "step": step["name"], "content": "".join(c["content"] for c in chunks)})
+        return found
+
     def worker_connected(self) -> bool | None:
         return True if all(w["connected_to"] for w in self.get("workers")["workers"]) else None
 

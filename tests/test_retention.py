@@ -69,15 +69,6 @@ class Farm(Running):
             return builds[count] if len(builds) > count and builds[count]["complete"] else None
         return wait_for(complete, timeout=300, what=f"the forced build of {builder}", interval=1)
 
-    def logs_of(self, build: dict[str, Any]) -> list[dict[str, Any]]:
-        """The step logs of ``build`` with their contents."""
-        found = []
-        for step in self.rest.steps(build):
-            for log in self.rest.get(f"steps/{step['stepid']}/logs")["logs"]:
-                chunks = self.rest.get(f"logs/{log['logid']}/contents")["logchunks"]
-                found.append({**log, "content": "".join(c["content"] for c in chunks)})
-        return found
-
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory) -> Any:
@@ -116,7 +107,7 @@ def test_the_janitor_removes_old_logs_and_keeps_new_ones(farm):
     assert steps["upload-logs"]["results"] == 0
     uploaded = farm.root / "master" / "public_html" / "logs" / "b1"
     assert (uploaded / str(old["number"])).is_dir()
-    assert any(log["content"] for log in farm.logs_of(old))
+    assert any(log["content"] for log in farm.rest.step_logs(old))
     last_start = max(s["started_at"] for s in farm.rest.steps(old))
     time.sleep(max(0.0, last_start + HORIZON + 2 - time.time()))  # every step of the old build is past the horizon
     new = farm.force("b1")
@@ -128,8 +119,8 @@ def test_the_janitor_removes_old_logs_and_keeps_new_ones(farm):
     assert deleted > 0, done
     assert done["BuildDataJanitor"].startswith("deleted ")
     assert sorted(p.name for p in uploaded.iterdir() if is_build_folder(p.name)) == [str(new["number"])]
-    gone = farm.logs_of(old)
+    gone = farm.rest.step_logs(old)
     assert gone and all(log["type"] == "d" and not log["content"] for log in gone), gone
-    kept = farm.logs_of(new)
+    kept = farm.rest.step_logs(new)
     assert any(log["content"] for log in kept) and not [log for log in kept if log["type"] == "d"]
     assert qemu_pids_of(farm.root / "worker") == []
