@@ -1,20 +1,38 @@
 """OSCAR's CLI menus, transcribed from OSCAR's own code, and how OSCAR reads an answer file.
 
-``install_cluster --cli`` passes each answer file to one menu (repository oscar-cluster/oscar):
+``install_cluster --cli`` passes each answer file to one menu (repository oscar-cluster/oscar,
+line numbers at commit 0c35a10c):
 
-- ``--buildimage`` -> ``scripts/cli/build_oscar_image_cli`` (``menu``, file mode);
-- ``--defineclients`` -> ``scripts/cli/define_oscar_clients_cli`` (``addclients``, file mode);
-- ``--networkclients`` -> ``lib/OSCAR/CLI_MAC.pm`` (``cli_menu``, ``assign_macs_cli``,
-  ``cli_installmode``), with the MAC file read by ``lib/OSCAR/MAC.pm`` (``get_from_file``).
+- ``--buildimage`` -> ``scripts/cli/build_oscar_image_cli`` (``menu``, file mode, lines 239-263);
+- ``--defineclients`` -> ``scripts/cli/define_oscar_clients_cli`` (``addclients``, file mode, 150-202);
+- ``--networkclients`` -> ``lib/OSCAR/CLI_MAC.pm`` (``cli_menu`` 106-253, ``assign_macs_cli``
+  259-309, ``cli_installmode``), with the MAC file read by ``lib/OSCAR/MAC.pm`` (``get_from_file``).
 
 The two Perl scripts read the file as a list of lines: a line starting with ``#``, an empty
 line and the line ``0`` are passed over; any other line is compared *as a number* with the
 item numbers (`` 4``, ``4x`` are 4; ``four`` is 0 and matches nothing, silently); an item that
-takes a value takes the very next line, whatever it is (a comment or a blank line included).
-CLI_MAC reads one line at a time, passing over blank lines, ``0`` and ``#`` lines everywhere,
-and compares items *as strings* (``1 `` is not 1). Where OSCAR would wait forever (networking
-answers that end before 10, a define-clients item 1, an unknown MAC assignment method, an
-install mode it does not have), :func:`replay` says so instead.
+takes a value takes the very next line, whatever it is (a comment or a blank line included),
+and one on the file's last line asks for its value on stdin instead. CLI_MAC reads one line at
+a time, passing over blank lines, ``0`` and ``#`` lines everywhere, and compares items *as strings*
+(``1 `` is not 1); at the end of the file it goes on reading forever (``response_filter``
+takes the end for a blank line, lines 172-175, 407-422).
+
+Where OSCAR would never end, or would go on having silently done less than the file asks,
+:func:`replay` refuses the file, naming the line and the place in OSCAR's code:
+
+- networking answers that end before 10 or 4, a MAC assignment method other than 1, 2, 3, an
+  install mode OSCAR does not have: OSCAR reads forever;
+- anything but 10 after networking item 4: ``__enable_install_mode`` (MAC.pm 809-828) returns
+  1 on success, which ``cli_menu`` takes as failure and returns (CLI_MAC.pm 216-220), so nothing
+  after a successful 4 is read (the boot CD, network boot, DHCP); and 4 must be followed by 10,
+  which OSCAR reads when enabling fails;
+- networking answers that set up neither the boot CD (8) nor network boot (9): the nodes
+  could boot from nothing OSCAR made;
+- a define-clients item 1 (``image_name`` loops forever in file mode, lines 164-166, 317-344),
+  or 11 before the clients are added (OSCAR defines none);
+- build-image answers that never reach 8 (Build Image): OSCAR builds nothing and its step 4
+  still ends with status 0 (lines 92-99); step 5 then fails ("You must build at least one
+  image!", define_oscar_clients_cli 137-143).
 """
 
 from __future__ import annotations
@@ -143,7 +161,11 @@ def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
             continue
         if menu is DEFINE_CLIENTS and item.number == 1:
             raise InputError(f"{where} line {number}: menu item 1 ({item.label}) makes OSCAR's "
-                               f"{menu.source} loop forever in file mode; leave it out (OSCAR takes the first image)")
+                             f"{menu.source} loop forever in file mode; leave it out (OSCAR takes the first image)")
+        if menu is DEFINE_CLIENTS and item.number == last:
+            raise InputError(f"{where} line {number}: menu item {last} ({item.label}) ends OSCAR's "
+                             f"{menu.source} without adding the clients: OSCAR defines none and no node "
+                             "can install; end with 10 (Add Clients) or nothing")
         answer_value = None
         if item.takes_value:
             answer_value = lines[i] if i < len(lines) else None
@@ -151,7 +173,18 @@ def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
         answers.append(Answer(item.number, answer_value))
         if item.number in (last, last - 1):
             break
+    if menu is BUILD_IMAGE and not any(answer.item == 8 for answer in answers):
+        ended = (f"line {_line_of(lines, answers[-1].item)}: item 9 (Quit) ends the menu"
+                 if answers and answers[-1].item == 9 else "the file ends")
+        raise InputError(f"{where}: {ended} before item 8 (Build Image): OSCAR's {menu.source} builds no "
+                         "image and still ends with status 0, and step 5 fails ('You must build at least one "
+                         "image!'); end with 8")
     return answers
+
+
+def _line_of(lines: list[str], item: int) -> int:
+    """The number of the last line that holds ``item`` alone (for messages)."""
+    return max((n for n, line in enumerate(lines, start=1) if line.strip() == str(item)), default=len(lines))
 
 
 def _replay_networking(text: str, where: str) -> list[Answer]:
@@ -165,7 +198,7 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
         nonlocal position
         if position >= len(wanted):
             raise InputError(f"{where}: the file ends while OSCAR waits for {waiting_for}; "
-                               f"OSCAR's {SETUP_NETWORKING.source} would wait forever")
+                             f"OSCAR's {SETUP_NETWORKING.source} would read past its end forever")
         position += 1
         return wanted[position - 1]
 
@@ -181,7 +214,7 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
             if method not in methods:
                 choices = ", ".join(f"{number} {label}" for number, label in methods.items())
                 raise InputError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
-                                   f"({choices}); OSCAR's assign_macs_cli would loop forever")
+                                 f"({choices}); OSCAR's assign_macs_cli would loop forever")
             extra = [method]
             while method == "2":
                 _, pick = next_line("a MAC to assign, or 'quit'")
@@ -201,6 +234,32 @@ def _replay_networking(text: str, where: str) -> list[Answer]:
             answers.append(Answer(3, mode))
         else:
             answers.append(Answer(item))
-            if item == 10:
+            if item == 4:
+                _after_enable(wanted[position:], number, where)
+            if item in (4, 10):
+                _needs_boot_media(answers, number, where)
                 return answers
 
+
+def _after_enable(rest: list[tuple[int, str]], enable_line: int, where: str) -> None:
+    """Refuse what follows networking item 4 unless it is 10: OSCAR never reads it after a
+    successful 4, and reads 10 only when enabling fails."""
+    enable = SETUP_NETWORKING.item(4).label
+    for number, line in rest:
+        if line == "10":
+            return
+        label = next((f" ({item.label})" for item in SETUP_NETWORKING.items if str(item.number) == line), "")
+        raise InputError(f"{where} line {number}: '{line}'{label} comes after item 4 ({enable}, line "
+                         f"{enable_line}), and OSCAR reads nothing after a successful item 4 "
+                         f"({SETUP_NETWORKING.source} lines 216-220 take __enable_install_mode's 1 for a "
+                         "failure and leave the menu); put 4 last, then 10")
+    raise InputError(f"{where} line {enable_line}: item 4 ({enable}) is not followed by 10 (Finish): when "
+                     f"enabling fails OSCAR's {SETUP_NETWORKING.source} reads on and loops at the end of "
+                     "the file; end the file with 10")
+
+
+def _needs_boot_media(answers: list[Answer], end_line: int, where: str) -> None:
+    """Refuse networking answers that make neither the boot CD (8) nor network boot (9)."""
+    if not any(answer.item in (8, 9) for answer in answers):
+        raise InputError(f"{where} line {end_line}: the menu ends before item 8 ({SETUP_NETWORKING.item(8).label}) "
+                         f"or 9 ({SETUP_NETWORKING.item(9).label}): the nodes could boot from nothing OSCAR made")

@@ -277,11 +277,12 @@ class Background:
         self.label = label
         self.command = command
 
-    def read(self) -> bytes:
-        """What the command has sent since the last read (b"" if nothing)."""
-        chunks = []
+    def read(self, limit: int = 4 << 20) -> bytes:
+        """What the command has sent since the last read (b"" if nothing), at most about ``limit``
+        bytes (a command that floods its output is read a bounded piece at a time)."""
+        chunks: list[bytes] = []
         try:
-            while self.channel.recv_ready():
+            while self.channel.recv_ready() and sum(map(len, chunks)) < limit:
                 chunks.append(self.channel.recv(65536))
         except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
             raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
@@ -307,10 +308,14 @@ class Background:
         self.channel.close()
 
 
+MAX_LINE = 1 << 16
+
+
 @dataclass
 class LogReader:
     """A log on a VM, followed as it grows (``Connection.follow``: no request per look, so the
-    guest's CPU stays with its own work) and taken a complete line at a time from ``offset`` on."""
+    guest's CPU stays with its own work) and taken a complete line at a time from ``offset`` on
+    (a line longer than ``MAX_LINE`` bytes is taken in pieces of that size)."""
 
     path: str
     offset: int
@@ -323,6 +328,8 @@ class LogReader:
             self.follower = conn.follow(self.path, self.offset)
         self.pending += self.follower.read()
         lines, used = complete_lines(self.pending)
+        if not used and len(self.pending) > MAX_LINE:  # a line that never ends (a guest's output): cut it
+            lines, used = complete_lines(self.pending[:MAX_LINE], final=True)
         self.pending = self.pending[used:]
         self.offset += used
         return lines

@@ -22,6 +22,12 @@ Desired = Literal["created", "running", "stopped"]
 PhaseResult = Literal["running", "passed", "failed"]
 
 
+def _order(state: ClusterState, name: str) -> tuple[int, str]:
+    """Where the VM ``name`` comes in the cluster's order (unknown names last, by name)."""
+    vm = state.vms.get(name)
+    return (vm.index if vm else 1 << 30, name)
+
+
 class StateError(ValueError):
     """The state file's text is not a cluster state (its message names the field)."""
 
@@ -78,7 +84,9 @@ class OscarRun:
     rsyncd_offset: int = 0
     hook_reached: float | None = None
     status: int | None = None  # its exit status, once it has exited
-    failure: str | None = None  # OSCAR's own failure line ("Failed on Step 4 - ...")
+    failure: str | None = None  # where it failed and its line that says why (oscarvt.oscar_output)
+    step: int | None = None  # the last step whose banner it printed
+    step_ended: bool = False  # ... and whether that banner said the step ended well
     tests: list[dict[str, str]] = field(default_factory=list)  # its cluster tests (class, name, result, message,
                                                                # seconds)
 
@@ -175,6 +183,10 @@ class ClusterState:
             state = dacite.from_dict(cls, data, config=dacite.Config(strict=True))
         except dacite.DaciteError as exc:
             raise StateError(str(exc)) from None
+        # in the VMs' order (headnode, node 1, 2, ..., 10: OSCAR's client order, sortclients in
+        # lib/OSCAR/MAC.pm), not the file's, whose keys are sorted as text (oscarnode10 before oscarnode2)
+        state.vms = dict(sorted(state.vms.items(), key=lambda entry: entry[1].index))
+        state.nodes = {name: state.nodes[name] for name in sorted(state.nodes, key=lambda n: _order(state, n))}
         if [vm.role for vm in state.vms.values()].count("headnode") != 1:
             raise StateError("field \"vms\" must hold exactly one headnode")
         bad = [name for name in state.vms if not VM_NAME.fullmatch(name)]

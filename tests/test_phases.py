@@ -21,10 +21,10 @@ from oscarvt.oscar_menus import replay
 from oscarvt.phase_table import CLEANUP_PHASES, PHASES, RUN_PHASES
 from oscarvt.phases import nodes
 from oscarvt.phases.host import CLAIM_WAIT
-from oscarvt.phases.inputs import define_clients, input_files, mac_file, network_clients
+from oscarvt.phases.inputs import build_image, define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.spec import spec_from_dict
-from oscarvt.state import ClusterState, Logs, PhaseRecord, Vm
+from oscarvt.state import ClusterState, Logs, NodeRecord, PhaseRecord, Vm
 
 STATE = ClusterState(cluster_id=7, spec={"template": "/x.qcow2", "ssh": {"password": "pw"}}, vms={
     "headnode": Vm("headnode", 0, ip="192.168.77.1", mac="52:54:00:12:34:01"),
@@ -89,13 +89,37 @@ def test_the_mac_file_is_oscars_format_in_client_order():
     assert re.search(r"([0-9a-fA-F:-]+)\s*#*", "oscarnode1 52:54:00:12:34:02").group(1) == "ca"
 
 
+def test_ten_nodes_and_more_keep_oscars_client_order_through_the_state_file():
+    # state.json's keys are sorted as text (oscarnode10 before oscarnode2); OSCAR gives the MACs, in file
+    # order, to its clients sorted by name prefix and then number (MAC.pm sortclients), and so must we
+    vms = {"headnode": Vm("headnode", 0, ip="192.168.77.1", mac="52:54:00:12:34:01")}
+    vms.update({f"oscarnode{k}": Vm("node", k, ip=f"192.168.77.{k + 1}", mac=f"52:54:00:12:34:{k + 1:02x}")
+                for k in range(12, 0, -1)})
+    state = ClusterState.from_json(dataclasses.replace(STATE, vms=vms, nodes={
+        "oscarnode10": NodeRecord(102), "oscarnode9": NodeRecord(102)}).to_json())
+    assert list(state.node_vms()) == [f"oscarnode{k}" for k in range(1, 13)]
+    assert list(state.nodes) == ["oscarnode9", "oscarnode10"]
+    assert [line.split("# ")[1] for line in mac_file(state).splitlines()[1:]] == list(state.node_vms())
+
+
 def test_networking_answers_are_read_by_oscar_as_meant():
-    replayed = replay(oscar_menus.SETUP_NETWORKING, network_clients(spec()), "networkclients")
+    # CLI_MAC.pm 216-220: a successful 4 leaves the menu, so the CD (8) and network boot (9) come
+    # before it, and 10, which follows it, is read only when enabling fails
+    text = network_clients(spec())
+    replayed = replay(oscar_menus.SETUP_NETWORKING, text, "networkclients")
     assert [(a.item, a.value, a.extra) for a in replayed] == [
-        (1, "/var/lib/oscarvt/inputs/client.macs", ("1",)), (3, "Rsync", ()), (4, None, ()), (6, None, ()),
-        (8, None, ()), (9, None, ()), (10, None, ())]
+        (1, "/var/lib/oscarvt/inputs/client.macs", ("1",)), (3, "Rsync", ()), (8, None, ()), (9, None, ()),
+        (4, None, ())]
+    assert [line for line in text.splitlines() if not line.startswith("#")][-2:] == ["4", "10"]
     assert replay(oscar_menus.SETUP_NETWORKING, network_clients(spec(install_mode="Bittorrent")),
                   "n")[1].value == "Bittorrent"
+
+
+def test_build_image_answers_build_with_oscars_defaults():
+    # build_oscar_image_cli 253-261: 8 builds (add_image) and ends the reading
+    assert [(a.item, a.value) for a in replay(oscar_menus.BUILD_IMAGE, build_image(), "b")] == [(8, None)]
+    assert replay(oscar_menus.BUILD_IMAGE, "1\nmyimage\n7\nreboot\n8\n9\n", "b") == [
+        oscar_menus.Answer(1, "myimage"), oscar_menus.Answer(7, "reboot"), oscar_menus.Answer(8)]
 
 
 @pytest.mark.parametrize("menu, text, message", [
@@ -103,10 +127,26 @@ def test_networking_answers_are_read_by_oscar_as_meant():
      "define line 3: menu item 1 (Image Name) makes OSCAR's scripts/cli/define_oscar_clients_cli loop forever"),
     (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n4\n6\n10\n",
      "define line 3: '4' is not a MAC assignment method"),
-    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n1\n4\n6\n",
-     "define: the file ends while OSCAR waits for a menu choice (10, Finish, ends it)"),
+    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n1\n8\n6\n",
+     "define: the file ends while OSCAR waits for a menu choice (10, Finish, ends it); OSCAR's "
+     "lib/OSCAR/CLI_MAC.pm would read past its end forever"),
     (oscar_menus.SETUP_NETWORKING, "3\nsystemimager-rsync\n4\n10\n",
      "define: the file ends while OSCAR waits for an installation mode (None Rsync Bittorrent Flamethrower)"),
+    # what the driver wrote until 2026-12: 6, 8 and 9 after a successful 4 are never read
+    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n1\n3\nRsync\n4\n6\n8\n9\n10\n",
+     "define line 7: '6' (Configure DHCP Server) comes after item 4 (Enable Install Mode, line 6), and OSCAR "
+     "reads nothing after a successful item 4 (lib/OSCAR/CLI_MAC.pm lines 216-220"),
+    (oscar_menus.SETUP_NETWORKING, "3\nRsync\n8\n# done\n4\n",
+     "define line 5: item 4 (Enable Install Mode) is not followed by 10 (Finish): when enabling fails"),
+    (oscar_menus.SETUP_NETWORKING, "1\n/tmp/macs\n1\n3\nRsync\n4\n10\n",
+     "define line 6: the menu ends before item 8 (Build AutoInstall CD) or 9 (Setup Network Boot)"),
+    (oscar_menus.BUILD_IMAGE, "1\nmyimage\n",
+     "define: the file ends before item 8 (Build Image): OSCAR's scripts/cli/build_oscar_image_cli builds no "
+     "image and still ends with status 0, and step 5 fails ('You must build at least one image!')"),
+    (oscar_menus.BUILD_IMAGE, "# quit\n9\n8\n", "define: line 2: item 9 (Quit) ends the menu before item 8"),
+    (oscar_menus.BUILD_IMAGE, "1\n", "define: the file ends before item 8"),  # 1's value would come from stdin
+    (oscar_menus.DEFINE_CLIENTS, "4\n3\n11\n", "define line 3: menu item 11 (Quit) ends OSCAR's "
+     "scripts/cli/define_oscar_clients_cli without adding the clients"),
 ])
 def test_answers_oscar_would_hang_on_are_refused(menu, text, message):
     with pytest.raises(OscarvtError) as caught:
@@ -115,11 +155,11 @@ def test_answers_oscar_would_hang_on_are_refused(menu, text, message):
 
 
 def test_the_old_networking_answers_were_read_one_place_off():
-    old = "1\n/var/lib/oscarvt/inputs/client.macs\n3\nsystemimager-rsync\n4\n6\n8\n9\n10\n"
+    old = "1\n/var/lib/oscarvt/inputs/client.macs\n3\nsystemimager-rsync\n8\n9\n4\n10\n"
     replayed = replay(oscar_menus.SETUP_NETWORKING, old, "old")
     assert [(a.item, a.value, a.extra) for a in replayed] == [
         (1, "/var/lib/oscarvt/inputs/client.macs", ("3",)),  # "3" taken as "Return to previous menu"
-        (4, None, ()), (6, None, ()), (8, None, ()), (9, None, ()), (10, None, ())]  # no install mode
+        (8, None, ()), (9, None, ()), (4, None, ())]  # no install mode
 
 
 def test_oscar_reads_answer_lines_its_own_way():
@@ -129,16 +169,16 @@ def test_oscar_reads_answer_lines_its_own_way():
     assert [(a.item, a.value) for a in replay(oscar_menus.DEFINE_CLIENTS, text, "d")] == [
         (4, "3"), (4, "# comment"), (10, None)]
     # CLI_MAC: items compared as strings, so "4 " is ignored; blank and '#' lines passed over everywhere
-    text = "4 \n1\n\n# the file\n/tmp/m\n# method\n2\naa\nn1\nquit\n3\nRsync\n10\n"
+    text = "4 \n1\n\n# the file\n/tmp/m\n# method\n2\naa\nn1\nquit\n3\nRsync\n0\n9\n10\n"
     assert [(a.item, a.value, a.extra) for a in replay(oscar_menus.SETUP_NETWORKING, text, "n")] == [
-        (1, "/tmp/m", ("2", "aa", "n1", "quit")), (3, "Rsync", ()), (10, None, ())]
+        (1, "/tmp/m", ("2", "aa", "n1", "quit")), (3, "Rsync", ()), (9, None, ()), (10, None, ())]
 
 
 def test_input_overrides_replace_add_and_are_checked(tmp_path):
-    (tmp_path / "defineclients").write_text("11\n")
-    (tmp_path / "buildimage").write_text("9\n")
+    (tmp_path / "defineclients").write_text("3\nnode\n")
+    (tmp_path / "buildimage").write_text("1\nimg\n8\n")
     files = input_files(spec(), STATE, tmp_path)
-    assert files["defineclients"] == "11\n" and files["buildimage"] == "9\n"
+    assert files["defineclients"] == "3\nnode\n" and files["buildimage"] == "1\nimg\n8\n"
     assert "client.macs" in files and "networkclients" in files
     (tmp_path / "networkclients").write_text("1\n/tmp/m\n4\n")
     with pytest.raises(OscarvtError, match=r"networkclients line 3: '4' is not a MAC assignment method"):

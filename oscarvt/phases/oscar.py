@@ -1,17 +1,21 @@
 """start-oscar and finish-oscar: run OSCAR's install_cluster on the headnode, in the background.
 
 start-oscar writes the input files, installs the driver's boot hook as ``--bootscript`` and
-starts ``install_cluster --cli IFACE`` detached from the SSH session, its output going to
-``OUTPUT`` on the headnode and its exit status to ``STATUS``. The hook tells the driver OSCAR
-is waiting for the nodes (``REACHED``) and waits until wait-for-nodes writes ``RELEASE``
-(``0``: every node booted; ``1``: give up, and OSCAR fails as it does when its boot script
-fails). finish-oscar follows OSCAR to its end; OSCAR's exit status is the verdict.
+starts ``./install_cluster --cli IFACE`` from OSCAR's folder, as OSCAR asks to be started
+(lib/OSCAR/Env.pm line 50), with ``OSCAR_VERBOSE=3`` so that it prints its steps' banners
+(:mod:`oscarvt.oscar_output`), the answers for step 2's prompt on its stdin, detached from the
+SSH session, its output going to ``OUTPUT`` on the headnode and its exit status to ``STATUS``.
+A watchdog beside it (``WATCHDOG_SCRIPT``) stops it if its output runs away, before OSCAR's
+log fills the headnode's disk. The hook tells the driver OSCAR is waiting for the nodes
+(``REACHED``) and waits until wait-for-nodes writes ``RELEASE`` (``0``: every node booted;
+``1``: give up, and OSCAR fails as it does when its boot script fails). finish-oscar follows
+OSCAR to its end; OSCAR's exit status is the verdict. A failure names the step and OSCAR's own
+line that says why; a loop (a menu reprinted forever) is stopped and named within seconds.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import shlex
 import tarfile
 import time
@@ -19,15 +23,16 @@ from pathlib import Path
 
 from lxml import etree
 
-from oscarvt import events, timing
+from oscarvt import events, oscar_output, timing
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
+from oscarvt.oscar_output import RepeatWatch, StepSeen
 from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
 from oscarvt.phases.access import open_headnode
-from oscarvt.phases.inputs import FLAG_FILES, INPUTS_DIR, input_files
+from oscarvt.phases.inputs import CONSOLE_FILE, FLAG_FILES, INPUTS_DIR, input_files
 from oscarvt.ssh import Connection, LogReader
 from oscarvt.state import OscarRun
 from oscarvt.waiting import wait_for
@@ -39,18 +44,43 @@ RELEASE = f"{WORK}/hook.release"
 OUTPUT = f"{WORK}/install_cluster.out"
 STATUS = f"{WORK}/install_cluster.status"
 PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
+RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN-WINDOW TOTAL"
+WATCHDOG = f"{WORK}/watchdog"
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
-# OSCAR's failure lines (scripts/cli/main_cli's die messages; Perl adds " at SCRIPT line N.").
-FAILURE_GREP = "Failed (on )?Step [0-9]+ - |Failed to confirm client node boot before Step 7 - "
-FAILURE = re.compile(r"(Failed (?:on )?Step [0-9]+ - .+?|Failed to confirm client node boot before Step 7 - .+?)"
-                     r"(?: at \S+ line [0-9]+\.)?\s*$")
-STEP = re.compile(r"(Step [0-9]+ - .*)$")  # main_cli's line as it starts a step
+VERBOSITY = 3  # OSCAR_VERBOSE: from 3 on, OSCAR's Logger prints the steps' banners (Logger.pm 52-66)
 STOP_OSCAR = f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}"
 MISSING = 97  # prepare's exit status when install_cluster is not there
 POLL = 0.5         # seconds between looks at what the followed output brought (no SSH request)
 WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
+TAIL_BYTES = 65536  # of OSCAR's output read for the cause of a failure, or shown after a skip
+SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES
+KEEP_BYTES = 1 << 20  # a runaway output and OSCAR's log keep their first and last KEEP_BYTES
+# The watchdog's bounds: output (and so OSCAR's log) growing faster than any install writes.
+RUNAWAY_WINDOW = 5  # seconds
+RUNAWAY_BYTES = 8 << 20  # in RUNAWAY_WINDOW seconds
+RUNAWAY_TOTAL = 256 << 20
+
+WATCHDOG_SCRIPT = f"""#!/bin/sh
+# oscarvt's watchdog for install_cluster (process group $1): a step that reprints its menu
+# forever writes megabytes a second, and OSCAR's log the same. Once the output grows by more
+# than {RUNAWAY_BYTES} bytes in {RUNAWAY_WINDOW} s, or past {RUNAWAY_TOTAL} bytes, stop OSCAR before the disk fills.
+pgid=$1 {" ".join(f"w{i}=0" for i in range(1, RUNAWAY_WINDOW + 1))}
+while [ ! -s {STATUS} ] && kill -0 -- "-$pgid" 2>/dev/null; do
+    sleep 1
+    size=$(stat -c %s {OUTPUT} 2>/dev/null) || size=0
+    if [ $((size - w{RUNAWAY_WINDOW})) -gt {RUNAWAY_BYTES} ] || [ "$size" -gt {RUNAWAY_TOTAL} ]; then
+        echo "$((size - w{RUNAWAY_WINDOW})) $size" > {RUNAWAY}
+        kill -TERM -- "-$pgid" 2>/dev/null
+        n=0; while kill -0 -- "-$pgid" 2>/dev/null && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
+        kill -KILL -- "-$pgid" 2>/dev/null
+        sleep 1; [ -s {STATUS} ] || echo 137 > {STATUS}
+        exit 0
+    fi
+    {" ".join(f"w{i}=$w{i - 1}" for i in range(RUNAWAY_WINDOW, 1, -1))} w1=$size
+done
+"""
 
 HOOK_SCRIPT = f"""#!/bin/sh
 # oscarvt's boot hook (install_cluster --bootscript): tell the driver OSCAR waits for the
@@ -70,22 +100,22 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
         if not iface:
             raise InputError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
         with open_headnode(cluster, state) as conn:
-            install = f"{spec.oscar.dir}/install_cluster"
-            monitor_offset, rsyncd_offset = prepare(conn, install, files)
+            monitor_offset, rsyncd_offset = prepare(conn, f"{spec.oscar.dir}/install_cluster", files)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
-            command = f"{shlex.quote(install)} --cli {shlex.quote(iface)} {flags} --bootscript {HOOK}"
-            progress(f"starting OSCAR: {command}")
+            command = (f"OSCAR_VERBOSE={VERBOSITY} ./install_cluster --cli {shlex.quote(iface)} {flags} "
+                       f"--bootscript {HOOK} < {INPUTS_DIR}/{CONSOLE_FILE}")
+            progress(f"starting OSCAR in {spec.oscar.dir}: {command}")
             record = OscarRun(command=command, started=time.time(),
                               monitor_offset=monitor_offset, rsyncd_offset=rsyncd_offset)  # logs are read from here on
             state.oscar = record
             cluster.save(state)
-            detached = (f"echo $$ > {PIDFILE}; cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
+            # the shell outlives a TERM to the group (its trap) to write the status; the watchdog has its own session
+            detached = (f"trap true TERM; echo $$ > {PIDFILE}; setsid {WATCHDOG} $$ < /dev/null > /dev/null 2>&1 & "
+                        f"cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
                         f"echo $? > {STATUS}; rm -f {PIDFILE}")
             conn.check_output(f"setsid sh -c {shlex.quote(detached)} < /dev/null > /dev/null 2>&1 &")
             with timing.spent_on_product():
                 status = follow_oscar(conn, record, spec.timeouts.oscar, until=REACHED)
-            if status:
-                print_log_tail(conn)
         if status is not None:
             return oscar_ended(record, status)
         record.hook_reached = time.time()
@@ -99,13 +129,13 @@ def prepare(conn: Connection, install: str, files: dict[str, str]) -> tuple[int,
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w") as archive:
         for path, text, mode in [*((f"{INPUTS_DIR}/{n}", t, 0o644) for n, t in files.items()),
-                                 (HOOK, HOOK_SCRIPT, 0o755)]:
+                                 (HOOK, HOOK_SCRIPT, 0o755), (WATCHDOG, WATCHDOG_SCRIPT, 0o755)]:
             data = text.encode()
             entry = tarfile.TarInfo(path.lstrip("/"))
             entry.size, entry.mode, entry.mtime = len(data), mode, int(time.time())
             archive.addfile(entry, io.BytesIO(data))
     script = (f"test -x {shlex.quote(install)} || exit {MISSING}; {STOP_OSCAR}; "
-              f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} && mkdir -p {INPUTS_DIR} "
+              f"rm -rf {INPUTS_DIR} {REACHED} {RELEASE} {OUTPUT} {STATUS} {RUNAWAY} && mkdir -p {INPUTS_DIR} "
               f"&& tar -x -m -f - -C / && for log in {MONITOR_LOG} {RSYNCD_LOG}; do "
               "stat -c %s -- \"$log\" 2>/dev/null || echo 0; done")
     status, output = conn.feed(script, tar.getvalue())
@@ -130,8 +160,6 @@ def finish_oscar(cluster: ClusterDir) -> str:
             with timing.spent_on_product():
                 status = follow_oscar(conn, record, spec.timeouts.oscar, until=None)
             assert status is not None
-            if status:
-                print_log_tail(conn)
             report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
         results = junit_results(report)
         record.tests = results
@@ -149,11 +177,13 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
 
     The output is followed as it is written (``Connection.follow``) and the end awaited by a loop
     on the headnode that looks once a second (``end_watch``): asking over SSH each second took a
-    third of the headnode's CPU from OSCAR's own steps under TCG. On a timeout OSCAR is stopped, so
-    that nothing is left running on the headnode.
+    third of the headnode's CPU from OSCAR's own steps under TCG. OSCAR is stopped (so that
+    nothing is left running on the headnode) on a timeout or a loop, each a ProductError; once
+    it has exited with a failure, ``record.failure`` says why (:func:`explain_failure`).
     """
     deadline = time.monotonic() + timeout
     output = LogReader(OUTPUT, record.offset)
+    repeats = RepeatWatch()
     try:
         while True:
             watch = conn.start(end_watch(until, min(WATCH_ROUND, max(1, int(deadline - time.monotonic())))))
@@ -161,7 +191,9 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
                 while not watch.ended():
                     lines = output.read(conn)
                     record.offset = output.offset
-                    take_output(record, lines)
+                    looping = take_output(record, lines, repeats)
+                    if looping:
+                        raise oscar_loops(conn, record, looping)
                     time.sleep(POLL)
             finally:
                 watch.close()
@@ -171,22 +203,25 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
             if time.monotonic() > deadline:
                 stop_oscar(conn)
                 what = "reach the boot hook" if until else "finish"
-                raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar); it was stopped "
+                raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar), "
+                                   f"{oscar_output.where(_step(record))}; it was stopped "
                                    f"(its output: {OUTPUT} on the headnode)")
     finally:
         output.close()
     if not status:
-        print_output(conn, record)
+        print_output(conn, record, repeats)
         return None
     time.sleep(1)  # its output may still be passing through a pipe (tee)
-    print_output(conn, record, final=True)  # all it wrote before exiting is in the file by now
-    if record.failure is None:
-        last = conn.check_output(f"grep -hE '{FAILURE_GREP}' {OSCAR_LOG} 2>/dev/null | tail -n 1 || true")
-        if last.strip():
-            found = FAILURE.search(last)
-            if found:
-                record.failure = found.group(1)
-    return int(status) if status.lstrip("-").isdigit() else 1
+    looping = print_output(conn, record, repeats, final=True)  # all it wrote is in the file by now
+    code = int(status) if status.lstrip("-").isdigit() else 1
+    if looping:
+        raise oscar_loops(conn, record, looping)
+    if code:
+        ran_away = conn.check_output(f"cat {RUNAWAY} 2>/dev/null || true").split()
+        if len(ran_away) == 2 and all(figure.isdigit() for figure in ran_away):
+            raise oscar_ran_away(conn, record, int(ran_away[0]), int(ran_away[1]))
+        explain_failure(conn, record, code)
+    return code
 
 
 def end_watch(until: str | None, seconds: int) -> str:
@@ -203,24 +238,82 @@ def oscar_state(conn: Connection, until: str | None) -> tuple[str, bool]:
     return status.strip(), flag == "1"
 
 
-def print_output(conn: Connection, record: OscarRun, final: bool = False) -> None:
-    """Print OSCAR's output lines after ``record.offset`` and move the offset past them."""
+def print_output(conn: Connection, record: OscarRun, repeats: RepeatWatch, final: bool = False) -> str | None:
+    """Print OSCAR's output lines after ``record.offset`` and move the offset past them; the line
+    it repeats if it loops. More than ``SHOW_LIMIT`` bytes left (a runaway) are skipped down to
+    the last ``TAIL_BYTES``."""
+    size = conn.check_output(f"stat -c %s {OUTPUT} 2>/dev/null || echo 0").strip()
+    left = int(size) - record.offset if size.isdigit() else 0
+    if left > SHOW_LIMIT:
+        progress(f"oscar| [oscarvt: {left - TAIL_BYTES} bytes of OSCAR's output not shown]")
+        record.offset += left - TAIL_BYTES
     data = conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true")
     lines, used = complete_lines(data, final)
     record.offset += used
-    take_output(record, lines)
+    return take_output(record, lines, repeats)
 
 
-def take_output(record: OscarRun, lines: list[str]) -> None:
-    """Print lines of OSCAR's output; note its failure line if one passes, and each step it starts."""
+def take_output(record: OscarRun, lines: list[str], repeats: RepeatWatch) -> str | None:
+    """Print lines of OSCAR's output and note each step it begins or ends (an event for each
+    beginning); the line it repeats if the lines show a loop (and then the rest is not printed)."""
+    now = time.time()
     for line in lines:
         progress(f"oscar| {line}")
-        found = FAILURE.search(line)
-        if found:
-            record.failure = found.group(1)
-        step = STEP.search(line)
-        if step and "Skipping" not in line and not found:
-            events.emit("oscar_step", step=step.group(1))
+        seen = oscar_output.step_seen(line)
+        if seen is not None and (seen.number, seen.ended) != (record.step, record.step_ended):
+            record.step, record.step_ended = seen.number, seen.ended
+            if not seen.ended:
+                events.emit("oscar_step", step=oscar_output.step_title(seen.number))
+        looping = repeats.take(line, now)
+        if looping:
+            return looping
+    return None
+
+
+def _step(record: OscarRun) -> StepSeen | None:
+    return StepSeen(record.step, record.step_ended) if record.step is not None else None
+
+
+def output_tail(conn: Connection) -> list[str]:
+    """The last lines of OSCAR's output (at most ``TAIL_BYTES``), its first one, cut, left out."""
+    data = conn.check_output_bytes(f"tail -c {TAIL_BYTES} {OUTPUT} 2>/dev/null || true")
+    lines, _ = complete_lines(data, final=True)
+    return lines[1:] if len(data) >= TAIL_BYTES else lines
+
+
+def explain_failure(conn: Connection, record: OscarRun, status: int) -> None:
+    """Note in ``record.failure`` where OSCAR failed and the line of its output that says why."""
+    record.failure = oscar_output.describe_failure(output_tail(conn), _step(record), status)
+
+
+def oscar_loops(conn: Connection, record: OscarRun, line: str) -> ProductError:
+    """Stop OSCAR, which loops printing ``line``; the error that says so. Its output and its log
+    keep their first and last ``KEEP_BYTES`` (a loop writes megabytes a second)."""
+    stop_oscar(conn)
+    cut_runaway_logs(conn)
+    record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: it prints '{line}' again and again; "
+                      "it was stopped")
+    return ProductError(f"{record.failure} (its output: {OUTPUT} on the headnode, or grab-logs)")
+
+
+def oscar_ran_away(conn: Connection, record: OscarRun, window: int, total: int) -> ProductError:
+    """The error for an OSCAR the watchdog stopped: ``window`` bytes of output in its window, ``total`` in all."""
+    repeated = oscar_output.most_repeated(output_tail(conn))
+    cut_runaway_logs(conn)
+    what = f"it printed '{repeated}' again and again, " if repeated else "it printed "
+    record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: {what}{window >> 20} MiB in "
+                      f"{RUNAWAY_WINDOW} s ({total >> 20} MiB in all); it was stopped")
+    return ProductError(f"{record.failure} (its output: {OUTPUT} on the headnode, or grab-logs)")
+
+
+def cut_runaway_logs(conn: Connection) -> None:
+    """Keep the first and last ``KEEP_BYTES`` of OSCAR's output and log, with a line where the rest was."""
+    for path in (OUTPUT, OSCAR_LOG):
+        quoted = shlex.quote(path)
+        conn.check_output(
+            f"size=$(stat -c %s {quoted} 2>/dev/null) || exit 0; [ \"$size\" -gt {2 * KEEP_BYTES} ] || exit 0; "
+            f"{{ head -c {KEEP_BYTES} {quoted}; echo; echo \"[oscarvt: $((size - {2 * KEEP_BYTES})) bytes of a "
+            f"loop's output cut here]\"; tail -c {KEEP_BYTES} {quoted}; }} > {quoted}.cut && mv {quoted}.cut {quoted}")
 
 
 def stop_oscar(conn: Connection) -> None:
@@ -233,14 +326,8 @@ def oscar_ended(record: OscarRun, status: int) -> str:
     record.status = status
     if status == 0:
         return "OSCAR finished (exit 0)"
-    failure = record.failure or f"install_cluster exited with status {status}"
-    raise ProductError(f"OSCAR failed: {failure} (see {OSCAR_LOG} on the headnode, or grab-logs)")
-
-
-def print_log_tail(conn: Connection, lines: int = 15) -> None:
-    """Print the last ``lines`` of OSCAR's own log on the headnode."""
-    for line in conn.check_output(f"tail -n {lines} {OSCAR_LOG} 2>/dev/null || true").splitlines():
-        progress(f"{OSCAR_LOG}| {line}")
+    failure = record.failure or f"OSCAR failed: install_cluster exited with status {status}"
+    raise ProductError(f"{failure} (exit {status}; its output: {OUTPUT} on the headnode, or grab-logs)")
 
 
 def release_hook(conn: Connection, ok: bool) -> None:
