@@ -251,6 +251,29 @@ def test_send_logs_mails_the_verdict_failing_node_and_logs(tmp_path, smtp_sink):
     assert attachment.get_payload(decode=True) == (cluster.path / "logs.tar.gz").read_bytes()
 
 
+def test_a_mail_quotes_oscars_output_when_it_died_before_its_log(tmp_path, smtp_sink):
+    # OSCAR's head dies in lib/OSCAR/Env.pm before install_cluster opens oscarinstall.log (line 230)
+    cluster = ClusterDir(tmp_path / "c")
+    logs = cluster.path / "logs"
+    died = ("OSCAR failed before its first step: Undefined subroutine &OSCAR::Env::oscar_log called at "
+            "/opt/oscar/lib/OSCAR/Env.pm line 127.")
+    (logs / "headnode" / "var/lib/oscarvt").mkdir(parents=True)
+    (logs / "headnode" / "var/lib/oscarvt/install_cluster.out").write_text(died.split(": ", 1)[1] + "\n")
+    with tarfile.open(cluster.path / "logs.tar.gz", "w:gz") as tar:
+        tar.add(logs, arcname="logs")
+    now = time.time()
+    cluster.save(dataclasses.replace(
+        STATE, logs=Logs(dir=str(logs), tarball=str(cluster.path / "logs.tar.gz")),
+        phases=[PhaseRecord("start-oscar", start=now, end=now, result="failed", seconds=3.0, message=died)]))
+    result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", smtp_sink.address)
+    assert result.returncode == 0, result.output
+    mail = email.message_from_bytes(smtp_sink.received[-1].as_bytes())
+    assert " ".join(mail["Subject"].split()) == f"oscarvt FAIL: c: start-oscar: {died}"[:160]
+    text = next(part for part in mail.walk() if not part.is_multipart()).get_payload(decode=True).decode()
+    assert f"Failed in start-oscar: {died}" in text
+    assert "--- OSCAR's output, last 1 lines (install_cluster.out) ---\nUndefined subroutine" in text
+
+
 def test_send_logs_errors_are_one_line(tmp_path):
     cluster = failed_cluster(tmp_path)
     result = oscarvt("send-logs", "--cluster", cluster.path, "--to", "dev@example.org", "--smtp", "nohost")

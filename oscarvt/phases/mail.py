@@ -19,7 +19,7 @@ from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import SEND_LOGS
 from oscarvt.phases.logs import failed_phase, summary
-from oscarvt.phases.oscar import OSCAR_LOG
+from oscarvt.phases.oscar import OSCAR_LOG, OUTPUT
 from oscarvt.state import ClusterState
 
 TAIL_LINES = 30
@@ -70,7 +70,9 @@ def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str
     if failed:
         body += ["", f"Failed in {failed.phase}: {failed.message}"]
     body += ["", "Phases:", summary(state)]
-    body += tail("OSCAR's log", logs / "headnode" / OSCAR_LOG.lstrip("/"))
+    # OSCAR's log, or what install_cluster printed when it died before writing its log
+    body += (tail("OSCAR's log", logs / "headnode" / OSCAR_LOG.lstrip("/"))
+             or tail("OSCAR's output", logs / "headnode" / OUTPUT.lstrip("/")))
     for name in state.vms:
         if failed and re.search(rf"\b{re.escape(name)}\b", failed.message):
             body += tail(f"{name}'s console", logs / "consoles" / f"{name}.log")
