@@ -11,20 +11,28 @@ A VM lives in two files side by side:
   template waits for its identity from the driver (``oscarvt.identity``).
 
 A profile is checked in this order, and the first broken rule is one OscarvtError naming
-the file and line: well-formed XML; a DOCTYPE naming V2M's DTD; V2M's DTD (the one V2M
-installs, ``/etc/libv3m/v3m_profile.dtd``, if it is there, else oscarvt's own copy of its
-grammar); then the values V2M checks when it loads a profile (VM type, NIC types) and the
-ones a hypervisor needs (numbers, sizes in MB, MAC addresses).
+the file and line: well-formed XML; a DOCTYPE naming V2M's DTD; the DTD file V2M loads for
+that DOCTYPE (``_dtd_file``: its system id as a path, a relative one beside the profile), then
+V2M's grammar (oscarvt's copy) if that file declares another; then the values V2M checks when
+it loads a profile (NIC types, MACs, VM type, compared as written) and the ones a hypervisor
+needs (numbers, sizes in MB, MAC addresses, unicast MACs).
+
+What V2M does was read in its source (repository oscar-cluster/pkgsrc, commit c6eb28ef,
+folder libv3m-v2m/branches/1.0 and tools/v2m/branches/1.0; line numbers from it) and seen
+running a build of it (libxml++ 2.40.1, libxml2 2.9.14) on crafted profiles; tests/test_profile.py
+keeps the messages it printed.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lxml import etree
 
@@ -36,15 +44,31 @@ OWN_DTD = Path(__file__).parent / "schema" / "v3m_profile.dtd"
 V2M_DTD = Path("/etc/libv3m/v3m_profile.dtd")  # where V2M installs its DTD
 DOCTYPE = f'<!DOCTYPE profile PUBLIC "" "{V2M_DTD}">'
 
+# V2M's type names, compared as written (no trimming: ' Qemu ' is refused): vm.cpp:14-17 and
+# check_vm_type 94-104 for the VM, ProfileXMLNode.cpp:143-159 check_nic_type for NICs; the text
+# is the element's text node as it is (get_node_content 338-359).
 VM_TYPES = ("Qemu", "Kvm", "Xen", "XenHVM", "VMWare", "VMM-HPC")  # V2M's vm.cpp, check_vm_type
+V2M_VM_TYPE_REFUSAL = "ERROR: virtualization technology ({}) not supported."  # vm.cpp:101-102
 NAT = "TUN/TAP+NAT"
 VLAN = "VLAN"
 BRIDGED_TAP = "BRIDGED_TAP"
 TUN_TAP = "TUN/TAP"
 NO_NIC = ("", "N/A")  # a NIC slot V2M leaves unconnected
 NIC_TYPES = (*NO_NIC, TUN_TAP, NAT, VLAN, BRIDGED_TAP)  # V2M's ProfileXMLNode.cpp, check_nic_type
+V2M_NIC_TYPE_REFUSAL = "ERROR: Unknow network type ({})"  # ProfileXMLNode.cpp:157, V2M's spelling
 WHOLE = re.compile(r"[0-9]{1,9}")  # a count of CPUs or MB as V2M (atoi) and a hypervisor read it
 MCAST = re.compile(r"((?:[0-9]{1,3}\.){3}[0-9]{1,3}):([0-9]{1,5})")
+# V2M's MAC check (ProfileXMLNode.cpp:598-617, check_mac_address): the MAC's text as written
+# must not start with one of these; what V2M prints for each. It runs on both slots, N/A ones
+# too, after both NIC types (load_profile_nics_info_from_node 810-838); it looks for upper case
+# only and trims nothing, so V2M itself lets '03:...', 'ff:ff:ff:ff:ff:ff' or ' 01:...' through.
+# (For 33: too it prints "starts by 01".)
+V2M_MAC_REFUSALS = (
+    ("01:", "ERROR your MAC address may be an address for multicast (starts by 01)"),
+    ("33:", "ERROR your MAC address may be an address for multicast (starts by 01)"),
+    ("FF:FF:FF:FF:FF:FF", "ERROR your MAC address may be an address for broadcast"),
+)
+BROADCAST = "ff:ff:ff:ff:ff:ff"
 
 
 @dataclass(frozen=True)
@@ -160,7 +184,7 @@ def host_data(profile: Profile) -> dict[str, Any]:
 def write_profile(profile: Profile, path: Path) -> None:
     """Write the profile and the file beside it, checking the profile first."""
     data = to_xml(profile)
-    _check_tree(etree.fromstring(data).getroottree(), str(path))
+    _check_tree(etree.fromstring(data).getroottree(), path)
     _replace(path, data)
     extra = host_data(profile)
     if extra:
@@ -172,7 +196,7 @@ def write_profile(profile: Profile, path: Path) -> None:
 def load_profile(path: Path) -> Profile:
     """Read and check a profile and the file beside it; any problem is one OscarvtError naming the file."""
     tree = _parse(path)
-    _check_tree(tree, str(path))
+    _check_tree(tree, path)
     root = tree.getroot()
     extra = _load_host_file(host_file(path))
     networks = extra.get("networks", {})
@@ -211,18 +235,63 @@ def load_profile(path: Path) -> Profile:
 
 def validate_file(path: Path) -> None:
     """Check one profile file and the file beside it (raises OscarvtError)."""
-    _check_tree(_parse(path), str(path))
+    _check_tree(_parse(path), path)
     _load_host_file(host_file(path))
 
 
 def dtd_path() -> Path:
-    """The DTD profiles are checked against: V2M's installed one if present, else oscarvt's copy."""
+    """The DTD a profile naming V2M's installed one is checked against: that file if present, else
+    oscarvt's copy (a profile naming another DTD is checked against the file it names, ``_dtd_file``)."""
     return V2M_DTD if V2M_DTD.is_file() else OWN_DTD
 
 
-@lru_cache(maxsize=2)
-def _dtd(path: Path) -> etree.DTD:
-    return etree.DTD(str(path))
+def _dtd_file(system_url: str, profile: Path, where: str) -> Path:
+    """The file V2M reads as the DTD of ``profile``, whose DOCTYPE names ``system_url``.
+
+    V2M parses with libxml++'s DomParser, validation on (vm.cpp:30-32, and before it the v2m tool's
+    ArgumentParser.cpp:69-71), and libxml2 resolves the DOCTYPE's system id against the profile's
+    own path: an absolute name is that file, a relative one (V2M's doc/example_profile_qemu.xml
+    names "v3m_profile.dtd") is beside the profile, never in the working folder. Seen running V2M:
+    with no such file it prints 'failed to load external entity "DIR/v3m_profile.dtd"' and
+    'Validation failed: no DTD found !' and aborts (status 134), even when /etc/libv3m has one.
+    The one fallback: V2M installs its DTD as /etc/libv3m/v3m_profile.dtd (Makefile.am:48-53,
+    libv3m.spec:54), so on a host without V2M a profile naming that file is checked against
+    oscarvt's copy of the same grammar, as V2M would check it once installed.
+    """
+    scheme, sep, rest = system_url.partition("://")
+    if sep and (scheme.lower() != "file" or not rest.removeprefix("localhost").startswith("/")):
+        raise InputError(f"{where}: the DOCTYPE names its DTD at {shown(system_url)}, which oscarvt does not "
+                         f"fetch; name a file (V2M's is {V2M_DTD})")
+    named = Path(unquote(rest.removeprefix("localhost")) if sep else system_url)
+    file = named if named.is_absolute() else profile.parent / named
+    return OWN_DTD if file == V2M_DTD and not V2M_DTD.exists() else file
+
+
+def _load_dtd(file: Path, where: str) -> etree.DTD:
+    """The DTD in ``file``, or an error with V2M's reason when V2M could not load it."""
+    if not file.is_file():
+        state = "not a regular file" if file.exists() else "no such file"
+        raise InputError(f"{where}: V2M cannot load the DTD the DOCTYPE names, {file} ({state}; a relative "
+                         f"name is looked up beside the profile): V2M stops with 'failed to load external "
+                         f"entity \"{file}\"' and 'Validation failed: no DTD found !'")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{where}: V2M cannot load the DTD the DOCTYPE names, {file}: {exc.strerror}") from None
+    if b"<!ENTITY" in data or b"\0" in data:  # nothing for libxml2 to fetch or expand
+        raise InputError(f"{where}: the DTD the DOCTYPE names, {file}, declares entities or is not 8-bit "
+                         f"text; V2M's has neither")
+    try:
+        return _dtd(data)
+    except etree.DTDParseError as exc:
+        first = exc.error_log[0] if len(exc.error_log) else None
+        detail = f"line {first.line}: {first.message}" if first is not None else str(exc)
+        raise InputError(f"{where}: the DTD the DOCTYPE names, {file}, is not a DTD: {detail}") from None
+
+
+@lru_cache(maxsize=8)
+def _dtd(data: bytes) -> etree.DTD:
+    return etree.DTD(io.BytesIO(data))
 
 
 def _parse(path: Path) -> etree._ElementTree:
@@ -242,23 +311,41 @@ def _regular_file(path: Path, what: str) -> None:
         raise InputError(f"{path}: cannot read {what}: {'not a regular file' if path.exists() else 'no such file'}")
 
 
-def _check_tree(tree: etree._ElementTree, where: str) -> None:
-    """V2M's rules, in the order V2M meets them: DOCTYPE, DTD, then the values it reads."""
+def _check_tree(tree: etree._ElementTree, path: Path) -> None:
+    """V2M's rules, in the order V2M meets them: DOCTYPE, DTD, then the values it reads.
+
+    ``path``: where the profile is (or is about to be written), which a relative DTD name is beside.
+    """
+    where = str(path)
     info: Any = tree.docinfo  # lxml-stubs lack doctype, system_url, internalDTD
     if not info.doctype:
         raise InputError(f"{where}:1: no DOCTYPE: V2M validates every profile against its DTD "
                            f"and refuses one without (add {DOCTYPE})")
+    doctype = f"{where}:{_doctype_line(tree)}"
     if info.root_name != "profile" or not (info.system_url or "").endswith("v3m_profile.dtd"):
-        raise InputError(f"{where}:1: the DOCTYPE must name V2M's DTD, as in {DOCTYPE}")
+        raise InputError(f"{doctype}: the DOCTYPE must name V2M's DTD, as in {DOCTYPE}")
     internal = info.internalDTD
     if internal is not None and (list(internal.iterelements()) or list(internal.iterentities())):
-        raise InputError(f"{where}:1: the DOCTYPE has an internal subset; V2M's DTD alone defines a profile")
-    dtd_file = dtd_path()
-    dtd: Any = _dtd(dtd_file)
-    if not dtd.validate(tree):
-        error = dtd.error_log.filter_from_errors()[0]
-        raise InputError(f"{where}:{error.line}: breaks V2M's DTD ({dtd_file}): {error.message}")
+        raise InputError(f"{doctype}: the DOCTYPE has an internal subset; V2M's DTD alone defines a profile")
+    named = _dtd_file(info.system_url, path, doctype)
+    for dtd_file in dict.fromkeys((named, OWN_DTD)):  # what V2M checks, then V2M's grammar if it differs
+        dtd: Any = _load_dtd(dtd_file, doctype)
+        if not dtd.validate(tree):
+            error = dtd.error_log.filter_from_errors()[0]
+            other = "" if dtd_file == named else f" (the DTD the DOCTYPE names, {named}, declares another grammar)"
+            raise InputError(f"{where}:{error.line}: breaks V2M's DTD ({dtd_file}): {error.message}{other}")
     _check_values(tree.getroot(), where)
+
+
+def _doctype_line(tree: etree._ElementTree) -> int:
+    """The DOCTYPE's line (lxml keeps none): found in the file the tree was read from, else 1."""
+    url = tree.docinfo.URL
+    try:
+        data = Path(url).read_bytes() if url else b""
+    except OSError:
+        data = b""
+    index = data.find(b"<!DOCTYPE")
+    return data.count(b"\n", 0, index) + 1 if index >= 0 else 1
 
 
 def _check_values(root: etree._Element, where: str) -> None:
@@ -273,24 +360,62 @@ def _check_values(root: etree._Element, where: str) -> None:
                 raise fail(element, f"<{element.tag}> is empty")
             if element.tag in ("cpu", "memory") and not (WHOLE.fullmatch(text) and int(text) > 0):
                 raise fail(element, f"<{element.tag}> must be a whole number above 0, not {shown(text)}")
-    vm_type = _text_of(root, "type")
-    if vm_type not in VM_TYPES:
-        raise fail(_child(root, "type"), f"type {shown(vm_type)} is not one V2M knows ({', '.join(VM_TYPES)})")
     image = _child(root, "image")
     size = image.get("size")
     if size is not None and not (WHOLE.fullmatch(size) and int(size) > 0):
         raise fail(image, f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
                           f"{{size}}M'), not {shown(size)}")
-    for number in (1, 2):
-        nic = root.find(f"nic{number}")
-        if nic is None:
-            continue
-        nic_type, mac = _text_of(nic, "type"), _text_of(nic, "mac")
+    nics = [(number, nic) for number in (1, 2) if (nic := root.find(f"nic{number}")) is not None]
+    for number, nic in nics:  # V2M checks both NIC types, then both MACs, then the VM type
+        nic_type = _as_written(nic, "type")
         if nic_type not in NIC_TYPES:
             raise fail(nic, f"nic{number} type {shown(nic_type)} is not one V2M knows "
-                            f"({', '.join(t or repr(t) for t in NIC_TYPES)})")
-        if nic_type not in NO_NIC and not _is_mac(mac):
-            raise fail(nic, f"nic{number} MAC {shown(mac)} is not a MAC address (six hex pairs with ':')")
+                            f"({', '.join(t or repr(t) for t in NIC_TYPES)})"
+                            f"{_untrimmed(nic_type, NIC_TYPES, V2M_NIC_TYPE_REFUSAL)}")
+    for number, nic in nics:
+        mac, connected = _as_written(nic, "mac"), _as_written(nic, "type") not in NO_NIC
+        if connected and not _is_mac(mac.strip()):
+            raise fail(nic, f"nic{number} MAC {shown(mac.strip())} is not a MAC address (six hex pairs with ':')")
+        refusal = _mac_refusal(mac, connected)
+        if refusal:
+            raise fail(nic, f"nic{number} MAC {shown(mac)} {refusal}")  # as written: V2M's check sees spaces
+    vm_type = _as_written(root, "type")
+    if vm_type not in VM_TYPES:
+        raise fail(_child(root, "type"), f"type {shown(vm_type)} is not one V2M knows ({', '.join(VM_TYPES)})"
+                                         f"{_untrimmed(vm_type, VM_TYPES, V2M_VM_TYPE_REFUSAL)}")
+
+
+def _as_written(element: etree._Element, tag: str) -> str:
+    """A child's text as V2M reads it: not trimmed (ProfileXMLNode.cpp:338-359, get_node_content)."""
+    return element.findtext(tag) or ""
+
+
+def _untrimmed(text: str, known: tuple[str, ...], v2m_message: str) -> str:
+    """Why a name with spaces around it is refused, if it is one V2M knows once trimmed: V2M's words."""
+    if text == text.strip() or text.strip() not in known:
+        return ""
+    quoted = text if text.isprintable() and len(text) <= 40 else shown(text)
+    return f"; V2M compares it as written, spaces included: \"{v2m_message.format(quoted)}\""
+
+
+def _mac_refusal(mac: str, connected: bool) -> str | None:
+    """Why V2M, or the hypervisor, refuses a NIC's MAC (its text as written), or None.
+
+    V2M's own check (V2M_MAC_REFUSALS) runs on every slot; a connected NIC's MAC must also be
+    unicast, first octet even, which V2M's check only partly sees: QEMU 7.2 starts with a
+    multicast MAC, but libvirt's schema refuses one (uniMacAddr, basictypes.rng) and an Ethernet
+    frame's source address is never multicast.
+    """
+    for prefix, message in V2M_MAC_REFUSALS:
+        if mac.startswith(prefix):
+            kind = "the broadcast address" if prefix == V2M_MAC_REFUSALS[-1][0] else "a multicast address"
+            return f"is {kind}, which V2M refuses: \"{message}\""
+    address = mac.strip().lower()
+    kind = "the broadcast address" if address == BROADCAST else "a multicast address"
+    if connected and _is_mac(address) and int(address[:2], 16) & 1:
+        return (f"is {kind} (first octet odd), which a NIC cannot have (libvirt refuses it; V2M's own "
+                f"check looks only for {', '.join(prefix for prefix, _ in V2M_MAC_REFUSALS)} as written)")
+    return None
 
 
 def _load_host_file(path: Path) -> dict[str, Any]:
