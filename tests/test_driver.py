@@ -68,7 +68,7 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
     assert result.returncode == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("PASS: run: every phase passed in ")
     for line in ("oscarnode1: installed", "oscarnode2: booted from its disk", "oscarnode1: rebooted; starting it",
-                 "test PASSED: oscarnode2 ssh", "oscar| --> Running command"):
+                 "test PASSED: test_cluster oscarnode2 ssh", "oscar| --> Running command"):
         assert line in result.output, line
     check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
     assert "oscarnode2 192.168.77.3" in (cluster / "logs/headnode/etc/oscar/clients").read_text()

@@ -3,7 +3,9 @@
 start-oscar writes the input files, installs the driver's boot hook as ``--bootscript`` and
 starts ``./install_cluster --cli IFACE`` from OSCAR's folder, as OSCAR asks to be started
 (lib/OSCAR/Env.pm line 50), with ``OSCAR_VERBOSE=3`` so that it prints its steps' banners
-(:mod:`oscarvt.oscar_output`), the answers for step 2's prompt on its stdin, detached from the
+(:mod:`oscarvt.oscar_output`), ``TERM=dumb`` as a terminal would set it (testing/testprint,
+which prints each cluster test's result, dies without one: :mod:`oscarvt.oscar_tests`), the
+answers for step 2's prompt on its stdin, detached from the
 SSH session, its output going to ``OUTPUT`` on the headnode and its exit status to ``STATUS``.
 A watchdog beside it (``WATCHDOG_SCRIPT``) stops it if its output runs away, before OSCAR's
 log fills the headnode's disk. The hook tells the driver OSCAR is waiting for the nodes
@@ -30,6 +32,7 @@ from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.oscar_output import RepeatWatch, StepSeen
+from oscarvt.oscar_tests import MAX_TEXT, oscar_test_results
 from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.inputs import CONSOLE_FILE, FLAG_FILES, INPUTS_DIR, input_files
@@ -48,6 +51,7 @@ RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN
 WATCHDOG = f"{WORK}/watchdog"
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
+STEP_8_BANNER = f"== {oscar_output.STEPS[8]}".encode()  # main_cli line 218, at VERBOSITY
 VERBOSITY = 3  # OSCAR_VERBOSE: from 3 on, OSCAR's Logger prints the steps' banners (Logger.pm 52-66)
 STOP_OSCAR = f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}"
 MISSING = 97  # prepare's exit status when install_cluster is not there
@@ -102,7 +106,7 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
         with open_headnode(cluster, state) as conn:
             monitor_offset, rsyncd_offset = prepare(conn, f"{spec.oscar.dir}/install_cluster", files)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
-            command = (f"OSCAR_VERBOSE={VERBOSITY} ./install_cluster --cli {shlex.quote(iface)} {flags} "
+            command = (f"TERM=dumb OSCAR_VERBOSE={VERBOSITY} ./install_cluster --cli {shlex.quote(iface)} {flags} "
                        f"--bootscript {HOOK} < {INPUTS_DIR}/{CONSOLE_FILE}")
             progress(f"starting OSCAR in {spec.oscar.dir}: {command}")
             record = OscarRun(command=command, started=time.time(),
@@ -148,7 +152,8 @@ def prepare(conn: Connection, install: str, files: dict[str, str]) -> tuple[int,
 
 
 def finish_oscar(cluster: ClusterDir) -> str:
-    """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict."""
+    """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict.
+    The tests' results are read from what its step 8 printed (:mod:`oscarvt.oscar_tests`)."""
     with cluster.phase(FINISH_OSCAR.name) as state:
         spec = cluster.spec(state)
         record = state.oscar
@@ -160,8 +165,9 @@ def finish_oscar(cluster: ClusterDir) -> str:
             with timing.spent_on_product():
                 status = follow_oscar(conn, record, spec.timeouts.oscar, until=None)
             assert status is not None
-            report = conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true")
-        results = junit_results(report)
+            results = oscar_test_results(step_8_output(conn))
+            if not results:  # a JUnit report is an extra that a suite may write
+                results = junit_results(conn.check_output(f"cat {TEST_REPORT} 2>/dev/null || true"))
         record.tests = results
         for result in results:
             progress(f"test {result['result'].upper()}: {result['class']} {result['name']}"
@@ -343,6 +349,13 @@ def release_hook(conn: Connection, ok: bool) -> None:
                      timeout=HOOK_FAIL_WAIT, what="OSCAR to stop after its boot hook failed", interval=0.5)
         except OscarvtError as exc:
             progress(str(exc))
+
+
+def step_8_output(conn: Connection) -> bytes:
+    """What OSCAR printed from its step 8 on (its cluster tests), at most the end of its output."""
+    data = conn.check_output_bytes(f"tail -c {MAX_TEXT} {OUTPUT} 2>/dev/null || true")
+    begins = data.rfind(b"\n" + STEP_8_BANNER)
+    return data[begins + 1:] if begins >= 0 else data
 
 
 def junit_results(report: str) -> list[dict[str, str]]:
