@@ -30,15 +30,19 @@ STEPS = {1: "Select Packages", 2: "Configure Packages", 3: "Install OSCAR Server
 
 # (pattern, step): the line main_cli (or the step's own script) prints as the step begins,
 # at OSCAR_VERBOSE=3. scripts/cli/main_cli lines 134, 144-146 (step 3), 163, 172, 188-197, 218;
-# configurator_cli line 67; lib/OSCAR/CLI_MAC.pm line 89 (verbosity 2).
+# configurator_cli line 67, build_oscar_image_cli 35, define_oscar_clients_cli 59; lib/OSCAR/CLI_MAC.pm
+# line 89 (verbosity 2).
 _BEGINS = [
     (re.compile(r"Running command: \S*/oscar-selector\b"), 1),
     (re.compile(r"^== Beginning the OSCAR Configurator\b"), 2),
     (re.compile(r"^== Installing OSCAR Server Packages\b"), 3),
     (re.compile(r"Running command: \S*/build_oscar_image_cli\b"), 4),
+    (re.compile(r"^== Build OSCAR Client Image\b"), 4),
     (re.compile(r"Running command: \S*/define_oscar_clients_cli\b"), 5),
+    (re.compile(r"^== Define OSCAR Clients\b"), 5),
     (re.compile(r"^== Running step 6 of the OSCAR wizard: Setup networking\b"), 6),
     (re.compile(r"Running script \""), 7),
+    (re.compile(r"^== Complete Cluster Setup\b"), 7),
     (re.compile(r"^== Test Cluster Setup\b"), 8),
 ]
 # (pattern, step): the line that says a step ended well (main_cli 148, 200, 221; CLI_MAC.pm 246).
@@ -51,19 +55,27 @@ _ENDS = [
 # Each step's script (or module) as a failure names it: main_cli lines 128, 139, 145, 160, 169, 178, 198, 219.
 _SCRIPTS = [("oscar-selector", 1), ("configurator_cli", 2), ("install_server", 3), ("build_oscar_image_cli", 4),
             ("define_oscar_clients_cli", 5), ("CLI_MAC", 6), ("post_install", 7), ("test_cluster", 8)]
-# main_cli's and install_cluster's own failure lines, which wrap the cause (main_cli 135, 151, 164,
-# 173, 178, 194, 203, 224; install_cluster 348-349).
+# main_cli's and install_cluster's own failure lines, which wrap the cause (main_cli 135, 150-151,
+# 164, 173, 178, 193-194, 202-203, 223-224; install_cluster 348-349).
 _STEP_FAILED = re.compile(r"Failed (?:on )?Step ([1-8]) - |Failed to confirm client node boot before Step (7) - ")
 _WRAPPERS = re.compile(r"^(?:ERROR: )?(?:Failed (?:on )?Step [1-8] - |Failed to confirm client node boot before "
-                       r"Step 7 - |Oscar Wizard failed to run successfully\b)")
+                       r"Step 7 - |Oscar Wizard failed to run successfully\b|Packages not Installed!|"
+                       r"Script failed\.  Exiting|Failed to properly (?:complete|test) the clu)")
 # Perl's warnings (perldiag), which go on running: never the cause of a failure.
 _WARNINGS = re.compile(r"^(?:Use of uninitialized value|Argument \".*\" isn't numeric|Useless use of|"
                        r"Name \"\S+\" used only once|Subroutine \S+ redefined|Possible |Deprecated |"
                        r"Scalar value |Odd number of |Prototype mismatch|Exiting subroutine|"
                        r"readline\(\) on |print\(\) on |Can't locate package \S+ for @|"
                        r"\S+ \(\.\.\.\) interpreted as function|Parentheses missing|"
-                       r"Statement unlikely to be reached|\(Maybe you meant)")
+                       r"Statement unlikely to be reached|\(Maybe you meant|Negative repeat count|"
+                       r"Bareword found where operator expected|\s+\((?:Do you need|Missing operator))")
+# Perl's own lines after a script or module failed to compile: the errors before them say why,
+# the first of them the cause (perldiag).
+_COMPILE_FAILED = re.compile(r"^(?:Compilation failed in require|BEGIN failed--compilation aborted|"
+                             r"Execution of \S+ aborted due to compilation errors|\S+ has too many errors)")
+_PERL_PLACE = re.compile(r" at \S+ line [0-9]+\b")  # "... at FILE line N." / ", near ..." / ", <FH> line N."
 _BANNER = re.compile(r"^(?:== (.+)|-+ (?=\S)(.+?) -+)$")
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # a terminal's colours and moves (testprint's)
 _DECORATION = re.compile(r"^[\s=*#~_+.:-]*$")
 MAX_SHOWN = 300  # characters of a line quoted in a verdict
 
@@ -134,17 +146,36 @@ def failure_cause(lines: list[str]) -> str | None:
     holds nothing but those.
     """
     wrapper = None
-    for line in reversed(lines):
-        text = _unbannered(line.strip())
-        if _DECORATION.match(text) or _WARNINGS.match(text):
+    compile_failed = False
+    for at in range(len(lines) - 1, -1, -1):
+        text = _unbannered(lines[at].strip())
+        if _DECORATION.match(text) or _WARNINGS.match(lines[at]):
+            continue
+        if _COMPILE_FAILED.match(text):
+            compile_failed = True
             continue
         if _WRAPPERS.match(text):
-            wrapper = text  # the innermost one is kept, should nothing else be there
+            if wrapper is None or not _STEP_FAILED.search(wrapper):
+                wrapper = text  # main_cli's die that names the step, else the innermost, if nothing else
             continue
-        if step_seen(line.strip()) is not None:
+        if step_seen(lines[at].strip()) is not None:
             break  # a step's banner: what came before it is another step's
-        return _shown(text)
+        return _shown(_first_compile_error(lines, at) if compile_failed else text)
     return _shown(wrapper) if wrapper else None
+
+
+def _first_compile_error(lines: list[str], last: int) -> str:
+    """The first error of the block of Perl's compile errors that ends at ``lines[last]``: the
+    others often follow from it (a bad line 63 makes line 334 a syntax error too)."""
+    first = last
+    for at in range(last, -1, -1):
+        line = lines[at]
+        if _WARNINGS.match(line) or line.startswith(("\t", " ")):
+            continue  # a warning, or the hint indented under one
+        if not _PERL_PLACE.search(line):
+            break
+        first = at
+    return lines[first].strip()
 
 
 def _unbannered(text: str) -> str:
@@ -154,8 +185,8 @@ def _unbannered(text: str) -> str:
 
 
 def _shown(text: str) -> str:
-    """A line of OSCAR's output fit to quote in a verdict: printable, bounded."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in text)
+    """A line of OSCAR's output fit to quote in a verdict: without terminal escapes, printable, bounded."""
+    printable = "".join(ch if ch.isprintable() else "?" for ch in _ESCAPES.sub("", text)).strip()
     return printable if len(printable) <= MAX_SHOWN else printable[:MAX_SHOWN] + "..."
 
 

@@ -65,8 +65,9 @@ CHECKOUT = (
                         "help": "version control of --url (default: svn for svn:// URLs, else git)"}),
 )
 INPUTS = Option(("--inputs",), {"type": Path, "metavar": "DIR",
-                                "help": "input files that replace the generated ones (defineclients, networkclients, "
-                                "client.macs) or add to them (opkgselector, buildimage)"})
+                                "help": "input files that replace the generated ones (buildimage, defineclients, "
+                                "networkclients, client.macs, configurator: step 2's stdin) or add to them "
+                                "(opkgselector)"})
 
 CLAIM = Phase("claim", "wait for room on this host for a new cluster (a worker's max_clusters), then claim it",
               "oscarvt.phases.host:claim", (

@@ -174,7 +174,7 @@ def rendered(chromium: list[str], page: str, wanted: str, tries: int = 5) -> str
 def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     anchor = "log_subsection \"$name: /etc/hosts and root's key installed\""
     greeting = anchor + f'\n        node_ssh "$ip" "echo \\"{SCRIPT}\\" > /dev/console" < /dev/null'
-    build = master.build_of_commit("steps/post_install", anchor, greeting,
+    build = master.build_of_commit("scripts/post_install", anchor, greeting,
                                    "post-install: greet each node's console (with a script tag)")
     steps = master.rest.steps(build)
     names = [s["name"] for s in steps]
@@ -207,7 +207,7 @@ def test_a_commit_builds_every_phase_on_a_virtual_cluster(master):
     mail = mail_for(master, "b1", build["number"])
     assert str(mail["Subject"]).startswith("oscarvt success: b1 build")
     attachments = {part.get_filename(): part.get_payload(decode=True) for part in mail.walk() if part.get_filename()}
-    assert "Step 4 - Build OSCAR Client Image" in attachments["attach-logs.oscarinstall.log"].decode()
+    assert "== Build OSCAR Client Image" in attachments["attach-logs.oscarinstall.log"].decode()
     assert "finish-oscar" in attachments["attach-logs.summary.txt"].decode()
     timeline_part = next(part for part in mail.walk() if part.get_filename() == "timeline.png")
     assert timeline_part.get_content_type() == "image/png"
@@ -279,15 +279,17 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
                                    "client image: a missing package")
     by_name = {s["name"]: s for s in master.rest.steps(build)}
     assert build["results"] == 2
+    # as in OSCAR, a failed build ends step 4 with status 0, and step 5 finds no image
     assert by_name["start-oscar"]["state_string"] == \
-        "failed: OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
+        "failed: OSCAR failed in step 5 - Define OSCAR Clients: You must build at least one image!"
     assert "boot-compute-nodes" not in by_name  # the build stopped at the failing phase
     assert by_name["grab-logs"]["results"] == 0 and by_name["destroy"]["results"] == 0
     mail = mail_for(master, "b1", build["number"])
     assert str(mail["Subject"]).startswith("oscarvt failure: b1 build")
     assert mail["To"] == "dev@example.org"  # the product's failure: to its developers, not the admins
     body = mail.get_body().get_content()
-    assert "Step start-oscar: failed: OSCAR failed: Failed on Step 4" in body and "Blame: product" in body
+    assert "Step start-oscar: failed: OSCAR failed in step 5 - Define OSCAR Clients: You must build at least " \
+           "one image!" in body and "Blame: product" in body
     assert qemu_pids_of(master.root / "worker") == []
 
 

@@ -29,8 +29,9 @@ def test_oscar_mini_shell_scripts_parse():
                ROOT / "scripts/demo-run.sh", ROOT / "workers/setup-worker.sh",
                ROOT / "examples/oscar-mini/share/installer",
                ROOT / "examples/oscar-mini/share/rcS",
-               *sorted((ROOT / "examples/oscar-mini/steps").iterdir())]
-    for script in scripts:
+               *sorted((ROOT / "examples/oscar-mini/scripts").rglob("*")),
+               ROOT / "examples/oscar-mini/testing/test_cluster"]
+    for script in (path for path in scripts if path.is_file()):
         result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script}: {result.stderr}"
     result = subprocess.run(["perl", "-c", str(ROOT / "examples/oscar-mini/share/si_monitor")],

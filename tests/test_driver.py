@@ -218,9 +218,11 @@ def test_a_suite_that_breaks_step_4_fails_in_start_oscar(spec_file, tmp_path, cl
     last, cluster = run_broken(spec_file, tmp_path, "share/client.pkglist", "dropbear-bin", "no-such-package",
                                clusters)
     assert last.startswith("FAIL: run: product: failed in start-oscar after ")
-    assert "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image" in last
+    # as in OSCAR, a failed build ends step 4 with status 0, and step 5 finds no image
+    assert "OSCAR failed in step 5 - Define OSCAR Clients: You must build at least one image!" in last
     check_logs(cluster / "logs", [])
-    assert "package no-such-package is not installed" in (cluster / OSCAR_LOG).read_text()
+    log = (cluster / OSCAR_LOG).read_text()
+    assert "package no-such-package is not installed" in log and 'Failed building image "oscarimage"' in log
 
 
 @pytest.mark.vm
@@ -235,10 +237,11 @@ def test_a_broken_node_installer_fails_in_wait_for_nodes_naming_the_node(spec_fi
 
 @pytest.mark.vm
 def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path, clusters):
-    last, cluster = run_broken(spec_file, tmp_path, "steps/test_cluster", 'check "$name" ssh "$name" "hostname"',
+    last, cluster = run_broken(spec_file, tmp_path, "testing/test_cluster", 'check "$name" ssh "$name" "hostname"',
                                'check "$name" ssh "$name.wrong" "hostname"', clusters)
     assert last.startswith("FAIL: run: product: failed in finish-oscar after ")
-    assert "OSCAR failed: Failed on Step 8 - Test Cluster Setup" in last
+    assert "OSCAR failed in step 8 - Test Cluster Setup: 1 of 4 cluster tests failed, first test_cluster " \
+           "oscarnode1 ssh: " in last, last
     check_logs(cluster / "logs", ["oscarnode1"])
     assert (cluster / "logs/headnode/var/log/oscar/cluster_tests.xml").is_file()
 

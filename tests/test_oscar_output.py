@@ -90,7 +90,10 @@ def test_warnings_decoration_and_banners_are_never_the_cause():
     lines = [*section("Complete Cluster Setup"),
              subsection("Failed to properly complete the cluter install; please check the logs"),
              "Failed on Step 7 - Complete Cluster Setup at ./main_cli line 203.", WRAPPER]
-    assert failure_cause(lines) == "Failed to properly complete the cluter install; please check the logs"
+    # main_cli's subsections as a step fails are its wrappers too: the step's own last word is the cause
+    assert failure_cause(lines) == "Failed on Step 7 - Complete Cluster Setup at ./main_cli line 203."
+    lines.insert(4, "ERROR: oscarnode1 (192.168.77.2): cannot configure the node over SSH")
+    assert failure_cause(lines) == "ERROR: oscarnode1 (192.168.77.2): cannot configure the node over SSH"
 
 
 def test_an_exit_without_a_word_says_so():
@@ -100,8 +103,8 @@ def test_an_exit_without_a_word_says_so():
 
 
 def test_a_hostile_line_is_quoted_printable_and_bounded():
-    cause = failure_cause(["\x1b[31mboom\x07 " + "x" * 1000, WRAPPER])
-    assert cause is not None and cause.startswith("?[31mboom? x") and cause.isprintable()
+    cause = failure_cause(["\x1b[31mboom\x1b[0m\x07 \x1b]0;t" + "x" * 1000, WRAPPER])
+    assert cause is not None and cause.startswith("boom? ?]0;tx") and cause.isprintable()
     assert len(cause) == oscar_output.MAX_SHOWN + 3
 
 
@@ -147,3 +150,40 @@ def test_an_install_log_and_a_slow_wait_are_not_loops():
 def test_the_repeated_line_of_a_runaway_is_named():
     assert oscar_output.most_repeated(build_menu() * 30) == "Select one"
     assert oscar_output.most_repeated(["a", "b", "c"] * 3) is None
+
+
+def test_a_module_that_does_not_compile_is_named_by_its_first_error():
+    # OSCAR's git tree: lib/OSCAR/MAC.pm line 63 holds "$Revision$", which only its packaging replaces
+    lines = ["== Running OSCAR CLI Installer",
+             'Bareword found where operator expected at /opt/oscar/lib/OSCAR/MAC.pm line 334, near "sortclients '
+             'SIS::NewDB::list_client"', "\t(Do you need to predeclare sortclients?)",
+             'Global symbol "$Revision" requires explicit package name (did you forget to declare "my $Revision"?) '
+             "at /opt/oscar/lib/OSCAR/MAC.pm line 63.",
+             "Final $ should be \\$ or $name at /opt/oscar/lib/OSCAR/MAC.pm line 63, within string",
+             'syntax error at /opt/oscar/lib/OSCAR/MAC.pm line 63, near "= "$Revision$""',
+             'syntax error at /opt/oscar/lib/OSCAR/MAC.pm line 334, near "sortclients SIS::NewDB::list_client"',
+             "Compilation failed in require at /opt/oscar/lib/OSCAR/CLI_MAC.pm line 61.",
+             "BEGIN failed--compilation aborted at /opt/oscar/lib/OSCAR/CLI_MAC.pm line 61.",
+             "Compilation failed in require at ./main_cli line 28.",
+             "BEGIN failed--compilation aborted at ./main_cli line 28.",
+             "Oscar Wizard failed to run successfully at /opt/oscar/install_cluster line 348."]
+    assert failure_cause(lines) == ('Global symbol "$Revision" requires explicit package name (did you forget to '
+                                    'declare "my $Revision"?) at /opt/oscar/lib/OSCAR/MAC.pm line 63.')
+    # scripts/cli/build_oscar_image_cli line 217 against the prototype of ImageMgt.pm line 141
+    lines = [subsection("Running command: /opt/oscar/scripts/cli/build_oscar_image_cli --file /i/b eth1"),
+             "Too many arguments for OSCAR::ImageMgt::do_post_image_creation at "
+             '/opt/oscar/scripts/cli/build_oscar_image_cli line 217, near "]) "',
+             "Execution of /opt/oscar/scripts/cli/build_oscar_image_cli aborted due to compilation errors.",
+             "Failed on Step 4 - Build OSCAR Client Image at ./main_cli line 164.", WRAPPER]
+    assert describe_failure(lines, StepSeen(4, False), 255) == (
+        "OSCAR failed in step 4 - Build OSCAR Client Image: Too many arguments for "
+        'OSCAR::ImageMgt::do_post_image_creation at /opt/oscar/scripts/cli/build_oscar_image_cli line 217, near "]) "')
+
+
+def test_perls_warnings_at_the_start_of_main_cli_are_not_causes():
+    # at OSCAR's default verbosity main_cli (-w) prints these before anything of its own
+    lines = ["Subroutine name redefined at /opt/oscar/lib/OSCAR/OCA/XMIT_Deploy/XMIT_None.pm line 37.",
+             "Negative repeat count does nothing at /opt/oscar/lib/OSCAR/Logger.pm line 121.",
+             "Undefined subroutine &WizardEnv::update_env called at ./main_cli line 156.", WRAPPER]
+    assert failure_cause(lines) == "Undefined subroutine &WizardEnv::update_env called at ./main_cli line 156."
+    assert failure_cause(lines[:2] + [WRAPPER]) == WRAPPER

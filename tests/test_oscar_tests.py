@@ -211,9 +211,9 @@ def mini_step8(tmp_path: Path):
     """oscar-mini's step 8 script, run on this host with two clients and ``ssh`` stubbed
     (NODE_DOWN: a node that does not answer); its output and exit status."""
     suite = tmp_path / "suite"
-    (suite / "steps").mkdir(parents=True)
+    (suite / "testing").mkdir(parents=True)
     (suite / "lib").mkdir()
-    shutil.copy(SUITE / "steps" / "test_cluster", suite / "steps")
+    shutil.copy(SUITE / "testing" / "test_cluster", suite / "testing")
     common = (SUITE / "lib" / "common.sh").read_text()
     for old, new in (("OSCAR_LOG_DIR=/var/log/oscar", f"OSCAR_LOG_DIR={tmp_path}/log"),
                      ("OSCAR_CONF_DIR=/etc/oscar", f"OSCAR_CONF_DIR={tmp_path}/etc")):
@@ -242,7 +242,7 @@ esac
 
     def run(down: str = "") -> tuple[int, str]:
         env = {"PATH": f"{tmp_path}/bin:/usr/bin:/bin", "OSCAR_HOME": str(suite), "NODE_DOWN": down}
-        done = subprocess.run(["bash", str(suite / "steps" / "test_cluster")], env=env, stdin=subprocess.DEVNULL,
+        done = subprocess.run(["bash", str(suite / "testing" / "test_cluster")], env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=60)
         return done.returncode, (done.stdout + done.stderr).decode(errors="replace")
 

@@ -49,6 +49,7 @@ STATUS = f"{WORK}/install_cluster.status"
 PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN-WINDOW TOTAL"
 WATCHDOG = f"{WORK}/watchdog"
+SEE_OUTPUT = f"(see its output, {OUTPUT} on the headnode, or grab-logs)"  # a verdict's pointer to the logs
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 STEP_8_BANNER = f"== {oscar_output.STEPS[8]}".encode()  # main_cli line 218, at VERBOSITY
@@ -174,6 +175,12 @@ def finish_oscar(cluster: ClusterDir) -> str:
                      + (f": {result['message']}" if result["message"] else ""))
             events.emit("test", **result)
         passed = sum(1 for r in results if r["result"] == "passed")
+        failed = [r for r in results if r["result"] == "failed"]
+        if status and failed and record.step == 8:  # the tests that failed say more than main_cli's die
+            first = failed[0]
+            record.failure = (f"OSCAR failed {oscar_output.where(_step(record))}: {len(failed)} of {len(results)} "
+                              f"cluster tests failed, first {first['class']} {first['name']}"
+                              + (f": {first['message']}" if first["message"] else ""))
         message = oscar_ended(record, status)
         return f"{message}; cluster tests {passed}/{len(results)} passed"
 
@@ -211,7 +218,7 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
                 what = "reach the boot hook" if until else "finish"
                 raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar), "
                                    f"{oscar_output.where(_step(record))}; it was stopped "
-                                   f"(its output: {OUTPUT} on the headnode)")
+                                   f"(see its output, {OUTPUT} on the headnode)")
     finally:
         output.close()
     if not status:
@@ -231,9 +238,12 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
 
 
 def end_watch(until: str | None, seconds: int) -> str:
-    """A loop for the headnode that ends when OSCAR has exited (or ``until`` exists), or after ``seconds``."""
+    """A loop for the headnode that ends when OSCAR has exited (or ``until`` exists), or after ``seconds``;
+    also when the driver closes it (the end of its input), so that none outlives the driver's watch."""
     ended = f"[ -s {STATUS} ]" + (f" || [ -e {shlex.quote(until)} ]" if until else "")
-    return f"n=0; until {ended} || [ $n -ge {seconds} ]; do sleep 1; n=$((n + 1)); done"
+    loop = f"n=0; until {ended} || [ $n -ge {seconds} ]; do sleep 1; n=$((n + 1)); done"
+    # a background list reads /dev/null, not the channel: the killer takes the channel's input as fd 3
+    return f"exec 3<&0; (cat <&3 >/dev/null 2>&1; kill $$ 2>/dev/null) >/dev/null 2>&1 & {loop}"
 
 
 def oscar_state(conn: Connection, until: str | None) -> tuple[str, bool]:
@@ -299,7 +309,7 @@ def oscar_loops(conn: Connection, record: OscarRun, line: str) -> ProductError:
     cut_runaway_logs(conn)
     record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: it prints '{line}' again and again; "
                       "it was stopped")
-    return ProductError(f"{record.failure} (its output: {OUTPUT} on the headnode, or grab-logs)")
+    return ProductError(f"{record.failure} {SEE_OUTPUT}")
 
 
 def oscar_ran_away(conn: Connection, record: OscarRun, window: int, total: int) -> ProductError:
@@ -309,7 +319,7 @@ def oscar_ran_away(conn: Connection, record: OscarRun, window: int, total: int) 
     what = f"it printed '{repeated}' again and again, " if repeated else "it printed "
     record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: {what}{window >> 20} MiB in "
                       f"{RUNAWAY_WINDOW} s ({total >> 20} MiB in all); it was stopped")
-    return ProductError(f"{record.failure} (its output: {OUTPUT} on the headnode, or grab-logs)")
+    return ProductError(f"{record.failure} {SEE_OUTPUT}")
 
 
 def cut_runaway_logs(conn: Connection) -> None:
@@ -333,7 +343,7 @@ def oscar_ended(record: OscarRun, status: int) -> str:
     if status == 0:
         return "OSCAR finished (exit 0)"
     failure = record.failure or f"OSCAR failed: install_cluster exited with status {status}"
-    raise ProductError(f"{failure} (exit {status}; its output: {OUTPUT} on the headnode, or grab-logs)")
+    raise ProductError(f"{failure} {SEE_OUTPUT[:-1]}; install_cluster's exit status {status})")
 
 
 def release_hook(conn: Connection, ok: bool) -> None:

@@ -8,26 +8,54 @@ SI_SCRIPTS=/var/lib/systemimager/scripts
 SI_LOG_DIR=/var/log/systemimager
 SI_MONITOR_PORT=8181
 
-log_section() { echo "=============================================="; echo "$(date '+%F %T') $*"; }
-log_subsection() { echo "--> $*"; }
+# OSCAR's logging (lib/OSCAR/Logger.pm): sections and subsections are printed from verbosity 3
+# on (OSCAR_VERBOSE; 1 when unset), other messages from the level given, as "[TYPE - SCRIPT] MESSAGE".
+verbosity() { case "${OSCAR_VERBOSE:-1}" in ''|*[!0-9]*) echo 1 ;; *) echo "${OSCAR_VERBOSE:-1}" ;; esac; }
+log_section() {  # TITLE [LEVEL]: a blank line, a line of '=', "== TITLE", a line of '='
+    [ "$(verbosity)" -ge "${2:-3}" ] || return 0
+    local rule
+    rule=$(printf '=%.0s' {1..80})
+    printf '\n%s\n== %s\n%s\n' "$rule" "$1" "$rule"
+}
+log_subsection() {  # TITLE: the title centred in 80 columns of '-'
+    [ "$(verbosity)" -ge 3 ] || return 0
+    local before=$(( (80 - ${#1}) / 2 - 1 )) after
+    after=$(( 80 - before - ${#1} - 2 ))
+    printf '%s %s %s\n' "$(dashes "$before")" "$1" "$(dashes "$after")"
+}
+dashes() { [ "$1" -gt 0 ] && printf -- '-%.0s' $(seq "$1"); }
+oscar_log() {  # TYPE MESSAGE [LEVEL] [SCRIPT]: "[ERROR - main_cli] ...", as oscar_log(LEVEL, TYPE, ...)
+    [ "$(verbosity)" -ge "${3:-1}" ] || return 0
+    echo "[$1 - ${4:-${OSCAR_SCRIPT:-$(basename "$0")}}] $2"
+}
 die() { echo "ERROR: $*" >&2; exit 1; }
+# perl_die MESSAGE [STATUS]: end as a Perl script's die does, "MESSAGE at SCRIPT line N." (the
+# caller's line); the status is Perl's for a die after a failed command, 2 unless given.
+perl_die() { echo "$1 at $0 line ${BASH_LINENO[0]}." >&2; exit "${2:-2}"; }
+
+# has_bug NAME: true if share/oscar-mini.conf's BUGS names NAME, one of OSCAR's own bugs that
+# oscar-mini reproduces on demand (see README.md, "OSCAR's bugs on demand").
+has_bug() {
+    local NETBOOT="" BUGS=""
+    . "$OSCAR_HOME/share/oscar-mini.conf" 2>/dev/null || return 1
+    [[ " $BUGS " == *" $1 "* ]]
+}
 
 # read_menu FILE "ITEMS WITH A VALUE" "ITEMS THAT END IT": replay an answer file as OSCAR's
 # Perl menus read one (scripts/cli/build_oscar_image_cli, define_oscar_clients_cli, file mode).
 # Prints "ITEM<TAB>VALUE" per answer (VALUE empty for items without one). A line starting
 # with '#', an empty line and "0" are passed over; any other line is read as a number, as
 # Perl does (" 4" and "4x" are 4); a number that is no item is ignored, as OSCAR ignores it,
-# with a warning here. The value is the very next line, whatever it holds. An item that ends
-# the menu (build, add, quit) ends the reading: OSCAR reads no further.
-# Stricter than OSCAR, so that mistakes show: a value missing at the end of the file, or one
-# with a carriage return (DOS line ends), is an error naming the file and line.
+# with a warning here. The value is the very next line, whatever it holds (a carriage return
+# included). An item that ends the menu (build, add, quit) ends the reading: OSCAR reads no
+# further. An item that takes a value on the file's last line is printed as "ITEM" alone: OSCAR
+# then asks for the value on stdin (ask_value).
 read_menu() {
     local file=$1 valued=" $2 " ending=" $3 " number=0 item="" line
-    [ -r "$file" ] || die "$file: cannot read the answer file"
+    [ -r "$file" ] || perl_die "Can't open $file"
     while IFS= read -r line || [ -n "$line" ]; do
         number=$((number + 1))
         if [ -n "$item" ]; then
-            [[ "$line" != *$'\r'* ]] || die "$file line $number: the value has a carriage return (DOS line ends); OSCAR would keep it in the value"
             printf '%s\t%s\n' "$item" "$line"
             [[ "$ending" != *" $item "* ]] || return 0
             item=""
@@ -49,7 +77,17 @@ read_menu() {
         fi
         item=""
     done < "$file"
-    [ -z "$item" ] || die "$file: menu item $item needs a value on the next line (OSCAR would read none and go on)"
+    [ -z "$item" ] || echo "$item"
+}
+
+# ask_value TITLE CURRENT: OSCAR's interactive question for one value (e.g. build_oscar_image_cli
+# 341-352), answered on stdin (fd 4, the step's own stdin): sets $answer to the value typed, or to
+# CURRENT if none was, or stdin has ended.
+ask_value() {
+    local typed=""
+    printf '%s\n-----------------------\nCurrently: %s\nNew:  ' "$1" "$2"
+    IFS= read -r typed <&4 || typed=""
+    answer=${typed:-$2}
 }
 
 # server_arch: this server's Debian architecture (dpkg --print-architecture). The client image,
