@@ -20,7 +20,7 @@ TEMPLATES ?= bookworm:amd64 bookworm:arm64 bullseye:amd64 trixie:amd64
 MIRRORS_bullseye ?= --mirror "deb http://deb.debian.org/debian bullseye main" \
 	--mirror "deb http://deb.debian.org/debian bullseye-updates main"
 
-.PHONY: test deps binfmt venv testguest template bench matrix demo demo-stop demo-driver clean
+.PHONY: test deps binfmt venv testguest template bench bench-sizes matrix demo demo-stop demo-driver clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -73,10 +73,16 @@ test: deps venv testguest template
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)'
 
 # Boot, pipeline, Buildbot and throughput times as JSON (bench/*.py but matrix.py, which `make matrix`
-# runs), in a private network namespace too.
+# runs, and cluster_sizes.py, which `make bench-sizes` runs), in a private network namespace too.
 bench: deps venv testguest template
-	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do [ $$b = bench/matrix.py ] \
-		|| $(VENV)/bin/python $$b || exit 1; done'
+	unshare --net sh -c 'ip link set lo up && for b in bench/*.py; do case $$b in bench/matrix.py|bench/cluster_sizes.py) \
+		continue ;; esac; $(VENV)/bin/python $$b || exit 1; done'
+
+# How the harness's cost grows with the cluster: `oscarvt run` of 1+2, 8, 16 and 32 nodes (long under
+# TCG: the 32 nodes image from one emulated headnode CPU), one JSON line each, then the ratios.
+SIZES_ARGS ?=
+bench-sizes: deps venv template
+	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/python bench/cluster_sizes.py $(SIZES_ARGS)'
 
 # Every cell of the matrix end to end: every suite on amd64 and arm64, CD and network boot (hours
 # under TCG: arm64 templates take ~7 minutes each to build, arm64 clusters run emulated). The

@@ -68,7 +68,7 @@ def test_run_passes_with_cd_boot(spec_file, tmp_path, clusters):
     assert result.returncode == 0, result.output
     assert result.output.strip().splitlines()[-1].startswith("PASS: run: every phase passed in ")
     for line in ("oscarnode1: installed", "oscarnode2: booted from its disk", "oscarnode1: rebooted; starting it",
-                 "test PASSED: test_cluster oscarnode2 ssh", "oscar| --> Running command"):
+                 "test PASSED: test_cluster oscarnode2 ssh", "oscar| == Build OSCAR Client Image"):
         assert line in result.output, line
     check_logs(cluster / "logs", ["oscarnode1", "oscarnode2"])
     assert "oscarnode2 192.168.77.3" in (cluster / "logs/headnode/etc/oscar/clients").read_text()
@@ -178,6 +178,26 @@ def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_
             line.split(":", 1)[0] + ":" + line.split(":", 2)[2] for line in served.splitlines() if ": url:" in line}
     assert "sent /tftpboot/kernel" not in (cluster / "logs/headnode/var/log/oscar/dnsmasq.log").read_text()
     check_imaged(cluster, {"oscarnode1": "192.168.77.2", "oscarnode2": "192.168.77.3"})
+    assert qemu_pids_of(cluster) == []
+
+
+@pytest.mark.vm
+def test_ten_nodes_are_each_installed_as_the_client_oscar_gives_its_mac(spec_file, tmp_path, clusters):
+    """OSCAR gives the MAC file's MACs, in file order, to its clients sorted by name prefix and then
+    number (MAC.pm sortclients: oscarnode2 before oscarnode10); the MAC file lists the VMs in that
+    order, so VM oscarnodeK is installed as client oscarnodeK, past nine nodes too."""
+    data = {**yaml.safe_load(spec_file.read_text()), "nodes": {"count": 10, "memory": 384, "disk": "1G"}}
+    cluster = clusters(tmp_path / "c").path
+    result = oscarvt("run", "--cluster", cluster, "--spec", write_spec(tmp_path / "spec.yaml", data), "--source",
+                     SUITE, "--boot", "network", timeout=1800)
+    assert result.returncode == 0, result.output
+    macs = {name: vm.mac.lower() for name, vm in ClusterDir(cluster).load().node_vms().items()}
+    assert list(macs) == [f"oscarnode{k}" for k in range(1, 11)]
+    clients = {}  # the client name each MAC reported as, from the monitor's log
+    for line in (cluster / "logs/headnode/var/log/systemimager/si_monitor.log").read_text().splitlines():
+        fields = monitor.parse_status_line(line)
+        clients[fields["mac"].lower()] = fields["host"]
+    assert {name: clients.get(mac) for name, mac in macs.items()} == {name: name for name in macs}
     assert qemu_pids_of(cluster) == []
 
 
