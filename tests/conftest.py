@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -145,6 +146,29 @@ def wait_reachable(cluster: ClusterDir, ips: list[str], timeout: float = 120) ->
     finally:
         for c in opened:
             c.close()
+
+
+@contextmanager
+def headnode_booted(spec: Path, cluster_path: Path) -> Iterator[ClusterDir]:
+    """A cluster made from ``spec`` with its headnode booted by the driver (so its SSH host key is
+    recorded); destroyed after, whatever happened, and no QEMU of it left."""
+    cluster = ClusterDir(cluster_path)
+    try:
+        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
+            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
+            assert result.returncode == 0, result.output
+        yield cluster
+    finally:
+        destroy(cluster)
+        assert qemu_pids_of(cluster.path) == []
+
+
+SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+
+
+def suite_line(path: str, text: str) -> int:
+    """The number of the first line of oscar-mini's ``path`` that holds ``text``."""
+    return next(n for n, line in enumerate((SUITE / path).read_text().splitlines(), start=1) if text in line)
 
 
 def qemu_pids_of(cluster_path: Path) -> list[int]:

@@ -21,11 +21,10 @@ from typing import Iterator
 
 import paramiko
 import pytest
-from conftest import oscarvt, qemu_pids_of, spec_data, write_spec
+from conftest import headnode_booted, oscarvt, spec_data, write_spec
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.phases.access import credentials, open_vm
-from oscarvt.phases.destroy import destroy
 from oscarvt.ssh import Connection, connect
 from oscarvt.waiting import wait_for
 
@@ -56,16 +55,9 @@ def hostile_stream() -> bytes:
 @contextmanager
 def booted_headnode(guest, root: Path) -> Iterator[ClusterDir]:
     """A test-guest headnode booted by the driver (so its SSH host key is recorded), destroyed after."""
-    cluster = ClusterDir(root / "c")
     spec = write_spec(root / "spec.yaml", spec_data(guest, nodes={"count": 0}))
-    try:
-        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
-            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
-            assert result.returncode == 0, result.output
+    with headnode_booted(spec, root / "c") as cluster:
         yield cluster
-    finally:
-        destroy(cluster)
-        assert qemu_pids_of(cluster.path) == []
 
 
 @contextmanager

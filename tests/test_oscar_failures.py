@@ -12,14 +12,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import oscarvt, template_spec_data, write_spec
+from conftest import SUITE, headnode_booted, oscarvt, suite_line, template_spec_data, write_spec
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import KEEP_BYTES, OSCAR_LOG, OUTPUT
 
-SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 OSCAR_DIR = "/opt/oscar"  # the spec's oscar.dir (its default)
 
 
@@ -30,19 +29,8 @@ def cluster(tmp_path_factory) -> ClusterDir:
     root = tmp_path_factory.mktemp("bugs")
     data = template_spec_data(template, nodes={"count": 1, "memory": 384, "disk": "1G"})
     spec = write_spec(root / "spec.yaml", {**data, "timeouts": {"oscar": 300}})  # a loop must not wait it out
-    cluster = ClusterDir(root / "c")
-    try:
-        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
-            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
-            assert result.returncode == 0, result.output
+    with headnode_booted(spec, root / "c") as cluster:
         yield cluster
-    finally:
-        oscarvt("destroy", "--cluster", cluster.path)
-
-
-def line_of(path: str, text: str) -> int:
-    """The number of the line of oscar-mini's ``path`` that holds ``text``."""
-    return next(n for n, line in enumerate((SUITE / path).read_text().splitlines(), start=1) if text in line)
 
 
 def start_with_bugs(cluster: ClusterDir, tmp_path: Path, bugs: str,
@@ -91,9 +79,9 @@ def check_stopped(cluster: ClusterDir) -> None:
                   "at /opt/oscar/scripts/cli/setup_networking line {line}."),
 ])
 def test_oscars_own_failure_is_named_with_its_step_and_its_line(cluster, tmp_path, monkeypatch, bug, status, verdict):
-    line = {"selector-path": line_of("scripts/cli/main_cli", 'perl_die "ERROR: $cmd is not available'),
-            "update-env": line_of("scripts/cli/main_cli", "has_bug update-env && perl_die"),
-            "mac-crash": line_of("scripts/cli/setup_networking", 'echo "Can\'t call method')}[bug]
+    line = {"selector-path": suite_line("scripts/cli/main_cli", 'perl_die "ERROR: $cmd is not available'),
+            "update-env": suite_line("scripts/cli/main_cli", "has_bug update-env && perl_die"),
+            "mac-crash": suite_line("scripts/cli/setup_networking", 'echo "Can\'t call method')}[bug]
     expected = verdict.format(line=line)
     last, events = start_with_bugs(cluster, tmp_path, bug, monkeypatch)
     assert last == (f"FAIL: start-oscar: product: {expected} (see its output, {OUTPUT} on the headnode, or "

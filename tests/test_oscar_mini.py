@@ -10,15 +10,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import oscarvt, template_spec_data, write_spec
+from conftest import SUITE, headnode_booted, suite_line, template_spec_data, write_spec
 
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.oscar_output import RepeatWatch, describe_failure
 from oscarvt.phases.access import open_vm
 from oscarvt.ssh import Connection
-
-SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 
 
 def read_menu(tmp_path: Path, text: str, valued: str, ending: str) -> subprocess.CompletedProcess[str]:
@@ -58,18 +56,12 @@ def headnode(tmp_path_factory) -> tuple[ClusterDir, Connection]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("mini")
     spec = write_spec(root / "spec.yaml", template_spec_data(template, nodes={"count": 0}))
-    cluster = ClusterDir(root / "c")
-    try:
-        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"]):
-            result = oscarvt(args[0], "--cluster", cluster.path, *args[1:])
-            assert result.returncode == 0, result.output
+    with headnode_booted(spec, root / "c") as cluster:
         conn, opened = open_vm(cluster, cluster.load(), "headnode")
         conn.put(SUITE, "/opt")
         yield cluster, conn
         for c in opened:
             c.close()
-    finally:
-        oscarvt("destroy", "--cluster", cluster.path)
 
 
 def run(conn: Connection, command: str) -> tuple[int, str]:
@@ -319,11 +311,8 @@ def test_steps_without_their_answers_print_their_menus_forever_as_in_oscar(headn
 def test_a_boot_script_that_fails_stops_before_step_7(headnode):
     cluster, conn = headnode
     failure = "Failed to confirm client node boot before Step 7 - Complete Cluster Setup"
-    line = line_of("scripts/cli/main_cli", 'perl_die "' + failure)
+    line = suite_line("scripts/cli/main_cli", 'perl_die "' + failure)
     run_failing(conn, f"--bootscript /bin/false {only(7)}",
                 f"OSCAR failed in step 7 - Complete Cluster Setup: {failure} at ./main_cli line {line}.")
 
 
-def line_of(path: str, text: str) -> int:
-    """The number of the line of oscar-mini's ``path`` that holds ``text``."""
-    return next(n for n, line in enumerate((SUITE / path).read_text().splitlines(), start=1) if text in line)
