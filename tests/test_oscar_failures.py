@@ -62,7 +62,7 @@ def check_stopped(cluster: ClusterDir) -> None:
         # (each pattern bracketed, so that pgrep's own shell, whose command line holds it, does not match)
         assert conn.run("pgrep -f '[i]nstall_cluster|[m]ain_cli|[s]cripts/cli/|[/]var/lib/oscarvt/watchdog'") != 0, \
             conn.check_output("ps -ef")
-        sizes = conn.check_output(f"stat -c %s {OUTPUT} {OSCAR_LOG}").split()
+        sizes = conn.check_output(f"for f in {OUTPUT} {OSCAR_LOG}; do [ ! -e $f ] || stat -c %s $f; done").split()
     assert all(int(size) <= 2 * KEEP_BYTES + 4096 for size in sizes), sizes
 
 
@@ -110,4 +110,29 @@ def test_a_looping_step_is_stopped_and_named_within_seconds(cluster, tmp_path, m
     assert repeated is None or named == repeated, last
     assert last.endswith(f"; it was stopped (see its output, {OUTPUT} on the headnode, or grab-logs)"), last
     print(f"{bug}: the verdict came {seconds_after(events, named):.1f}s after the loop's first line")
+    check_stopped(cluster)
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("flood", [
+    "seq 1 1000000000",  # lines that all differ: no repeat to see, only the rate
+    "yes oscar | tr -d '\\n'",  # a line that never ends
+])
+def test_output_that_runs_away_is_stopped_before_it_fills_the_disk(cluster, tmp_path, monkeypatch, flood):
+    """Not one of OSCAR's bugs: an install_cluster that floods its output in a way no repeat shows,
+    which only the watchdog beside it on the headnode stops (more than 8 MiB in 5 s)."""
+    tree = tmp_path / "flood"
+    tree.mkdir()
+    (tree / "install_cluster").write_text(f"#!/bin/sh\necho 'flooding'\n{flood}\n")
+    (tree / "install_cluster").chmod(0o755)
+    assert oscarvt("checkout-oscar", "--cluster", cluster.path, "--source", tree).returncode == 0
+    result = oscarvt("start-oscar", "--cluster", cluster.path)
+    assert result.returncode == 1, result.output
+    prefix = "FAIL: start-oscar: product: OSCAR loops before its first step: it prints, "
+    assert result.last_line.startswith(prefix), result.last_line
+    figures = result.last_line[len(prefix):].split("; it was stopped", 1)[0]
+    window, whole = int(figures.split(" MiB in 5 s (")[0]), int(figures.split("(")[1].split(" MiB")[0])
+    assert window >= 8 and whole >= window, figures
+    assert "of OSCAR's output not shown]" in result.output  # the driver printed a flood's ends only
+    assert len(result.output) < 4 << 20
     check_stopped(cluster)

@@ -60,7 +60,8 @@ POLL = 0.5         # seconds between looks at what the followed output brought (
 WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 TAIL_BYTES = 65536  # of OSCAR's output read for the cause of a failure, or shown after a skip
-SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES
+SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES;
+SHOWN_LINES = 100  # ... and of more than this coming at once, the first and last SHOWN_LINES are printed
 KEEP_BYTES = 1 << 20  # a runaway output and OSCAR's log keep their first and last KEEP_BYTES
 # The watchdog's bounds: output (and so OSCAR's log) growing faster than any install writes.
 RUNAWAY_WINDOW = 5  # seconds
@@ -71,15 +72,16 @@ WATCHDOG_SCRIPT = f"""#!/bin/sh
 # oscarvt's watchdog for install_cluster (process group $1): a step that reprints its menu
 # forever writes megabytes a second, and OSCAR's log the same. Once the output grows by more
 # than {RUNAWAY_BYTES} bytes in {RUNAWAY_WINDOW} s, or past {RUNAWAY_TOTAL} bytes, stop OSCAR before the disk fills.
+# (dash's kill takes a process group as -PGID, and no "--")
 pgid=$1 {" ".join(f"w{i}=0" for i in range(1, RUNAWAY_WINDOW + 1))}
-while [ ! -s {STATUS} ] && kill -0 -- "-$pgid" 2>/dev/null; do
+while [ ! -s {STATUS} ] && kill -0 "-$pgid" 2>/dev/null; do
     sleep 1
     size=$(stat -c %s {OUTPUT} 2>/dev/null) || size=0
     if [ $((size - w{RUNAWAY_WINDOW})) -gt {RUNAWAY_BYTES} ] || [ "$size" -gt {RUNAWAY_TOTAL} ]; then
         echo "$((size - w{RUNAWAY_WINDOW})) $size" > {RUNAWAY}
-        kill -TERM -- "-$pgid" 2>/dev/null
-        n=0; while kill -0 -- "-$pgid" 2>/dev/null && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
-        kill -KILL -- "-$pgid" 2>/dev/null
+        kill -TERM "-$pgid" 2>/dev/null
+        n=0; while kill -0 "-$pgid" 2>/dev/null && [ $n -lt 10 ]; do sleep 1; n=$((n + 1)); done
+        kill -KILL "-$pgid" 2>/dev/null
         sleep 1; [ -s {STATUS} ] || echo 137 > {STATUS}
         exit 0
     fi
@@ -258,12 +260,15 @@ def print_output(conn: Connection, record: OscarRun, repeats: RepeatWatch, final
     """Print OSCAR's output lines after ``record.offset`` and move the offset past them; the line
     it repeats if it loops. More than ``SHOW_LIMIT`` bytes left (a runaway) are skipped down to
     the last ``TAIL_BYTES``."""
-    size = conn.check_output(f"stat -c %s {OUTPUT} 2>/dev/null || echo 0").strip()
-    left = int(size) - record.offset if size.isdigit() else 0
-    if left > SHOW_LIMIT:
-        progress(f"oscar| [oscarvt: {left - TAIL_BYTES} bytes of OSCAR's output not shown]")
-        record.offset += left - TAIL_BYTES
-    data = conn.check_output_bytes(f"tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null || true")
+    # one request: the bytes skipped (a line), then what is shown
+    data = conn.check_output_bytes(
+        f"left=$(( $(stat -c %s {OUTPUT} 2>/dev/null || echo 0) - {record.offset} )); "
+        f"if [ $left -gt {SHOW_LIMIT} ]; then echo $((left - {TAIL_BYTES})); tail -c {TAIL_BYTES} {OUTPUT}; "
+        f"else echo 0; tail -c +{record.offset + 1} {OUTPUT} 2>/dev/null; fi || true")
+    skipped, _, data = data.partition(b"\n")
+    if skipped.strip() not in (b"", b"0") and skipped.strip().isdigit():
+        progress(f"oscar| [oscarvt: {int(skipped)} bytes of OSCAR's output not shown]")
+        record.offset += int(skipped)
     lines, used = complete_lines(data, final)
     record.offset += used
     return take_output(record, lines, repeats)
@@ -271,10 +276,16 @@ def print_output(conn: Connection, record: OscarRun, repeats: RepeatWatch, final
 
 def take_output(record: OscarRun, lines: list[str], repeats: RepeatWatch) -> str | None:
     """Print lines of OSCAR's output and note each step it begins or ends (an event for each
-    beginning); the line it repeats if the lines show a loop (and then the rest is not printed)."""
+    beginning); the line it repeats if the lines show a loop (and then the rest is not printed).
+    Of more than ``SHOW_LIMIT`` bytes at once (a flood) only the first and last ``SHOWN_LINES``
+    lines are printed, and how many were not; all of them are read."""
     now = time.time()
-    for line in lines:
-        progress(f"oscar| {line}")
+    flood = sum(map(len, lines)) > SHOW_LIMIT and len(lines) > 2 * SHOWN_LINES
+    for number, line in enumerate(lines):
+        if not flood or number < SHOWN_LINES or number >= len(lines) - SHOWN_LINES:
+            progress(f"oscar| {line}")
+        elif number == SHOWN_LINES:
+            progress(f"oscar| [oscarvt: {len(lines) - 2 * SHOWN_LINES} lines of OSCAR's output not shown]")
         seen = oscar_output.step_seen(line)
         if seen is not None and (seen.number, seen.ended) != (record.step, record.step_ended):
             record.step, record.step_ended = seen.number, seen.ended
@@ -302,24 +313,21 @@ def explain_failure(conn: Connection, record: OscarRun, status: int) -> None:
     record.failure = oscar_output.describe_failure(output_tail(conn), _step(record), status)
 
 
-def oscar_loops(conn: Connection, record: OscarRun, line: str) -> ProductError:
-    """Stop OSCAR, which loops printing ``line``; the error that says so. Its output and its log
-    keep their first and last ``KEEP_BYTES`` (a loop writes megabytes a second)."""
+def oscar_loops(conn: Connection, record: OscarRun, line: str | None, figures: str = "") -> ProductError:
+    """Stop OSCAR, which loops printing ``line`` (``figures``: how fast, if measured); the error that
+    says so. Its output and its log keep their first and last ``KEEP_BYTES`` (a loop writes
+    megabytes a second)."""
     stop_oscar(conn)
     cut_runaway_logs(conn)
-    record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: it prints '{line}' again and again; "
-                      "it was stopped")
+    said = f"it prints '{line}' again and again" if line else "it prints"
+    record.failure = f"OSCAR loops {oscar_output.where(_step(record))}: {said}{figures}; it was stopped"
     return ProductError(f"{record.failure} {SEE_OUTPUT}")
 
 
 def oscar_ran_away(conn: Connection, record: OscarRun, window: int, total: int) -> ProductError:
     """The error for an OSCAR the watchdog stopped: ``window`` bytes of output in its window, ``total`` in all."""
-    repeated = oscar_output.most_repeated(output_tail(conn))
-    cut_runaway_logs(conn)
-    what = f"it printed '{repeated}' again and again, " if repeated else "it printed "
-    record.failure = (f"OSCAR loops {oscar_output.where(_step(record))}: {what}{window >> 20} MiB in "
-                      f"{RUNAWAY_WINDOW} s ({total >> 20} MiB in all); it was stopped")
-    return ProductError(f"{record.failure} {SEE_OUTPUT}")
+    return oscar_loops(conn, record, oscar_output.most_repeated(output_tail(conn)),
+                       f", {window >> 20} MiB in {RUNAWAY_WINDOW} s ({total >> 20} MiB in all)")
 
 
 def cut_runaway_logs(conn: Connection) -> None:
