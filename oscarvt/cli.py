@@ -97,12 +97,12 @@ def _reap(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from oscarvt.phases.status import cluster_status, format_status
+    from oscarvt.phases.status import cluster_status, format_status, vm_label
     if args.json:
         log.use_stream(sys.stderr)
     status = cluster_status(ClusterDir(args.cluster))
     print(mask_credentials(json.dumps(status, indent=2) if args.json else format_status(status)), flush=True)
-    dead = [name for name, vm in status["vms"].items() if vm["state"] == "dead"]
+    dead = [vm_label(name, vm) for name, vm in status["vms"].items() if vm["state"] == "dead"]
     running = sum(vm["state"] == "running" for vm in status["vms"].values())
     if dead:
         raise InfraError(f"{', '.join(dead)} died ({running}/{len(status['vms'])} VMs running)")
@@ -128,7 +128,7 @@ def _ssh(args: argparse.Namespace) -> int:
     finally:
         for c in opened:
             c.close()
-    log.verdict("ssh", f"{args.vm}: '{command}' exited {status}", None if status == 0 else "product")
+    log.verdict("ssh", f"{conn.label}: '{command}' exited {status}", None if status == 0 else "product")
     return status
 
 
@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop an oscarvt still working on one of them (a worker's start: its builds are gone)")
     sub.set_defaults(run=_verb(_reap))
     sub = verb("ssh", _ssh, "run a command on a VM (nodes through the headnode)", lock=None)
-    sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1")
+    sub.add_argument("vm", metavar="VM", help="VM name, e.g. headnode or oscarnode1, or OSCAR's name for a node "
+                     "(once wait-for-nodes has seen it report; VM names come first)")
     sub.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND")
     sub = verb("status", _status, "show each VM's state and the phases", lock=None)
     sub.add_argument("--json", action="store_true", help="print the status as JSON")

@@ -13,8 +13,10 @@ writes that file anew (its folder is created), one JSON object per line, each wi
                 its end also ``seconds`` and ``product_seconds`` (of those, the time spent
                 waiting on OSCAR and its nodes; the rest is the harness's, see ``oscarvt.timing``)
 ``accel``       ``name`` (``kvm``/``tcg``), ``reason``
-``node``        ``vm``, ``state`` (``imaging``, ``installed``, ``booted``, ``restarted``, ...),
-                ``status`` (SystemImager's status code, or null)
+``node``        ``vm`` (the VM's name: the key to follow a node by), ``client`` (OSCAR's name
+                for the node, from its define-clients answers as the node's reports say it;
+                null until the node reported), ``state`` (``imaging``, ``installed``,
+                ``booted``, ``restarted``, ...), ``status`` (SystemImager's status code, or null)
 ``oscar_step``  ``step``: the OSCAR step install_cluster is in (``Step 4 - Build ...``)
 ``test``        ``class``, ``name``, ``result`` (``passed``/``failed``/``skipped``), ``message``,
                 ``seconds`` (the JUnit report's ``time`` as text, empty if none)

@@ -8,6 +8,7 @@ state is one error naming the field, never a ``KeyError`` in the middle of a pha
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,8 +16,11 @@ from typing import Any, Literal
 
 import dacite
 
+from oscarvt.errors import shown
+
 VM_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")  # the spec's host names, a node's with its number
 HOST_KEY = re.compile(r"[a-z][a-z0-9@.-]{0,60} [A-Za-z0-9+/]{1,20000}={0,2}")  # known_hosts' "TYPE BASE64"
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")  # an OSCAR client's name: a host name without domain
 Role = Literal["headnode", "node"]
 Desired = Literal["created", "running", "stopped"]
 PhaseResult = Literal["running", "passed", "failed"]
@@ -119,12 +123,31 @@ HISTORY = 200  # status changes kept per node: the guest says how often it repor
 @dataclass
 class NodeRecord:
     """A compute node's imaging: its last SystemImager status, when each stage was seen (seconds from
-    ``started``, when its VM was first started) and each change of its status (``history``, bounded)."""
+    ``started``, when its VM was first started), each change of its status (``history``, bounded), and
+    the name and address OSCAR gave it (from its define-clients answers; learned from the monitor's
+    reports by the node's MAC, None until it reported)."""
 
     status: int | None
     times: dict[str, float] = field(default_factory=dict)
     started: float | None = None
     history: list[StatusSeen] = field(default_factory=list)
+    client: str | None = None  # OSCAR's name for it, e.g. node01
+    client_ip: str | None = None  # OSCAR's address for it on the private LAN
+
+
+def node_label(vm: str, client: str | None) -> str:
+    """A node as people read it: OSCAR's name with the VM beside it (``node5 (VM oscarnode13)``), or the
+    VM's name alone when OSCAR's is the same or not known."""
+    return f"{client} (VM {vm})" if client and client != vm else vm
+
+
+def is_ipv4(text: str) -> bool:
+    """True if ``text`` is an IPv4 address written the usual way (``192.168.77.2``)."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def remember(history: list[StatusSeen], seen: StatusSeen) -> None:
@@ -165,6 +188,23 @@ class ClusterState:
         """The compute node VMs, in order, by name."""
         return {name: vm for name, vm in self.vms.items() if vm.role == "node"}
 
+    def node_ip(self, name: str) -> str:
+        """Where the node ``name`` is on the private LAN: the address OSCAR gave it once wait-for-nodes
+        learned it, else the spec's."""
+        record = self.nodes.get(name)
+        return record.client_ip if record and record.client_ip else self.vms[name].ip
+
+    def vm_named(self, name: str) -> str | None:
+        """The VM ``name`` means: a VM's own name, else the node OSCAR calls ``name`` (VM names come first)."""
+        if name in self.vms:
+            return name
+        return next((vm for vm, record in self.nodes.items() if record.client == name and vm in self.vms), None)
+
+    def label(self, name: str) -> str:
+        """The VM ``name`` as people read it: a node with OSCAR's name beside it (``node_label``)."""
+        record = self.nodes.get(name)
+        return node_label(name, record.client if record else None)
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
@@ -195,4 +235,15 @@ class ClusterState:
         damaged = [name for name, vm in state.vms.items() if vm.host_key and not HOST_KEY.fullmatch(vm.host_key)]
         if damaged:
             raise StateError(f"field \"vms.{damaged[0]}.host_key\" is not an SSH host key (TYPE BASE64)")
+        _check_clients(state.nodes)
         return state
+
+
+def _check_clients(nodes: dict[str, NodeRecord]) -> None:
+    """StateError naming the first node whose OSCAR name or address is not one (they name files and hosts)."""
+    for name, node in nodes.items():
+        where = f"nodes.{name if VM_NAME.fullmatch(name) else shown(name)}"
+        if node.client is not None and not CLIENT_NAME.fullmatch(node.client):
+            raise StateError(f"field \"{where}.client\" is not a host name: {shown(node.client)}")
+        if node.client_ip is not None and not is_ipv4(node.client_ip):
+            raise StateError(f"field \"{where}.client_ip\" is not an IPv4 address: {shown(node.client_ip)}")

@@ -7,8 +7,9 @@ red if it failed. Its solid, hatched part is the time it waited on OSCAR and its
 the pale rest is oscarvt's own (the harness's). Below, one lane per node, coloured by what it
 was doing: booted (its VM started, the installer not heard from yet), imaging (deeper blue as the
 percentage grows, each change marked), installed, rebooted (its installer's reboot, then the
-driver starting it from its disk), booted from its disk, an error. Seconds run from the first
-phase's start.
+driver starting it from its disk), booted from its disk, an error. A lane is named as OSCAR names
+the node, its VM beside it when the names differ (``node5 (VM oscarnode13)``). Seconds run from the
+first phase's start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from oscarvt import monitor
 from oscarvt.plotting import figure, phase_colour, write_png
-from oscarvt.state import ClusterState, NodeRecord, PhaseRecord
+from oscarvt.state import ClusterState, NodeRecord, PhaseRecord, node_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 TIMELINE = "timeline.png"  # its name in a logs folder (grab-logs)
 WIDTH = 1400
 MAX_LANES = 40  # nodes drawn; the others are counted in a note
+LANE_LABEL = 30  # characters of a lane's name shown (the margin beside the lanes holds about that many)
 FAILED = "#d62728"
 STAGES = {  # a node's stage: its colour in the lanes and the legend
     "booted": "#d9d9d9", "imaging": "#4a89c8", "installed": "#fdae6b", "rebooted": "#b39ddb",
@@ -111,7 +113,7 @@ def draw_phases(axes: Axes, phases: list[PhaseRecord], names: list[str], origin:
 
 def draw_nodes(axes: Axes, nodes: dict[str, NodeRecord], origin: float, end: float, now: float) -> None:
     """A lane per node: its stages as coloured spans, each change of status marked (percentages named)."""
-    axes.set_yticks(range(len(nodes)), list(nodes))
+    axes.set_yticks(range(len(nodes)), [lane_label(name, node) for name, node in nodes.items()])
     axes.set_ylim(len(nodes) - 0.5, -0.5)
     for row, node in enumerate(nodes.values()):
         changes = node_changes(node, origin)
@@ -125,6 +127,12 @@ def draw_nodes(axes: Axes, nodes: dict[str, NodeRecord], origin: float, end: flo
             if change.label and _pixels(axes, change.at - last_at) >= 3 * (len(last_label) + len(change.label)) + 8:
                 axes.text(change.at, row - 0.32, change.label, fontsize=7, ha="center", va="bottom")
                 last_at, last_label = change.at, change.label
+
+
+def lane_label(name: str, node: NodeRecord) -> str:
+    """A lane's name: the node as OSCAR names it, its VM ``name`` beside it (``node_label``), cut to fit."""
+    label = node_label(name, node.client)
+    return label if len(label) <= LANE_LABEL else label[:LANE_LABEL - 3] + "..."
 
 
 def node_changes(node: NodeRecord, origin: float) -> list[Change]:

@@ -262,7 +262,7 @@ def test_a_state_from_before_the_history_loads_and_a_damaged_history_is_named():
 def test_a_guest_that_reports_without_end_leaves_the_first_and_last_changes_only():
     """A node whose installer flips between two statuses a thousand times: the history keeps 200."""
     line = "2026-12-03 09:14:16 mac=52:54:00:55:d9:02:ip=192.168.77.2:host=oscarnode1:kernel=6.1.0:ncpus=1:status={}"
-    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0)
+    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0, mac="52:54:00:55:d9:02")
     statuses = [1 + k % 2 for k in range(1000)]
     take_in([line.format(status) for status in statuses], [], {"oscarnode1": node})
     assert len(node.history) == HISTORY and node.status == statuses[-1]
@@ -292,7 +292,7 @@ def test_a_timeline_that_cannot_be_drawn_is_one_progress_line_and_no_picture(tmp
 def test_a_status_that_is_no_status_code_is_passed_over_not_a_crash():
     """The monitor's lines are the guest's: 5000 digits, a superscript two or Arabic digits are no status."""
     line = "2026-12-03 09:14:16 mac=52:54:00:55:d9:02:ip=192.168.77.2:host=oscarnode1:kernel=6.1.0:ncpus=1:status={}"
-    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0)
+    node = Node("oscarnode1", "192.168.77.2", started=1.0, console_offset=0, mac="52:54:00:55:d9:02")
     take_in([line.format("9" * 5000), line.format("\u00b2"), line.format("\u0663"), line.format("40")], [],
             {"oscarnode1": node})
     assert node.status == 40 and [seen.status for seen in node.history] == [40]

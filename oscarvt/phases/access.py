@@ -24,7 +24,7 @@ from contextlib import contextmanager, suppress
 from typing import Iterator
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InputError, OscarvtError
+from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, connect
 from oscarvt.state import ClusterState
@@ -97,14 +97,19 @@ def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
 
 
 def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connection, list[Connection]]:
-    """An SSH connection to ``name``, and every connection to close afterwards (hops included)."""
-    if name not in state.vms:
-        raise InputError(f"no VM named {name!r} in this cluster (VMs: {', '.join(state.vms)})")
+    """An SSH connection to ``name`` (a VM's name, or OSCAR's name for a node), and every connection to
+    close afterwards (hops included). A node is reached at the address OSCAR gave it once wait-for-nodes
+    has learned it (a user's define-clients answers may give other addresses than the spec's)."""
+    vm = state.vm_named(name)
+    if vm is None:
+        clients = [record.client for record in state.nodes.values() if record.client]
+        also = f"; OSCAR's names: {', '.join(clients)}" if clients else ""
+        raise InputError(f"no VM named {shown(name)} in this cluster (VMs: {', '.join(state.vms)}{also})")
     head = open_headnode(cluster, state)
-    if state.vms[name].role == "headnode":
+    if state.vms[vm].role == "headnode":
         return head, [head]
     try:
-        node = connect(state.vms[name].ip, 22, credentials(cluster.spec(state)), name, via=head)
+        node = connect(state.node_ip(vm), 22, credentials(cluster.spec(state)), state.label(vm), via=head)
     except OscarvtError:
         head.close()
         raise

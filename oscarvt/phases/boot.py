@@ -168,10 +168,12 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
         if iso is not None and not iso.is_file():
             raise InputError(f"--iso: no such file {iso}")
         nodes = list(state.node_vms())
-        unknown = sorted(set(only or []) - set(nodes))
+        wanted = {state.vm_named(name) or name for name in only or []}  # a VM's name or OSCAR's for it
+        unknown = sorted(wanted - set(nodes))
         if unknown:
-            raise InputError(f"--node: no compute node named {', '.join(unknown)} (nodes: {', '.join(nodes)})")
-        nodes = [name for name in nodes if not only or name in only]
+            raise InputError(f"--node: no compute node named {', '.join(unknown)} "
+                             f"(nodes: {', '.join(map(state.label, nodes))})")
+        nodes = [name for name in nodes if not only or name in wanted]
         if method == "cdrom" and iso is None and any(cluster.profile(n).cdrom is None for n in nodes):
             iso = fetch_boot_cd(cluster, state)
         for name in nodes:

@@ -30,7 +30,7 @@ from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
-from oscarvt.state import ClusterState, Logs, PhaseRecord
+from oscarvt.state import ClusterState, Logs, PhaseRecord, node_label
 from oscarvt.timeline import TIMELINE, write_timeline
 from oscarvt.unpack import Unpacked
 from oscarvt.waiting import wait_for
@@ -132,14 +132,15 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
 
 def summary(state: ClusterState) -> str:
     """A few lines for people: each phase's result, time and the product's part of it, the harness's
-    share, the failure, each node's times, the cluster tests."""
+    share, the failure, each node's times (named as OSCAR names it, its VM beside it), the cluster tests."""
     lines = [f"{'phase':<20} {'result':<8} {'seconds':>8} {'product':>8}"]
     lines += [format_phase(phase) for phase in state.phases]
     lines.append(timing.describe(timing.share(p for p in state.phases if p.seconds is not None))
                  + " (the rest waited on OSCAR and its nodes)")
-    for name, node in state.nodes.items():
+    for name, node in state.nodes.items():  # by OSCAR's name, the VM beside it (node_label), at OSCAR's address
         times = ", ".join(f"{key} {value}s" for key, value in node.times.items())
-        lines.append(f"{name}: status {node.status}; {times}")
+        at = f", at {node.client_ip}" if node.client_ip else ""
+        lines.append(f"{node_label(name, node.client)}: status {node.status}{at}; {times}")
     for test in state.oscar.tests if state.oscar else []:
         lines.append(f"test {test['result']}: {test['class']} {test['name']} {test['message']}".rstrip())
     return "\n".join(lines)

@@ -9,6 +9,16 @@ OSCAR goes on. It fails early, naming the node, on an error status, an error on 
 that died, or a node with no progress for ``timeouts.node``; then
 the hook is released with a failure, so OSCAR stops as it does when its boot script fails
 (an interrupt leaves the hook waiting, so wait-for-nodes can be run again).
+
+OSCAR names and addresses its clients from its define-clients answers (a user's ``--inputs``
+may give other names, numbers and addresses than the spec's), and gives them the MACs of the
+MAC file in file order. So a monitor report belongs to the VM whose private NIC has its MAC
+(``mac=``, any case); the report's ``host=`` and ``ip=`` are OSCAR's name and address for that
+node, kept in its ``NodeRecord`` (``client``, ``client_ip``), and the rsync log's
+``imaging_complete_<ip>`` markers are mapped through those addresses (through the spec's until a
+node has reported). Reports for a MAC of no VM of this cluster are passed over. A node is named
+as OSCAR names it with its VM beside it (``node5 (VM oscarnode13): imaging 40%``); events keep
+the VM's name in ``vm`` and OSCAR's in ``client``.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from typing import Callable
 from oscarvt import events, monitor, timing
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.phase_table import WAIT_FOR_NODES
@@ -30,7 +40,7 @@ from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
 from oscarvt.ssh import LogReader
-from oscarvt.state import ClusterState, NodeRecord, StatusSeen, remember
+from oscarvt.state import ClusterState, NodeRecord, StatusSeen, is_ipv4, node_label, remember
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 # Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
@@ -39,21 +49,38 @@ HOST_SIGNS = {"IO-APIC + timer doesn't work": "the guest's timer check failed (T
 POLL = 1.0
 STATUS = re.compile(r"-?[0-9]{1,6}")  # SystemImager's codes; '²', '٣' or 5000 digits are no status
 REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
+MAX_MESSAGE = 300  # characters of an installer's error message quoted as they are
 
 
 @dataclass
 class Node:
-    """What the driver knows about one node while it installs."""
+    """What the driver knows about one node while it installs: ``name`` is its VM's, ``ip`` the spec's
+    address for it, ``mac`` its private NIC's; ``client`` and ``client_ip`` are what OSCAR calls it,
+    from its reports."""
 
     name: str
     ip: str
     started: float
     console_offset: int
+    mac: str = ""
+    client: str | None = None
+    client_ip: str | None = None
     status: int | None = None
     last_activity: float = field(default_factory=time.time)
     restarted: bool = False
     times: dict[str, float] = field(default_factory=dict)
     history: list[StatusSeen] = field(default_factory=list)  # each change of status, bounded (state.remember)
+    refused: set[str] = field(default_factory=set)  # report fields already said to be unusable
+
+    @property
+    def label(self) -> str:
+        """How progress lines and verdicts name it: ``node5 (VM oscarnode13)``, or ``oscarnode1``."""
+        return node_label(self.name, self.client)
+
+    def record(self) -> NodeRecord:
+        """What the state keeps of it."""
+        return NodeRecord(self.status, dict(self.times), self.started, list(self.history), self.client,
+                          self.client_ip)
 
     def seen(self, what: str) -> None:
         self.last_activity = time.time()
@@ -79,14 +106,18 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
         if not all(vm.started is not None for vm in state.node_vms().values()):
             raise InputError("the nodes have not been started (run 'oscarvt boot-compute-nodes')")
         limit = timeout or spec.timeouts.install
-        nodes = {name: Node(name, vm.ip, vm.started or 0.0, vm.console_start)
+        nodes = {name: Node(name, vm.ip, vm.started or 0.0, vm.console_start, mac=vm.mac)
                  for name, vm in state.node_vms().items()}
         monitor_log = LogReader(monitor.MONITOR_LOG, state.oscar.monitor_offset)
         rsyncd_log = LogReader(monitor.RSYNCD_LOG, state.oscar.rsyncd_offset)
         deadline = time.monotonic() + limit
         with open_headnode(cluster, state) as conn:
             def take_in_logs() -> None:
+                known = [(node.client, node.client_ip) for node in nodes.values()]
                 take_in(monitor_log.read(conn), rsyncd_log.read(conn), nodes)
+                if known != [(node.client, node.client_ip) for node in nodes.values()]:
+                    state.nodes = {name: node.record() for name, node in nodes.items()}
+                    cluster.save(state)  # `oscarvt ssh NAME` finds a node by OSCAR's name and address at once
 
             try:
                 with timing.spent_on_product():  # the nodes' installers at work
@@ -100,10 +131,9 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
             finally:
                 monitor_log.close()
                 rsyncd_log.close()
-                state.nodes = {n.name: NodeRecord(n.status, dict(n.times), n.started, list(n.history))
-                               for n in nodes.values()}
+                state.nodes = {name: node.record() for name, node in nodes.items()}
             release_hook(conn, ok=True)
-    took = ", ".join(f"{n.name} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
+    took = ", ".join(f"{n.label} {n.times.get('installed', 0):.0f}s" for n in nodes.values())
     return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
 
 
@@ -117,40 +147,87 @@ def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str,
             watch_vm(cluster, state, node, take_in_logs)
             silent = time.time() - node.last_activity
             if node.status != monitor.BOOTED and silent > node_timeout:
-                raise ProductError(f"{node.name}: no progress for {node_timeout}s "
+                raise ProductError(f"{node.label}: no progress for {node_timeout}s "
                                    f"(last: {node.said()}; timeouts.node)", vm=node.name)
         if all(node.status == monitor.BOOTED for node in nodes.values()):
             return  # at once: a sleep here would be counted as the nodes' time
         if time.monotonic() > deadline:
-            waiting = [n.name for n in nodes.values() if n.status != monitor.BOOTED]
+            waiting = [n.label for n in nodes.values() if n.status != monitor.BOOTED]
             raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
         time.sleep(POLL)
 
 
 def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, Node]) -> None:
-    """Take in new monitor and rsync log lines; print each node's changes."""
-    by_ip = {node.ip: node for node in nodes.values()}
+    """Take in new monitor and rsync log lines; print each node's changes. A report belongs to the
+    node with its MAC; reports for other MACs are passed over."""
+    by_mac = {monitor.mac_key(node.mac): node for node in nodes.values() if node.mac}
     for line in monitor_lines:
         fields = monitor.parse_status_line(line)
-        node = by_ip.get(fields.get("ip", ""))
+        node = by_mac.get(monitor.mac_key(fields.get("mac", "")))
         if node is None or not STATUS.fullmatch(fields.get("status", "")):
             continue  # not a node of this cluster, or not a status code (the installer's line is the guest's)
-        status = int(fields["status"])
-        if status < 0:
-            raise ProductError(f"{node.name}: the installer reported an error: {fields.get('message', line)}",
-                               vm=node.name)
-        if status != node.status:
-            node.status = status
-            remember(node.history, StatusSeen(round(time.time(), 2), status))
-            progress(f"{node.name}: {monitor.describe(status)}")
-            state = {monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging")
-            node.seen(state)
-            events.emit("node", vm=node.name, state=state, status=status)
+        learn(node, fields)
+        take_status(node, int(fields["status"]), fields.get("message") or line)
+    addresses = by_address(nodes)
     for ip in monitor.completed_ips("\n".join(rsyncd_lines)):
-        if ip in by_ip:
-            progress(f"{by_ip[ip].name}: fetched imaging_complete_{ip}")
-            by_ip[ip].seen("imaging_complete")
-            events.emit("node", vm=by_ip[ip].name, state="imaging_complete", status=by_ip[ip].status)
+        node = addresses.get(ip)
+        if node is not None and "imaging_complete" not in node.times:  # rsyncd logs a fetch in two lines
+            progress(f"{node.label}: fetched imaging_complete_{ip}")
+            node.seen("imaging_complete")
+            emit_node(node, "imaging_complete")
+
+
+def take_status(node: Node, status: int, message: str) -> None:
+    """A status the node reported: an error is a ProductError quoting ``message``; a change is printed."""
+    if status < 0:
+        raise ProductError(f"{node.label}: the installer reported an error: {guest_text(message)}", vm=node.name)
+    if status != node.status:
+        node.status = status
+        remember(node.history, StatusSeen(round(time.time(), 2), status))
+        progress(f"{node.label}: {monitor.describe(status)}")
+        stage = {monitor.IMAGED: "installed", monitor.BOOTED: "booted"}.get(status, "imaging")
+        node.seen(stage)
+        emit_node(node, stage)
+
+
+def learn(node: Node, fields: dict[str, str]) -> None:
+    """Take OSCAR's name and address for ``node`` from its report (``host=``, ``ip=``); a value that
+    is no host name or address is passed over, and said once per field."""
+    before = (node.client, node.client_ip)
+    host, address = fields.get("host", ""), fields.get("ip", "")
+    name = monitor.client_name(host) if host else None
+    if host and name is None:
+        refuse(node, "host", host, "not a host name")
+    if address and not is_ipv4(address):
+        refuse(node, "ip", address, "not an IPv4 address")
+        address = ""
+    node.client, node.client_ip = name or node.client, address or node.client_ip
+    if (node.client, node.client_ip) not in (before, (node.name, node.ip)):
+        progress(f"{node.name}: OSCAR's client {node.client or '?'} at {node.client_ip or '?'}")
+
+
+def refuse(node: Node, key: str, value: str, why: str) -> None:
+    """Say (once per node and field) that a report's ``key=value`` is unusable; nothing is learned from it."""
+    if key not in node.refused:
+        node.refused.add(key)
+        progress(f"{node.label}: its report's {key}= is {why}, passed over: {shown(value)}")
+
+
+def by_address(nodes: dict[str, Node]) -> dict[str, Node]:
+    """The nodes by address: the one OSCAR gave them once reported (it wins), else the spec's."""
+    found = {node.ip: node for node in nodes.values() if node.client_ip is None}
+    found.update({node.client_ip: node for node in nodes.values() if node.client_ip is not None})
+    return found
+
+
+def guest_text(text: str) -> str:
+    """Text from a guest as a verdict quotes it: as it is if printable and short, else by ``shown``."""
+    return text if text.isprintable() and len(text) <= MAX_MESSAGE else shown(text)
+
+
+def emit_node(node: Node, state: str) -> None:
+    """The node event: its VM, OSCAR's name for it (or null), its state and status."""
+    events.emit("node", vm=node.name, client=node.client, state=state, status=node.status)
 
 
 def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs: Callable[[], None]) -> None:
@@ -168,7 +245,7 @@ def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs:
     for line in lines:
         host_trouble = next((why for sign, why in HOST_SIGNS.items() if sign in line), None)
         if host_trouble:
-            raise InfraError(f"{node.name}: {host_trouble}: {line.strip()} (console {files.console})", vm=node.name)
+            raise InfraError(f"{node.label}: {host_trouble}: {line.strip()} (console {files.console})", vm=node.name)
         if any(error in line for error in CONSOLE_ERRORS):
             # An installer that prints an error also reports it to the monitor a moment later;
             # that report (raised by take_in_logs) is the verdict when it comes, the console line if not.
@@ -176,25 +253,25 @@ def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs:
             while time.monotonic() < deadline:
                 take_in_logs()
                 time.sleep(0.5)
-            raise ProductError(f"{node.name}: {line.strip()} (console {files.console})", vm=node.name)
+            raise ProductError(f"{node.label}: {line.strip()} (console {files.console})", vm=node.name)
     if qemu.running_pid(files) is not None:
         paused = qemu.paused_by_host(files)
         if paused:
-            raise InfraError(f"{node.name}: {paused}", vm=node.name)
+            raise InfraError(f"{node.label}: {paused}", vm=node.name)
         return
     if not qemu.asked_to_reboot(files):
-        raise InfraError(f"{node.name}: its VM died (QEMU exited without a reboot; console {files.console})",
+        raise InfraError(f"{node.label}: its VM died (QEMU exited without a reboot; console {files.console})",
                          vm=node.name)
     if node.restarted:
-        raise ProductError(f"{node.name}: rebooted again after starting from its disk "
+        raise ProductError(f"{node.label}: rebooted again after starting from its disk "
                            f"(console {files.console})", vm=node.name)
     take_in_logs()  # its last status lines may have come since the last look
     if not node.imaged():
-        raise ProductError(f"{node.name}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
-    progress(f"{node.name}: rebooted; starting it from its disk, CD out")
+        raise ProductError(f"{node.label}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
+    progress(f"{node.label}: rebooted; starting it from its disk, CD out")
     with timing.spent_on_harness():
         boot_node(cluster, state, node.name, "disk", None)
     node.console_offset = state.vms[node.name].console_start
     node.restarted = True
     node.seen("restarted")
-    events.emit("node", vm=node.name, state="restarted", status=node.status)
+    emit_node(node, "restarted")

@@ -7,7 +7,7 @@ from typing import Any
 
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.state import PhaseRecord
+from oscarvt.state import PhaseRecord, node_label
 
 
 def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
@@ -15,7 +15,9 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
 
     ``rebooted`` means an installer-booted VM rebooted, so its QEMU exited (``-no-reboot``)
     and it waits to be started from its disk; ``dead`` means the driver started the VM and
-    did not stop it, yet its QEMU process is gone (killed, crashed).
+    did not stop it, yet its QEMU process is gone (killed, crashed). A node's ``client`` and
+    ``client_ip`` are OSCAR's name and address for it, once wait-for-nodes saw it report (else null);
+    ``ip`` is the spec's.
     """
     state = cluster.load()
     vms = {}
@@ -28,7 +30,9 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
             vm_state = "rebooted" if qemu.asked_to_reboot(files) else "dead"
         else:
             vm_state = "stopped" if vm.desired == "stopped" else "created"
+        node = state.nodes.get(name)
         vms[name] = {"role": vm.role, "state": vm_state, "pid": pid, "ip": vm.ip,
+                     "client": node.client if node else None, "client_ip": node.client_ip if node else None,
                      "mac": vm.mac, "ssh_port": vm.ssh_port, "console": str(files.console)}
     return {"cluster": str(cluster.path), "cluster_id": state.cluster_id,
             "accel": dataclasses.asdict(state.accel) if state.accel else None,
@@ -42,11 +46,18 @@ def format_phase(phase: PhaseRecord) -> str:
     return f"{phase.phase:<20} {phase.result:<8} {took:>8} {product:>8}  {phase.message}"
 
 
+def vm_label(name: str, vm: dict[str, Any]) -> str:
+    """A VM of ``cluster_status`` as people read it: a node with OSCAR's name beside it (``node_label``)."""
+    return node_label(name, vm.get("client"))
+
+
 def format_status(status: dict[str, Any]) -> str:
-    """A table for people."""
-    lines = [f"{'VM':<14} {'ROLE':<9} {'STATE':<8} {'PID':>7} {'SSH':>6}  {'IP':<16} MAC"]
+    """A table for people: a node by OSCAR's name with its VM beside it, at OSCAR's address once known."""
+    labels = {name: vm_label(name, vm) for name, vm in status["vms"].items()}
+    width = max([14, *map(len, labels.values())])
+    lines = [f"{'VM':<{width}} {'ROLE':<9} {'STATE':<8} {'PID':>7} {'SSH':>6}  {'IP':<16} MAC"]
     for name, vm in status["vms"].items():
-        lines.append(f"{name:<14} {vm['role']:<9} {vm['state']:<8} {vm['pid'] or '-':>7} "
-                     f"{vm['ssh_port'] or '-':>6}  {vm['ip']:<16} {vm['mac']}")
+        lines.append(f"{labels[name]:<{width}} {vm['role']:<9} {vm['state']:<8} {vm['pid'] or '-':>7} "
+                     f"{vm['ssh_port'] or '-':>6}  {vm.get('client_ip') or vm['ip']:<16} {vm['mac']}")
     lines += [f"phase {format_phase(PhaseRecord(**phase))}" for phase in status["phases"]]
     return "\n".join(lines)
