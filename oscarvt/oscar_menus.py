@@ -106,6 +106,15 @@ class Answer:
     extra: tuple[str, ...] = ()  # networking item 1: the assignment method and its answers
 
 
+def perl_number(text: str) -> float:
+    """``text`` read as a number, as Perl reads a string in ``==`` (`` 4``, ``4x`` are 4; ``four`` is 0)."""
+    match = _PERL_NUMBER.match(text)
+    try:
+        return float(match.group(1)) if match else 0.0
+    except OverflowError:
+        return 0.0
+
+
 def write_answers(menu: Menu, answers: list[tuple[int, list[str]]], note: str) -> str:
     """An answer file for ``menu``: each item's number, then the lines OSCAR reads after it.
 
@@ -154,8 +163,7 @@ def _replay_perl_lines(menu: Menu, text: str, where: str) -> list[Answer]:
         i += 1
         if line.startswith("#") or line in ("", "0"):
             continue
-        match = _PERL_NUMBER.match(line)
-        value = float(match.group(1)) if match else 0.0
+        value = perl_number(line)
         item = numbers.get(int(value)) if value.is_integer() else None
         if item is None:
             continue

@@ -175,10 +175,10 @@ def test_oscar_reads_answer_lines_its_own_way():
 
 
 def test_input_overrides_replace_add_and_are_checked(tmp_path):
-    (tmp_path / "defineclients").write_text("3\nnode\n")
+    (tmp_path / "defineclients").write_text("3\nnode\n4\n2\n")
     (tmp_path / "buildimage").write_text("1\nimg\n8\n")
     files = input_files(spec(), STATE, tmp_path)
-    assert files["defineclients"] == "3\nnode\n" and files["buildimage"] == "1\nimg\n8\n"
+    assert files["defineclients"] == "3\nnode\n4\n2\n" and files["buildimage"] == "1\nimg\n8\n"
     assert "client.macs" in files and "networkclients" in files
     (tmp_path / "networkclients").write_text("1\n/tmp/m\n4\n")
     with pytest.raises(OscarvtError, match=r"networkclients line 3: '4' is not a MAC assignment method"):
@@ -187,6 +187,28 @@ def test_input_overrides_replace_add_and_are_checked(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(OscarvtError, match=r"notes.txt: not an input file"):
         input_files(spec(), STATE, tmp_path)
+
+
+@pytest.mark.parametrize("answers, message", [
+    ("3\nnode\n", "item 4 (Number of Hosts) defines 1 clients, but the cluster has 2 nodes (nodes.count)"),
+    ("4\n 3x\n", "item 4 (Number of Hosts) defines 3 clients, but the cluster has 2 nodes"),
+    ("4\n2\n7\n192.168.77.254\n", "item 7 (Starting IP) 192.168.77.254 gives client 2 the address "
+                                     "192.168.77.255, which is not a node's on the cluster's LAN 192.168.77.0/24"),
+    ("4\n2\n7\n10.0.0.5\n", "gives client 1 the address 10.0.0.5, which is not a node's"),
+    ("4\n2\n7\n192.168.76.255\n", "gives client 1 the address 192.168.76.255"),
+    ("4\n2\n7\n192.168.77.1\n", "gives client 1 the address 192.168.77.1, which is not a node's on the "
+                                   "cluster's LAN 192.168.77.0/24 (network.subnet; the headnode is 192.168.77.1)"),
+    ("4\n2\n7\n255.255.255.255\n", "gives client 1 the address 255.255.255.255, which is not a node's"),
+    ("4\n2\n7\nlab-net\n", "item 7 (Starting IP) 'lab-net' is not an IPv4 address"),
+])
+def test_user_define_clients_answers_must_fit_the_nodes(tmp_path, answers, message):
+    """One client per node VM, on the cluster's LAN: else a node only shows as silent, blamed on OSCAR."""
+    (tmp_path / "defineclients").write_text(answers)
+    with pytest.raises(OscarvtError, match=re.escape(message)) as caught:
+        input_files(spec(), STATE, tmp_path)
+    assert caught.value.blame == "bad input" and str(caught.value).startswith(f"--inputs: {tmp_path}/defineclients: ")
+    (tmp_path / "defineclients").write_text("2\nlab\n3\nnode\n4\n2\n6\n2\n7\n192.168.77.50\n10\n")
+    assert input_files(spec(), STATE, tmp_path)["defineclients"].startswith("2\nlab\n")
 
 
 def test_removed_and_checked_oscar_spec_keys():

@@ -33,7 +33,7 @@ import ipaddress
 from pathlib import Path
 
 from oscarvt.errors import InputError, shown
-from oscarvt.oscar_menus import BUILD_IMAGE, DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, replay, write_answers
+from oscarvt.oscar_menus import BUILD_IMAGE, DEFINE_CLIENTS, MENUS, SETUP_NETWORKING, perl_number, replay, write_answers
 from oscarvt.spec import ClusterSpec
 from oscarvt.state import ClusterState
 
@@ -84,7 +84,38 @@ def input_files(spec: ClusterSpec, state: ClusterState, overrides: Path | None) 
              "networkclients": network_clients(spec), MAC_FILE: mac_file(state), CONSOLE_FILE: CONFIGURATOR_QUIT}
     if overrides is not None:
         files.update(read_overrides(overrides))
+        if (overrides / "defineclients").is_file():
+            check_clients(files["defineclients"], f"--inputs: {overrides / 'defineclients'}", spec, state)
     return files
+
+
+def check_clients(text: str, where: str, spec: ClusterSpec, state: ClusterState) -> None:
+    """A user's define-clients answers must define one client per node VM (OSCAR gives the MAC file's
+    MACs to its clients one for one), at addresses of the cluster's private LAN that are not the
+    headnode's: otherwise a node would only show as one that never reports, blamed on OSCAR."""
+    answers = {answer.item: answer.value for answer in replay(DEFINE_CLIENTS, text, where)}
+    nodes = len(state.node_vms())
+    count = perl_number(answers.get(4) or "1")  # OSCAR's default is one host (define_oscar_clients_cli 79)
+    if count != nodes:
+        raise InputError(f"{where}: item 4 (Number of Hosts) defines {count:g} clients, but the cluster has "
+                         f"{nodes} nodes (nodes.count); OSCAR gives each client one node's MAC")
+    first = answers.get(7)
+    if first is None:
+        return  # OSCAR takes the address after the headnode's on its interface
+    subnet = ipaddress.ip_network(spec.network.subnet)
+    try:
+        start = ipaddress.IPv4Address(first.strip())
+    except ValueError:
+        raise InputError(f"{where}: item 7 (Starting IP) {shown(first)} is not an IPv4 address") from None
+    head = ipaddress.IPv4Address(state.vms[state.headnode_name()].ip)
+    for offset in range(nodes):
+        address = start + offset if int(start) + offset < 2**32 else None
+        if address is None or address not in subnet or address in (head, subnet.network_address,
+                                                                    subnet.broadcast_address):
+            shown_address = address or "past 255.255.255.255"
+            raise InputError(f"{where}: item 7 (Starting IP) {start} gives client {offset + 1} the address "
+                             f"{shown_address}, which is not a node's on the cluster's LAN {subnet} (network.subnet; "
+                             f"the headnode is {head})")
 
 
 def read_overrides(overrides: Path) -> dict[str, str]:
