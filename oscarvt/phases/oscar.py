@@ -49,19 +49,29 @@ STATUS = f"{WORK}/install_cluster.status"
 PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN-WINDOW TOTAL"
 WATCHDOG = f"{WORK}/watchdog"
+WATCHDOG_PID = f"{WORK}/watchdog.pid"
 SEE_OUTPUT = f"(see its output, {OUTPUT} on the headnode, or grab-logs)"  # a verdict's pointer to the logs
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 STEP_8_BANNER = f"== {oscar_output.STEPS[8]}".encode()  # main_cli line 218, at VERBOSITY
 VERBOSITY = 3  # OSCAR_VERBOSE: from 3 on, OSCAR's Logger prints the steps' banners (Logger.pm 52-66)
-STOP_OSCAR = f"if [ -s {PIDFILE} ]; then kill -TERM -- -$(cat {PIDFILE}) 2>/dev/null; fi; rm -f {PIDFILE}"
+STOP_WAIT = 20  # half seconds for OSCAR's processes to end after a TERM, before a KILL
+# Stop OSCAR's process group and wait until it is gone (KILL after STOP_WAIT), then its watchdog (a group
+# as -PGID, without "--", which dash's kill does not take)
+STOP_OSCAR = (f"if [ -s {PIDFILE} ]; then g=$(cat {PIDFILE}); kill -TERM -$g 2>/dev/null; n=0; "
+              f"while kill -0 -$g 2>/dev/null && [ $n -lt {STOP_WAIT} ]; do sleep 0.5; n=$((n + 1)); done; "
+              f"kill -KILL -$g 2>/dev/null; fi; rm -f {PIDFILE}; "
+              f"p=$(cat {WATCHDOG_PID} 2>/dev/null); rm -f {WATCHDOG_PID}; "  # the PID only while it is the watchdog's
+              f"if [ -n \"$p\" ] && grep -qs {WATCHDOG} /proc/$p/cmdline; then kill $p 2>/dev/null; fi")
 MISSING = 97  # prepare's exit status when install_cluster is not there
 POLL = 0.5         # seconds between looks at what the followed output brought (no SSH request)
 WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
 HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 TAIL_BYTES = 65536  # of OSCAR's output read for the cause of a failure, or shown after a skip
-SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES;
-SHOWN_LINES = 100  # ... and of more than this coming at once, the first and last SHOWN_LINES are printed
+SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES
+SHOW_BATCH = 64 << 10  # of more than this coming at once (half a second), the first and last SHOWN_LINES are printed
+SHOWN_LINES = 50
+SHOWN_LINE = 2000  # characters of a line printed
 KEEP_BYTES = 1 << 20  # a runaway output and OSCAR's log keep their first and last KEEP_BYTES
 # The watchdog's bounds: output (and so OSCAR's log) growing faster than any install writes.
 RUNAWAY_WINDOW = 5  # seconds
@@ -74,6 +84,8 @@ WATCHDOG_SCRIPT = f"""#!/bin/sh
 # than {RUNAWAY_BYTES} bytes in {RUNAWAY_WINDOW} s, or past {RUNAWAY_TOTAL} bytes, stop OSCAR before the disk fills.
 # (dash's kill takes a process group as -PGID, and no "--")
 pgid=$1 {" ".join(f"w{i}=0" for i in range(1, RUNAWAY_WINDOW + 1))}
+trap 'rm -f {WATCHDOG_PID}' EXIT
+trap 'exit 0' TERM
 while [ ! -s {STATUS} ] && kill -0 "-$pgid" 2>/dev/null; do
     sleep 1
     size=$(stat -c %s {OUTPUT} 2>/dev/null) || size=0
@@ -118,6 +130,7 @@ def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
             cluster.save(state)
             # the shell outlives a TERM to the group (its trap) to write the status; the watchdog has its own session
             detached = (f"trap true TERM; echo $$ > {PIDFILE}; setsid {WATCHDOG} $$ < /dev/null > /dev/null 2>&1 & "
+                        f"echo $! > {WATCHDOG_PID}; "
                         f"cd {shlex.quote(spec.oscar.dir)} && {command} > {OUTPUT} 2>&1; "
                         f"echo $? > {STATUS}; rm -f {PIDFILE}")
             conn.check_output(f"setsid sh -c {shlex.quote(detached)} < /dev/null > /dev/null 2>&1 &")
@@ -277,13 +290,15 @@ def print_output(conn: Connection, record: OscarRun, repeats: RepeatWatch, final
 def take_output(record: OscarRun, lines: list[str], repeats: RepeatWatch) -> str | None:
     """Print lines of OSCAR's output and note each step it begins or ends (an event for each
     beginning); the line it repeats if the lines show a loop (and then the rest is not printed).
-    Of more than ``SHOW_LIMIT`` bytes at once (a flood) only the first and last ``SHOWN_LINES``
-    lines are printed, and how many were not; all of them are read."""
+    Of more than ``SHOW_BATCH`` bytes at once (a flood) only the first and last ``SHOWN_LINES``
+    lines are printed, and how many were not, and of a line its first ``SHOWN_LINE`` characters;
+    all of them are read."""
     now = time.time()
-    flood = sum(map(len, lines)) > SHOW_LIMIT and len(lines) > 2 * SHOWN_LINES
+    flood = sum(map(len, lines)) > SHOW_BATCH and len(lines) > 2 * SHOWN_LINES
     for number, line in enumerate(lines):
         if not flood or number < SHOWN_LINES or number >= len(lines) - SHOWN_LINES:
-            progress(f"oscar| {line}")
+            cut = f" [oscarvt: {len(line) - SHOWN_LINE} more characters]" if len(line) > SHOWN_LINE else ""
+            progress(f"oscar| {line[:SHOWN_LINE]}{cut}")
         elif number == SHOWN_LINES:
             progress(f"oscar| [oscarvt: {len(lines) - 2 * SHOWN_LINES} lines of OSCAR's output not shown]")
         seen = oscar_output.step_seen(line)
