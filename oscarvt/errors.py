@@ -74,6 +74,14 @@ def shown(value: Any) -> str:
     return _Shown().repr(value)
 
 
+def guest_line(text: str, limit: int = 300) -> str:
+    """Text a guest sent (the code under test's), as a message quotes it: one printable line as it
+    is, cut after ``limit`` characters; anything else by ``shown`` (its repr, cut short)."""
+    if not text.isprintable():
+        return shown(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def from_os_error(exc: OSError) -> OscarvtError:
     """An OSError that escaped the driver, blamed: a path a person gave is bad input, the rest the host's."""
     where = f"{exc.filename}: " if exc.filename else ""

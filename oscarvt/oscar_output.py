@@ -23,6 +23,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Iterable
 
+from oscarvt.errors import guest_line
+
 STEPS = {1: "Select Packages", 2: "Configure Packages", 3: "Install OSCAR Server Packages",
          4: "Build OSCAR Client Image", 5: "Define OSCAR Clients", 6: "Setup Networking",
          7: "Complete Cluster Setup", 8: "Test Cluster Setup"}
@@ -185,9 +187,9 @@ def _unbannered(text: str) -> str:
 
 
 def _shown(text: str) -> str:
-    """A line of OSCAR's output fit to quote in a verdict: without terminal escapes, printable, bounded."""
-    printable = "".join(ch if ch.isprintable() else "?" for ch in _ESCAPES.sub("", text)).strip()
-    return printable if len(printable) <= MAX_SHOWN else printable[:MAX_SHOWN] + "..."
+    """A line of OSCAR's output fit to quote in a verdict: without terminal escapes (testprint's
+    colours), as ``guest_line`` quotes the guest's text."""
+    return guest_line(_ESCAPES.sub("", text).strip(), MAX_SHOWN)
 
 
 class RepeatWatch:

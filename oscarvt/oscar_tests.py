@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from posixpath import basename, dirname
 
-from oscarvt.errors import shown
+from oscarvt.errors import guest_line
 from oscarvt.masking import mask_credentials
 
 MAX_TEXT = 8 << 20  # characters (or bytes) of output read: its end, as step 8 comes last
@@ -246,5 +246,4 @@ def _columns(body: str) -> tuple[str, str]:
 def _field(text: str, limit: int) -> str:
     """``text`` fit for a result's field: one printable line (else quoted by ``shown``), at most
     ``limit`` characters, credentials in URLs masked."""
-    text = mask_credentials(text.strip()[:limit])[:limit]
-    return text if text.isprintable() else shown(text)
+    return guest_line(mask_credentials(text.strip()[:limit])[:limit], limit)

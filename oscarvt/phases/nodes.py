@@ -32,7 +32,7 @@ from typing import Callable
 from oscarvt import events, monitor, timing
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, guest_line, shown
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.phase_table import WAIT_FOR_NODES
@@ -180,7 +180,8 @@ def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, 
 def take_status(node: Node, status: int, message: str) -> None:
     """A status the node reported: an error is a ProductError quoting ``message``; a change is printed."""
     if status < 0:
-        raise ProductError(f"{node.label}: the installer reported an error: {guest_text(message)}", vm=node.name)
+        raise ProductError(f"{node.label}: the installer reported an error: {guest_line(message, MAX_MESSAGE)}",
+                           vm=node.name)
     if status != node.status:
         node.status = status
         remember(node.history, StatusSeen(round(time.time(), 2), status))
@@ -218,11 +219,6 @@ def by_address(nodes: dict[str, Node]) -> dict[str, Node]:
     found = {node.ip: node for node in nodes.values() if node.client_ip is None}
     found.update({node.client_ip: node for node in nodes.values() if node.client_ip is not None})
     return found
-
-
-def guest_text(text: str) -> str:
-    """Text from a guest as a verdict quotes it: as it is if printable and short, else by ``shown``."""
-    return text if text.isprintable() and len(text) <= MAX_MESSAGE else shown(text)
 
 
 def emit_node(node: Node, state: str) -> None:
