@@ -20,7 +20,7 @@ TEMPLATES ?= bookworm:amd64 bookworm:arm64 bullseye:amd64 trixie:amd64
 MIRRORS_bullseye ?= --mirror "deb http://deb.debian.org/debian bullseye main" \
 	--mirror "deb http://deb.debian.org/debian bullseye-updates main"
 
-.PHONY: test deps binfmt venv testguest template bench bench-sizes matrix demo demo-stop demo-driver clean
+.PHONY: test deps binfmt venv lock testguest template bench bench-sizes matrix demo demo-stop demo-driver clean
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -37,12 +37,17 @@ binfmt: deps
 	@test -e /proc/sys/fs/binfmt_misc/status || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 	@test -e /proc/sys/fs/binfmt_misc/qemu-aarch64 || update-binfmts --enable qemu-aarch64
 
-$(VENV)/.installed: setup.py
+# Every package at the version constraints.txt pins (direct and transitive: the versions the suite
+# passed with); `make lock` resolves them anew and rewrites it.
+$(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+lock: deps
+	scripts/lock.sh
 
 # The test guest (Debian cloud kernel + busybox/dropbear initramfs) is built, or taken
 # from the cache, before the tests enter their network namespace, which has no network.

@@ -1,11 +1,16 @@
-"""The code itself: ruff (style, likely bugs) and mypy (types) have nothing to say."""
+"""The code itself: ruff (style, likely bugs) and mypy (types) have nothing to say; the installed
+packages are the ones constraints.txt pins."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from oscarvt.arches import ARCHES
 
@@ -50,3 +55,29 @@ def test_make_installs_every_package_setup_worker_needs():
     assert set(script) - make == set()
     arm64 = re.search(r'^PACKAGES_arm64="([^"]*)"', text, re.M).group(1).split()
     assert set(arm64) == set(ARCHES["arm64"].host_packages())  # the script and oscarvt/arches.py agree
+
+
+def pins() -> dict[str, str]:
+    """constraints.txt's pins: name -> version."""
+    found = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and " " not in line, f"constraints.txt: {line!r} is not NAME==VERSION"
+            found[canonicalize_name(name)] = version
+    return found
+
+
+def test_the_installed_packages_are_the_ones_constraints_txt_pins():
+    """Every package of the environment the suite runs in (make's .venv, CI's) at the version
+    constraints.txt pins, and nothing pinned missing: so a user next year installs what passed here."""
+    own = {"oscarvt", "pip", "setuptools"}  # the checkout itself, and what the venv came with
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()
+                 if canonicalize_name(d.metadata["Name"]) not in own}
+    assert installed == pins()
+
+
+def test_setup_pins_agree_with_constraints_txt():
+    setup = (ROOT / "setup.py").read_text()
+    direct = [Requirement(text) for text in re.findall(r'"([A-Za-z0-9_.\-]+==[^"]+)"', setup)]
+    assert direct and {canonicalize_name(r.name): str(r.specifier)[2:] for r in direct}.items() <= pins().items()

@@ -140,8 +140,8 @@ say "oscarvt and $worker_pin in $dir/venv${wheels:+ (wheels from $wheels only)}"
 # nothing downloaded), and pip installs it with its dependencies: from PyPI, or with --wheels
 # from that folder alone (copied too, so the user need not read the admin's folders).
 mkdir "$build/src" "$build/dist" "$build/wheels" \
-    && cp -r "$REPO/setup.py" "$REPO/README.md" "$REPO/oscarvt" "$REPO/oscarvt_steps" "$REPO/oscarvt_master" \
-        "$build/src/" || fail "cannot copy $REPO"
+    && cp -r "$REPO/setup.py" "$REPO/README.md" "$REPO/constraints.txt" "$REPO/oscarvt" "$REPO/oscarvt_steps" \
+        "$REPO/oscarvt_master" "$build/src/" || fail "cannot copy $REPO"
 pip_from=()
 if [ -n "$wheels" ]; then
     cp "$wheels"/*.whl "$build/wheels/" || fail "cannot copy the wheels in $wheels"
@@ -152,8 +152,10 @@ as_user /usr/bin/python3 -m pip wheel -q --no-deps --no-build-isolation --no-ind
     -w "$build/dist" "$build/src" >/dev/null || fail "building oscarvt's wheel from $REPO failed"
 [ -x "$dir/venv/bin/pip" ] || as_user /usr/bin/python3 -m venv "$dir/venv" || fail "python3 -m venv failed"
 wheel=$(echo "$build"/dist/oscarvt-*.whl)
-# The second pip replaces an oscarvt of the same version number with this checkout's.
-{ as_user "$dir/venv/bin/pip" install -q --disable-pip-version-check "${pip_from[@]}" "$wheel" "$worker_pin" \
+# Every dependency at the version constraints.txt pins, the versions the suite passed with. The
+# second pip replaces an oscarvt of the same version number with this checkout's.
+{ as_user "$dir/venv/bin/pip" install -q --disable-pip-version-check "${pip_from[@]}" -c "$build/src/constraints.txt" \
+    "$wheel" "$worker_pin" \
     && as_user "$dir/venv/bin/pip" install -q --disable-pip-version-check --no-index --no-deps --force-reinstall \
         "$wheel"; } || fail "pip install of oscarvt and $worker_pin failed"
 
