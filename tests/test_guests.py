@@ -2,7 +2,11 @@
 
 A real headnode (the test guest) whose root login shell is replaced, as code under test could
 replace it, by one that answers every ``tar -c`` with a crafted stream: ``../escape``, an absolute path, a
-symlink to /etc/shadow, a device node, a FIFO and a 2 GiB file whose data never ends.
+symlink to /etc/shadow, a device node, a FIFO, a name of 300 bytes (no Linux file system makes one) and
+a 2 GiB file whose data never ends.
+
+A plain headnode whose /var/log/oscar holds what the worker must not take: a tree too deep, a path
+too long, names with a terminal escape and a newline; each is refused by name and the rest arrives.
 
 A plain headnode: a credentialed checkout URL reaches its VCS and nothing else (the verdict, the
 events, state.json show it masked); then its SSH host key is replaced, and the driver refuses
@@ -14,6 +18,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import posixpath
+import shlex
 import tarfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +30,10 @@ import pytest
 from conftest import headnode_booted, oscarvt, spec_data, write_spec
 
 from oscarvt.cluster import ClusterDir
+from oscarvt.errors import shown
 from oscarvt.phases.access import credentials, open_vm
 from oscarvt.ssh import Connection, connect
+from oscarvt.unpack import MAX_DEPTH, MAX_PATH
 from oscarvt.waiting import wait_for
 
 pytestmark = pytest.mark.vm
@@ -40,6 +48,8 @@ def hostile_stream() -> bytes:
             info.type, info.size, info.linkname = kind, len(body), link
             tar.addfile(info, io.BytesIO(body) if body else None)
         add("var/log/oscar/oscarinstall.log", body=b"Step 1 - Select packages\n")
+        add("var/log/oscar/\x1b[31m" + "a" * 300, body=b"too long a name\n")
+        add("var/log/oscar/after-the-long-name.log", body=b"still copied\n")
         add("../escape", body=b"escaped\n")
         add("/tmp/oscarvt-escape", body=b"escaped\n")
         add("var/log/oscar/shadow", tarfile.SYMTYPE, link="/etc/shadow")
@@ -92,14 +102,16 @@ def test_grab_logs_writes_nothing_outside_its_folder_and_names_each_refused_entr
     assert not Path("/tmp/oscarvt-escape").exists()
     headnode = tmp_path / "logs" / "headnode"
     assert {str(p.relative_to(headnode)) for p in headnode.rglob("*")} == {
-        "var", "var/log", "var/log/oscar", "var/log/oscar/oscarinstall.log"}  # no ../escape beside it
+        "var", "var/log", "var/log/oscar", "var/log/oscar/oscarinstall.log",
+        "var/log/oscar/after-the-long-name.log"}  # no ../escape beside it
     copied = tmp_path / "logs" / "headnode" / "var" / "log" / "oscar"
     assert (copied / "oscarinstall.log").read_text() == "Step 1 - Select packages\n"
-    assert sorted(p.name for p in copied.iterdir()) == ["oscarinstall.log"]
+    assert (copied / "after-the-long-name.log").read_text() == "still copied\n"
     missing = (tmp_path / "logs" / "missing.txt").read_text()
     for refused in ("'../escape': not under the copied path", "'/tmp/oscarvt-escape': not under the copied path",
                     "'var/log/oscar/shadow': a link (to '/etc/shadow')", "'var/log/oscar/console': not a regular file",
                     "'var/log/oscar/pipe': not a regular file",
+                    shown("var/log/oscar/\x1b[31m" + "a" * 300) + ": a name of 305 bytes, over the 255 a file",
                     "'var/log/oscar/sparse.img': 2048 MiB, over the 1024 MiB a file may have; copy stopped"):
         assert f"headnode: refused {refused}" in missing, missing
 
@@ -114,6 +126,43 @@ def headnode(guest, tmp_path_factory) -> Iterator[ClusterDir]:
 def on_headnode(cluster: ClusterDir, command: str) -> str:
     with headnode_connection(cluster) as conn:
         return conn.check_output(command)
+
+
+def refused_by_the_worker(path: str) -> list[str]:
+    """The lines of missing.txt for what grab-logs must refuse of the guest's ``path``: each folder on
+    the way below var/log/oscar (a guest's tar names each) and the path itself, if too deep or too long."""
+    names = path.split("/")
+    lines = []
+    for entry in ("/".join(names[:depth]) for depth in range(4, len(names) + 1)):
+        depth, size = entry.count("/") + 1, len(entry.encode())
+        if depth > MAX_DEPTH:
+            lines.append(f"headnode: refused {shown(entry)}: {depth} names deep, over the {MAX_DEPTH} a copy allows")
+        elif size > MAX_PATH:
+            lines.append(f"headnode: refused {shown(entry)}: a path of {size} bytes, over the {MAX_PATH} a copy allows")
+    return lines
+
+
+def test_grab_logs_refuses_what_the_worker_cannot_take_by_name_and_copies_the_rest(headnode, tmp_path):
+    deep_folder = "var/log/oscar/deep\x1b[31m"  # a terminal escape in a name
+    deep = deep_folder + "/d" * 40 + "/f.log"  # 45 names
+    long = "var/log/oscar/" + "/".join(["line\nbreak" + "p" * 240] * 5) + "/f.log"  # 1275 bytes, names of 250
+    arrive = {"var/log/oscar/" + "n" * 255: "255\n", "var/log/oscar/oscarinstall.log": "Step 1\n",
+              "etc/oscar/oscar.conf": "conf\n"}  # before, among and after the refused entries in tar's order
+    on_headnode(headnode, "cd / && " + " && ".join(
+        f"mkdir -p {shlex.quote(posixpath.dirname(path))} && printf %s {shlex.quote(body)} > {shlex.quote(path)}"
+        for path, body in [(deep, "deep\n"), (long, "long\n"), *arrive.items()]))
+    result = oscarvt("grab-logs", "--cluster", headnode.path, "--dest", tmp_path / "logs", timeout=300)
+    assert result.returncode == 0, result.output
+    assert result.last_line.startswith("PASS: grab-logs: ") and "(see missing.txt)" in result.last_line
+    copied = tmp_path / "logs" / "headnode"
+    assert {path: (copied / path).read_text() for path in arrive} == arrive
+    missing = (tmp_path / "logs" / "missing.txt").read_text().splitlines()
+    refused = [line for line in missing if line.startswith("headnode: refused ")]
+    assert sorted(refused) == sorted(refused_by_the_worker(deep) + refused_by_the_worker(long))
+    assert len(refused) == (45 - MAX_DEPTH) + 2 and all(line.isprintable() for line in missing)  # escaped
+    assert any(r"deep\x1b[31m/" in line for line in refused) and any(r"line\nbreak" in line for line in refused)
+    assert (copied / deep_folder / ("d/" * (MAX_DEPTH - 4))).is_dir()  # as deep as a copy allows
+    assert not (copied / deep_folder / ("d/" * (MAX_DEPTH - 3))).exists()  # and nothing deeper
 
 
 SECRET = "s3cret-pw"

@@ -32,7 +32,7 @@ from oscarvt.phases.status import format_phase
 from oscarvt.ssh import Connection
 from oscarvt.state import ClusterState, Logs, PhaseRecord, node_label
 from oscarvt.timeline import TIMELINE, write_timeline
-from oscarvt.unpack import Unpacked
+from oscarvt.unpack import HostCannotWrite, Unpacked
 from oscarvt.waiting import wait_for
 
 HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemimager/clients.xml",
@@ -106,7 +106,8 @@ class StillChanging(InfraError):
 def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:
     """Copy the headnode's logs (each of ``HEADNODE_PATHS`` that exists) into ``dest`` in one request,
     again for up to 10 s while tar says a file changed as it read it (then the last copy stays);
-    note what could not be had."""
+    note what could not be had (each refused entry by name, escaped, and the copy goes on). The
+    host's own trouble writing them (its disk) is raised: ``HostCannotWrite``, an InfraError."""
     dest.mkdir(parents=True, exist_ok=True)
     last: list[tuple[Unpacked, list[str], int]] = []
 
@@ -126,6 +127,8 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
                                "changed as it read it); the last copy is kept")
             missing += [f"headnode:{path} (not there)" for path in absent]
             missing += [f"headnode: refused {why}" for why in unpacked.refused]
+    except HostCannotWrite:  # the host's disk, not the guest: the whole grab fails as infrastructure
+        raise
     except OscarvtError as exc:  # no connection, a broken one, the guest's stream itself
         missing.append(f"headnode logs: {exc}")
 
