@@ -13,13 +13,13 @@ import os
 import signal
 import sys
 import traceback
-from pathlib import Path
 from typing import Callable, NoReturn
 
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error
 from oscarvt.masking import mask_credentials
+from oscarvt.paths import flag_path
 from oscarvt.phase_table import PHASES, Phase
 
 
@@ -175,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
              lock: str | None = "existing") -> argparse.ArgumentParser:
         """A verb on ``--cluster DIR``; ``lock``: hold the folder's lock ("create": make it first)."""
         sub = verbs.add_parser(name, help=help, description=help)
-        sub.add_argument("--cluster", type=Path, required=True, metavar="DIR",
+        sub.add_argument("--cluster", type=flag_path, required=True, metavar="DIR",
                          help="the cluster's folder (state, profiles, disks, consoles)")
         sub.set_defaults(run=run, lock=lock)
         return sub
@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = verbs.add_parser("reap", help="destroy the clusters under a folder that interrupted builds left running",
                            description="Destroy every cluster under DIR that no person keeps (a worker runs this "
                            "when it starts).")
-    sub.add_argument("--under", type=Path, required=True, metavar="DIR", help="e.g. the worker's folder")
+    sub.add_argument("--under", type=flag_path, required=True, metavar="DIR", help="e.g. the worker's folder")
     sub.add_argument("--stop-drivers", action="store_true",
                      help="stop an oscarvt still working on one of them (a worker's start: its builds are gone)")
     sub.set_defaults(run=_verb(_reap))
@@ -210,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="a Debian mirror URL or a 'deb URL SUITE COMPONENTS' line, repeatable (default: "
                      "deb.debian.org with the suite's -updates and -security)")
     sub.add_argument("--password", help="root's password (default: key login only)")
-    sub.add_argument("--authorized-key", type=Path, metavar="FILE",
+    sub.add_argument("--authorized-key", type=flag_path, metavar="FILE",
                      help="public key for root (default: a key pair made beside the template)")
     sub.add_argument("--size", default="8G", help="file system size, sparse (default: 8G)")
     sub.add_argument("--force", action="store_true", help="rebuild even if the cache has this recipe")
@@ -219,10 +219,10 @@ def _parser() -> argparse.ArgumentParser:
     profile = verbs.add_parser("profile", help="check and render V2M profiles")
     tools = profile.add_subparsers(dest="tool", required=True, metavar="TOOL")
     sub = tools.add_parser("validate", help="check profiles as V2M does: DOCTYPE, V2M's DTD, then the values")
-    sub.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    sub.add_argument("files", type=flag_path, nargs="+", metavar="FILE")
     sub.set_defaults(run=_verb(_profile_validate))
     sub = tools.add_parser("render", help="print the hypervisor configuration of a profile")
     sub.add_argument("--backend", choices=["qemu", "libvirt", "xen"], required=True)
-    sub.add_argument("file", type=Path, metavar="FILE")
+    sub.add_argument("file", type=flag_path, metavar="FILE")
     sub.set_defaults(run=_profile_render)
     return parser

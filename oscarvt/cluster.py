@@ -84,6 +84,15 @@ class ClusterDir:
         return self.state_file.exists() or self.state_file.is_symlink() or bool(self.pidfiles()) \
             or any((self.path / "profiles").glob("*.xml"))
 
+    def is_cluster_folder(self) -> bool:
+        """Whether the folder is a cluster's (a state, even a damaged one: copy-vm-image writes it first;
+        or, the state lost, its profiles) or one a build claimed for its cluster. The verbs that work on
+        a cluster take no lock in, and destroy touches nothing of, any other folder: ``--cluster /`` has
+        a ``run/`` with daemons' pidfiles, a home folder may have a ``disks/``, and every QEMU's pidfile
+        is under ``/``."""
+        return self.state_file.exists() or self.state_file.is_symlink() or (self.path / CLAIM_FILE).exists() \
+            or any((self.path / "profiles").glob("*.xml"))
+
     def pidfiles(self) -> list[Path]:
         """Every pidfile in the folder, whatever the state says (for destroy after a crash)."""
         return sorted((self.path / "run").glob("*.pid"))
@@ -116,7 +125,7 @@ class ClusterDir:
                 self.path.mkdir(parents=True, exist_ok=True)
             except FileExistsError:
                 raise InputError(f"{self.path}: not a folder") from None
-        if not self.path.is_dir():
+        if not self.path.is_dir() or not (create or self.is_cluster_folder()):  # the verb says it holds no cluster
             yield
             return
         fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -31,12 +31,19 @@ def progress(message: str) -> None:
 def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> None:
     """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame."""
     text = f"PASS: {verb}: {message}" if blame is None else f"FAIL: {verb}: {blame}: {message}"
-    _print("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))  # one line, whatever it quotes
+    _print(text)
     events.emit("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
 
 
+def printable(text: str) -> str:
+    """``text`` as one line a terminal shows as it is: tabs as spaces, every other control or
+    separator character (newline, escape, U+2028, ...) escaped as Python writes it (``\\x1b``)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.expandtabs())
+
+
 def _print(line: str) -> None:
-    line = mask_credentials(line)
+    """Print one line (progress or verdict; whatever it quotes, a guest's text too, stays one line)."""
+    line = printable(mask_credentials(line))
     try:
         try:
             print(line, file=_stream, flush=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+from oscarvt.paths import flag_path
 
 if TYPE_CHECKING:
     from oscarvt.cluster import ClusterDir
@@ -56,22 +57,23 @@ class Phase:
         return self.function()(cluster, **{option.dest: values.get(option.dest) for option in self.options})
 
 
-SPEC = Option(("--spec",), {"type": Path, "required": True, "metavar": "FILE", "help": "cluster spec (YAML)"})
+SPEC = Option(("--spec",), {"type": flag_path, "required": True, "metavar": "FILE", "help": "cluster spec (YAML)"})
 CHECKOUT = (
-    Option(("--source",), {"type": Path, "metavar": "DIR", "help": "push this tree from the host, exactly as it is"}),
+    Option(("--source",), {"type": flag_path, "metavar": "DIR",
+                           "help": "push this tree from the host, exactly as it is"}),
     Option(("--url",), {"metavar": "URL", "help": "check this git or SVN URL out inside the headnode"}),
     Option(("--revision",), {"metavar": "REV", "help": "revision to check out (with --url)"}),
     Option(("--vcs",), {"choices": ["git", "svn"],
                         "help": "version control of --url (default: svn for svn:// URLs, else git)"}),
 )
-INPUTS = Option(("--inputs",), {"type": Path, "metavar": "DIR",
+INPUTS = Option(("--inputs",), {"type": flag_path, "metavar": "DIR",
                                 "help": "input files that replace the generated ones (buildimage, defineclients, "
                                 "networkclients, client.macs, configurator: step 2's stdin) or add to them "
                                 "(opkgselector)"})
 
 CLAIM = Phase("claim", "wait for room on this host for a new cluster (a worker's max_clusters), then claim it",
               "oscarvt.phases.host:claim", (
-                  Option(("--under",), {"type": Path, "required": True, "metavar": "DIR",
+                  Option(("--under",), {"type": flag_path, "required": True, "metavar": "DIR",
                                         "help": "the folder whose clusters count (the worker's)"}),
                   Option(("--max-clusters",), {"type": int, "required": True, "metavar": "N",
                                                "help": "clusters the host runs at once, kept ones included"}),
@@ -88,7 +90,7 @@ START_OSCAR = Phase("start-oscar", "start install_cluster on the headnode, up to
 BOOT_COMPUTE_NODES = Phase(
     "boot-compute-nodes", "start the compute nodes", "oscarvt.phases.boot:boot_compute_nodes", (
         Option(("--boot",), {"choices": ["cdrom", "network", "disk"], "help": "boot device (default: spec)"}),
-        Option(("--iso",), {"type": Path, "metavar": "FILE", "help": "CD image to boot from (with --boot cdrom)"}),
+        Option(("--iso",), {"type": flag_path, "metavar": "FILE", "help": "CD image to boot from (with --boot cdrom)"}),
         Option(("--node",), {"action": "append", "dest": "only", "metavar": "NAME",
                              "help": "start only this node (repeatable), e.g. to restart one from its disk"}),
     ))
@@ -99,7 +101,7 @@ WAIT_FOR_NODES = Phase(
 FINISH_OSCAR = Phase("finish-oscar", "let OSCAR finish post-install and its tests; its status is the verdict",
                      "oscarvt.phases.oscar:finish_oscar")
 GRAB_LOGS = Phase("grab-logs", "collect every log into a folder and a tarball", "oscarvt.phases.logs:grab_logs",
-                  (Option(("--dest",), {"type": Path, "required": True, "metavar": "DIR",
+                  (Option(("--dest",), {"type": flag_path, "required": True, "metavar": "DIR",
                                         "help": "folder for the logs"}),))
 SEND_LOGS = Phase("send-logs", "mail a summary with the logs attached", "oscarvt.phases.mail:send_logs", (
     Option(("--to",), {"nargs": "+", "required": True, "metavar": "ADDR", "help": "recipients"}),
@@ -108,9 +110,11 @@ SEND_LOGS = Phase("send-logs", "mail a summary with the logs attached", "oscarvt
     Option(("--sender",), {"metavar": "ADDR", "help": "From: address (default: oscarvt@HOSTNAME)"}),
 ))
 RUN = Phase("run", "every phase in order; grab-logs and destroy always run at the end", "oscarvt.phases.run:run", (
-    SPEC, *CHECKOUT, Option(("--inputs",), {"type": Path, "metavar": "DIR", "help": "input files for start-oscar"}),
+    SPEC, *CHECKOUT,
+    Option(("--inputs",), {"type": flag_path, "metavar": "DIR", "help": "input files for start-oscar"}),
     Option(("--boot",), {"choices": ["cdrom", "network"], "help": "node boot method (default: spec)"}),
-    Option(("--logs",), {"type": Path, "metavar": "DIR", "help": "where grab-logs puts the logs (default: DIR/logs)"}),
+    Option(("--logs",), {"type": flag_path, "metavar": "DIR",
+                         "help": "where grab-logs puts the logs (default: DIR/logs)"}),
     Option(("--keep",), {"action": "store_true", "help": "leave a failed cluster running for a person to log into"}),
 ), lock="create")
 KEEP = Phase("keep", "leave the cluster running for a person: 'reap' leaves it alone, 'destroy' when done",

@@ -38,6 +38,7 @@ import yaml
 from oscarvt import arches
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.oscar_menus import INSTALL_MODES
+from oscarvt.paths import expand_home
 
 BOOT_METHODS = ("cdrom", "network", "disk")
 SIZE = re.compile(r"([1-9][0-9]{0,15})([KMGT]?)")
@@ -234,7 +235,7 @@ def _section(cls: type, raw: Any, name: str) -> Any:
                 raise InputError(f"key '{name}.{key}' must be text, not {shown(value)}")
             if value is not None:
                 value = str(value)
-                if any(ord(c) < 32 or ord(c) == 127 for c in value):  # reaches shells, QEMU, OSCAR's files
+                if not value.isprintable():  # reaches shells, QEMU, OSCAR's files, logs: no control character
                     raise InputError(f"key '{name}.{key}' must be one line without control characters, "
                                      f"not {shown(value)}")
                 value = Path(value) if "Path" in str(wanted) else value
@@ -322,7 +323,7 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
     def resolve(value: Path | None, key: str) -> Path | None:
         if value is None:
             return None
-        path = (base / value.expanduser()).resolve()
+        path = (base / expand_home(value, f"key '{key}'")).resolve()
         if check_files and not path.is_file():
             raise InputError(f"key '{key}': no such file {path}")
         return path

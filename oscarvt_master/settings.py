@@ -156,7 +156,7 @@ def settings_from_dict(data: Any) -> Settings:
     hour, minute = _int(nightly.get("hour", 2), "nightly.hour"), _int(nightly.get("minute", 0), "nightly.minute")
     if not (0 <= hour < 24 and 0 <= minute < 60):
         raise SettingsError(f"key 'nightly' must be a time of day, not {hour}:{minute:02d}")
-    return Settings(
+    settings = Settings(
         title=_text(top["title"], "title"), url=_text(top["url"], "url"), repositories=repositories,
         builders=builders, workers=workers, www_port=_port(top.get("www_port", 8010), "www_port"),
         worker_port=_port(top.get("worker_port", 9989), "worker_port"),
@@ -176,6 +176,33 @@ def settings_from_dict(data: Any) -> Settings:
         github=_github(top["github"], repositories) if top.get("github") is not None else None,
         log_horizon=_horizon(top.get("log_horizon"), "log_horizon"),
         build_data_horizon=_horizon(top.get("build_data_horizon"), "build_data_horizon"))
+    _check_listeners(settings)
+    return settings
+
+
+def _check_listeners(settings: Settings) -> None:
+    """Refuse two of the master's listeners (web UI, workers' port, logs) on one port of one address:
+    the second would fail to start, after the first took the port."""
+    listeners = [("www_port", settings.www_port, "www_listen", settings.www_listen),
+                 ("worker_port", settings.worker_port, "worker_listen", settings.worker_listen)]
+    if settings.logs_port:
+        listeners.append(("logs_port", settings.logs_port, "logs_listen", settings.logs_listen))
+    for i, (key, port, where, address) in enumerate(listeners):
+        for other, other_port, other_where, other_address in listeners[:i]:
+            if port == other_port and _overlap(ipaddress.ip_address(address), ipaddress.ip_address(other_address)):
+                raise SettingsError(f"key '{key}': {port} is key '{other}' too ({other_where} {other_address}, "
+                                    f"{where} {address}); each of the master's listeners needs a port of its own")
+
+
+def _overlap(one: ipaddress.IPv4Address | ipaddress.IPv6Address, two: ipaddress.IPv4Address | ipaddress.IPv6Address
+             ) -> bool:
+    """Whether listening on both addresses takes one port twice: the same address, or an "all addresses"
+    one of the same family (Linux's :: takes IPv4's port too)."""
+    if one == two:
+        return True
+    if one.is_unspecified and (one.version == two.version or one.version == 6):
+        return True
+    return two.is_unspecified and (two.version == one.version or two.version == 6)
 
 
 def _github(raw: Any, repositories: list[Repository]) -> GitHub:
@@ -450,7 +477,7 @@ def _list(raw: Any, key: str) -> list[Any]:
 def _text(raw: Any, key: str) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise SettingsError(f"key '{key}' must be text, not {shown(raw)}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):  # a newline would reach mail headers and logs
+    if not raw.isprintable():  # a newline would reach mail headers and logs, an escape a terminal
         raise SettingsError(f"key '{key}' must be one line without control characters, not {shown(raw)}")
     return raw
 

@@ -11,6 +11,8 @@ each command runs under a 2 GiB address space limit and a timeout. No ``vm`` mar
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import os
 import re
@@ -27,6 +29,9 @@ import yaml
 from conftest import qemu_pids_of
 from test_master import BUILDBOT, checkconfig, example, master_dir
 
+from oscarvt import log
+from oscarvt.cli import _parser
+from oscarvt.paths import flag_path
 from oscarvt.phase_table import COPY_VM_IMAGE, RUN_PHASES
 from oscarvt.spec import ClusterSpec
 from oscarvt_master.settings import SettingsError, load_settings
@@ -268,6 +273,7 @@ def _set(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return _merge(data, {section: {sub: value}} if sub else {section: value})
 
 
+NOSUCHUSER_KEYS = ("template.kernel", "template.disk", "template.initrd", "ssh.key")  # the spec's host paths
 SPEC_CHANGES: list[Any] = [
     *(pytest.param(_set(GOOD_SPEC, key, value), id=f"{key}={json.dumps(value)}")
       for key, hint in spec_keys() for value in _wrong_values(hint)),
@@ -278,6 +284,11 @@ SPEC_CHANGES: list[Any] = [
         ("template.kernel=missing", {"template": {"kernel": "missing"}}),
         ("template.kernel=folder", {"template": {"kernel": "."}}),
         ("template.initrd-without-kernel", {"template": {"kernel": None, "disk": "vmlinuz", "initrd": "vmlinuz"}}),
+        *((f"{key}=~nosuchuser", {section: {sub: "~nosuchuser/file"}}) for key in NOSUCHUSER_KEYS
+          for section, sub in [key.split(".")]),
+        ("oscar.dir-line-separator", {"oscar": {"dir": "/opt/o\u2028scar"}}),
+        ("template.append-c1-control", {"template": {"append": "console=ttyS0 \x9b2J"}}),
+        ("ssh.password-zero-width", {"ssh": {"password": "pw\u200b"}}),
         ("no-credentials", {"ssh": {"password": None}}),
         ("ssh.password=yes", {"ssh": {"password": True}}),
         ("ssh.user-newline", {"ssh": {"user": "root\nx"}}),
@@ -608,6 +619,35 @@ FLAG_CASES: list[tuple[str, str, list[Token], str]] = [
 ]
 
 
+def path_flags() -> list[tuple[list[str], str]]:
+    """Every path argument of every verb (argparse ``type`` ``flag_path``): the verb's words and the flag
+    (or the positional's metavar), read from oscarvt's own parser, so that a new one is tried too."""
+    found = []
+
+    def walk(parser: argparse.ArgumentParser, words: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*words, name])
+            elif action.type is flag_path:
+                found.append((words, action.option_strings[0] if action.option_strings else str(action.metavar)))
+    walk(_parser(), [])
+    return found
+
+
+FLAG_CASES += [("oscarvt", f"{' '.join(words)}-{flag}=~nosuchuser",
+                [*words, *([flag] if flag.startswith("-") else []), "~nosuchuser/x"], flag)
+               for words, flag in path_flags()]
+FLAG_CASES += [
+    *(("keep", f"reason={r[:20]!r}", ["keep", "--cluster", _cluster, "--reason", r], "--reason")
+      for r in ("a\x1b[2Jb", "held\nfor me", "", "x" * 201, "tab\there", "a\u2028b")),
+    ("claim", "cluster-not-under", ["claim", "--cluster", at(lambda p: p / "n", "elsewhere"), "--under", _src,
+                                    "--max-clusters", "1"], "--under"),
+    *(("image build", f"mirror={m[:20]!r}", ["image", "build", "--mirror", m], "--mirror")
+      for m in ("http://deb.debian.org/debian\x9b", "http://deb.debian.org/" + "d" * 1000)),
+]
+
+
 @pytest.mark.parametrize("verb, tokens, names", [
     pytest.param(verb, tokens, names, id=f"{verb}:{label}") for verb, label, tokens, names in FLAG_CASES])
 def test_flag(env, w, verb, tokens, names):
@@ -775,6 +815,8 @@ SETTINGS: list[Any] = [
         ("repositories.0.vcs", "svn", "repositories[0].github"),  # a repository on GitHub is a git one
         ("github", {"hook": True, "statuses": False}, "github"),  # with no repository on GitHub (below)
     ]),
+    *(pytest.param(key, value, key, id=f"{key}={value}-taken") for key, value in [
+        ("worker_port", 8010), ("logs_port", 8010), ("logs_port", 9989), ("www_port", 9989)]),
     pytest.param("workers", [{"name": "hv1"}, {"name": "hv1"}], "workers", id="two-workers-one-name"),
     pytest.param("builders.1", None, "builders", id="two-builders-one-name"),
     pytest.param("repositories", [{"name": "oscar", "url": "/a"}, {"name": "oscar", "url": "/b"}], "repositories",
@@ -893,3 +935,74 @@ def test_checkconfig_no_secrets_folder(tmp_path):
     folder = master_dir(tmp_path, example())
     shutil.rmtree(folder / "secrets")
     assert "secrets_dir" in checkconfig_line(folder)
+
+
+@pytest.mark.parametrize("change", [{"logs_port": 8010, "logs_listen": "0.0.0.0"}, {"worker_port": 8010,
+                                    "worker_listen": "::"}, {"logs_port": 9989, "logs_listen": "127.0.0.1"}])
+def test_settings_two_listeners_on_one_port(tmp_path, change):
+    data = {**example(), **change}
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(data))
+    message = settings_error(tmp_path / "settings.yaml")
+    assert "each of the master's listeners needs a port of its own" in message
+    assert all(f"'{key}'" in message for key in change if key.endswith("_port")), message
+
+
+def test_two_listeners_on_one_port_at_different_addresses_are_allowed(tmp_path):
+    data = {**example(), "logs_port": 8010, "logs_listen": "127.0.0.2"}
+    (tmp_path / "settings.yaml").write_text(yaml.safe_dump(data))
+    assert load_settings(tmp_path / "settings.yaml").logs_port == 8010
+
+
+# ---------------------------------------------------------------- what an earlier verb stored, shown again
+
+GUEST_TEXT = "OSCAR said \x1b[2J\x1b]0;title\x07 and\nthen\r\x9b\u2028more"
+
+
+def test_text_an_earlier_failed_verb_stored_is_shown_escaped(env, w):
+    """A phase's message in state.json (it may quote OSCAR's output) reaches status, summary.txt and
+    the progress lines escaped: one printable line each, the text still readable."""
+    state = _state(w)
+    state["phases"].append({"phase": "start-oscar", "start": 1.0, "end": 2.0, "result": "failed", "blame": "product",
+                            "message": GUEST_TEXT, "seconds": 1.0, "product_seconds": 1.0})
+    (w.cluster / "state.json").write_text(json.dumps(state))
+    for args in (["status", "--cluster", w.cluster], ["grab-logs", "--cluster", w.cluster, "--dest", w.tmp / "logs"]):
+        result = subprocess.run([sys.executable, "-m", "oscarvt", *map(str, args)], capture_output=True, text=True,
+                                env=env, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = result.stdout.splitlines()
+        assert lines and all(line.isprintable() for line in lines), result.stdout
+        if args[0] == "status":
+            assert any("\\x1b[2J" in line and "\\u2028more" in line for line in lines), result.stdout
+    summary = (w.tmp / "logs" / "summary.txt").read_text()
+    assert all(line.isprintable() for line in summary.splitlines()), summary
+    assert "OSCAR said \\x1b[2J" in summary
+
+
+def test_a_progress_line_is_one_printable_line():
+    out = io.StringIO()
+    log.use_stream(out)
+    try:
+        log.progress(GUEST_TEXT + "\tend")
+        log.verdict("status", GUEST_TEXT, "product")
+    finally:
+        log.use_stream(sys.stdout)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.isprintable() for line in lines), lines
+    said = "OSCAR said \\x1b[2J\\x1b]0;title\\x07 and\\nthen\\r\\x9b\\u2028more"
+    assert re.fullmatch(r"\[ *[0-9.]+s\] " + re.escape(said) + " +end", lines[0]), lines[0]  # the tab: spaces
+    assert lines[1] == f"FAIL: status: product: {said}"
+
+
+@pytest.mark.parametrize("folder", ["a-home", "root-like"])
+def test_destroy_of_a_folder_that_is_no_cluster_touches_nothing(env, w, folder):
+    """``destroy --cluster ~`` or ``/``: a disks/ folder and daemons' pidfiles in run/ are not the cluster's."""
+    target = _folder(w.tmp / folder)
+    _regular(_folder(target / "disks") / "thesis.qcow2")
+    pidfile = _folder(target / "run") / "sshd.pid"
+    pidfile.write_text(f"{os.getpid()}\n")  # a live process that is no QEMU of a cluster
+    before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    result = subprocess.run([sys.executable, "-m", "oscarvt", "destroy", "--cluster", str(target)],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"PASS: destroy: nothing to destroy at {target}: no cluster's")
+    assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before  # not even a lock file

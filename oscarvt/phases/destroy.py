@@ -34,6 +34,8 @@ def destroy(cluster: ClusterDir) -> str:
     """Tear the cluster down; return the verdict text."""
     if not cluster.path.is_dir():
         return f"nothing at {cluster.path}"
+    if not cluster.is_cluster_folder():  # e.g. --cluster ~ or /: its disks/ or run/ are not ours to touch
+        return f"nothing to destroy at {cluster.path}: no cluster's files there (state.json, profiles, claim)"
     started = time.time()
     events.emit("phase", phase=DESTROY.name, result="running")
     with signals_held("destroy"):

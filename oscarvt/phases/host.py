@@ -26,7 +26,7 @@ from typing import Iterator
 
 from oscarvt.backends import qemu
 from oscarvt.cluster import CLAIM_FILE, ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError
+from oscarvt.errors import InfraError, InputError, OscarvtError, shown
 from oscarvt.log import progress
 from oscarvt.phase_table import KEEP
 from oscarvt.phases.destroy import destroy
@@ -37,6 +37,7 @@ DEPTH = 3  # worker folder / builder / cluster: how deep reap looks for cluster 
 DRIVER_STOP = 120.0  # seconds for a SIGTERMed driver to clean up and exit before SIGKILL
 CLAIM_WAIT = 3600.0  # seconds a build waits for room on a full host (claim's --wait default)
 CLAIM_POLL = 10.0
+REASON_MAX = 200  # characters of keep's --reason (reap and claim print it)
 HOST_LOCK = ".oscarvt-claims"  # in the folder claim counts under: one claim at a time
 
 
@@ -51,7 +52,10 @@ def claim(cluster: ClusterDir, under: Path, max_clusters: int, wait: float | Non
     _check_under(under)
     if max_clusters < 1:
         raise InputError(f"--max-clusters must be at least 1, not {max_clusters}")
-    if cluster.path.is_dir() and _is_cluster_folder(cluster.path):
+    if not Path(os.path.realpath(cluster.path)).is_relative_to(os.path.realpath(under)):
+        raise InputError(f"--cluster {cluster.path} is not in --under {under}: claim makes room among the clusters "
+                         "there and destroys the leftovers beside --cluster")
+    if cluster.path.is_dir() and _is_cluster_folder(cluster):
         raise InputError(f"{cluster.path}: already holds a cluster (claim a new folder for a new one)")
     folder_to_make(cluster.path, "--cluster")
     limit = CLAIM_WAIT if wait is None else wait
@@ -97,14 +101,13 @@ def _leftovers_beside(cluster: ClusterDir) -> list[ClusterDir]:
     parent = cluster.path.parent
     if not parent.is_dir():
         return []
-    return [ClusterDir(p) for p in sorted(parent.iterdir())
-            if p.is_dir() and p != cluster.path and _is_cluster_folder(p) and ClusterDir(p).lock_holder() is None
-            and kept_reason(ClusterDir(p)) is None]
+    beside = [ClusterDir(p) for p in sorted(parent.iterdir()) if p.is_dir() and p != cluster.path]
+    return [c for c in beside if _is_cluster_folder(c) and c.lock_holder() is None and kept_reason(c) is None]
 
 
-def _is_cluster_folder(path: Path) -> bool:
-    """A cluster's folder, or one a build has claimed for its cluster."""
-    return ClusterDir(path).holds_cluster() or (path / CLAIM_FILE).exists()
+def _is_cluster_folder(cluster: ClusterDir) -> bool:
+    """Anything of a cluster in the folder (a state, pidfiles, profiles), or a build's claim on it."""
+    return cluster.holds_cluster() or cluster.is_cluster_folder()
 
 
 def _describe(cluster: ClusterDir) -> str:
@@ -123,7 +126,10 @@ def _host_locked(under: Path) -> Iterator[None]:
 
 
 def keep(cluster: ClusterDir, reason: str | None = None) -> str:
-    """Mark the cluster as kept for a person: reap leaves it running."""
+    """Mark the cluster as kept for a person: reap leaves it running. ``reason``: one printable line."""
+    if reason is not None and not (reason.isprintable() and 0 < len(reason) <= REASON_MAX):
+        raise InputError(f"--reason must be one line of printable text of at most {REASON_MAX} characters, "
+                         f"not {shown(reason)}")
     with cluster.phase(KEEP.name) as state:
         state.kept = reason or "kept by hand"
     return f"{cluster.path} stays up ({state.kept}); 'oscarvt destroy --cluster {cluster.path}' when done"

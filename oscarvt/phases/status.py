@@ -7,7 +7,10 @@ from typing import Any
 
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
+from oscarvt.errors import guest_line
 from oscarvt.state import PhaseRecord, node_label
+
+MESSAGE_LIMIT = 2000  # characters of a phase's message in a line (a verdict's are far shorter)
 
 
 def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
@@ -40,10 +43,11 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
 
 
 def format_phase(phase: PhaseRecord) -> str:
-    """One phase record in a line: name, result, seconds (of which the product's), message."""
+    """One phase record in a line: name, result, seconds (of which the product's), message (quoted by
+    ``guest_line`` if it holds a control character: it may quote a guest's text)."""
     took = f"{phase.seconds:.1f}s" if phase.seconds is not None else "..."
     product = f"{phase.product_seconds:.1f}s" if phase.product_seconds else "-"
-    return f"{phase.phase:<20} {phase.result:<8} {took:>8} {product:>8}  {phase.message}"
+    return f"{phase.phase:<20} {phase.result:<8} {took:>8} {product:>8}  {guest_line(phase.message, MESSAGE_LIMIT)}"
 
 
 def vm_label(name: str, vm: dict[str, Any]) -> str:
