@@ -58,6 +58,16 @@ class InfraError(OscarvtError):
     exit_status = 3
 
 
+class SshFailed(InfraError):
+    """The SSH transport to a VM broke or never came up (not a refused login, not a command's own
+    failure); the message says whether the VM's QEMU is still there (``oscarvt.ssh``)."""
+
+
+def reason(exc: BaseException) -> str:
+    """What an exception says, or its type's name when it says nothing (paramiko's EOFError)."""
+    return str(exc) or type(exc).__name__
+
+
 class _Shown(reprlib.Repr):
     def __init__(self) -> None:
         super().__init__()

@@ -22,7 +22,7 @@ from typing import IO, Callable, Sequence, cast
 
 import paramiko
 
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, shown
+from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, SshFailed, reason, shown
 from oscarvt.lines import complete_lines
 from oscarvt.unpack import DamagedStream, EmptyStream, Unpacked, unpack
 from oscarvt.waiting import wait_for
@@ -42,13 +42,23 @@ class Credentials:
     key: Path | None = None
 
 
+Fate = Callable[[], tuple[bool, str]]
+"""What became of a VM, asked when SSH to it fails: whether its QEMU is gone, and in words
+(``oscarvt.backends.qemu.vm_fate``)."""
+
+
 class Connection:
     """An open SSH connection to one VM."""
 
-    def __init__(self, client: paramiko.SSHClient, label: str) -> None:
+    def __init__(self, client: paramiko.SSHClient, label: str, fate: Fate | None = None) -> None:
         self.client = client
         self.label = label
+        self.fate = fate  # what became of the VM, asked when the connection fails (``lost``)
         self.reused = False  # kept open for the next phase (``oscarvt.phases.access.reused_connections``)
+
+    def lost(self, what: str) -> SshFailed:
+        """The error for a broken connection: ``what`` failed, and whether the VM's QEMU is still there."""
+        return lost(self.label, what, self.fate)
 
     @property
     def active(self) -> bool:
@@ -65,7 +75,7 @@ class Connection:
         """
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise InfraError(f"SSH connection to {self.label} is closed")
+            raise self.lost(f"SSH connection to {self.label} is closed")
         deadline = None if timeout is None else time.monotonic() + timeout
         channel = None
         try:
@@ -86,7 +96,7 @@ class Connection:
         except socket.timeout:
             raise InfraError(f"{self.label}: command timed out after {timeout}s: {command}") from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+            raise self.lost(f"SSH connection to {self.label} failed: {reason(exc)}") from None
         finally:  # on a connection kept for later phases, too, no channel is left open
             if channel is not None:
                 channel.close()
@@ -109,7 +119,7 @@ class Connection:
         """Start ``command`` and return at once; its output (stdout and stderr) is taken as it comes."""
         channel = self._session(command)
         channel.set_combine_stderr(True)
-        return Background(channel, self.label, command)
+        return Background(channel, self.label, command, self.fate)
 
     def follow(self, remote: str, offset: int) -> Background:
         """Follow the file ``remote`` from byte ``offset`` as it grows (``tail -F``), without polling the VM:
@@ -198,7 +208,7 @@ class Connection:
                 return unpacked, -1, damaged
             return unpacked, self._exit_status(channel, what), damaged
         except (socket.timeout, paramiko.SSHException, EOFError) as exc:
-            raise InfraError(f"{self.label}: {what} failed: {exc or 'timed out'}") from None
+            raise self.lost(f"{self.label}: {what} failed: {str(exc) or 'timed out'}") from None
         finally:
             channel.close()
 
@@ -227,20 +237,20 @@ class Connection:
     def _server_key(self) -> paramiko.PKey:
         transport = self.client.get_transport()
         if transport is None:
-            raise InfraError(f"SSH connection to {self.label} is closed")
+            raise self.lost(f"SSH connection to {self.label} is closed")
         return transport.get_remote_server_key()
 
     def _session(self, command: str) -> paramiko.Channel:
         """A channel running ``command``, each read or write on it bounded by ``IDLE_TIMEOUT``."""
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
-            raise InfraError(f"SSH connection to {self.label} is closed")
+            raise self.lost(f"SSH connection to {self.label} is closed")
         try:
             channel = transport.open_session(timeout=OPEN_TIMEOUT)
             channel.settimeout(IDLE_TIMEOUT)
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+            raise self.lost(f"SSH connection to {self.label} failed: {reason(exc)}") from None
         return channel
 
     def _exit_status(self, channel: paramiko.Channel, what: str) -> int:
@@ -264,7 +274,7 @@ class Connection:
             output = channel.makefile("rb").read().decode(errors="replace")
         except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
             channel.close()
-            raise InfraError(f"{self.label}: copy failed ({command}): {exc or 'timed out'}") from None
+            raise self.lost(f"{self.label}: copy failed ({command}): {str(exc) or 'timed out'}") from None
         return self._exit_status(channel, command), output
 
 
@@ -272,10 +282,14 @@ class Background:
     """A command left running on a VM (``Connection.start``): read what it has sent so far, see
     whether it has ended, close it. Reading never waits."""
 
-    def __init__(self, channel: paramiko.Channel, label: str, command: str) -> None:
+    def __init__(self, channel: paramiko.Channel, label: str, command: str, fate: Fate | None = None) -> None:
         self.channel = channel
         self.label = label
         self.command = command
+        self.fate = fate
+
+    def lost(self, what: str) -> SshFailed:
+        return lost(self.label, what, self.fate)
 
     def read(self, limit: int = 4 << 20) -> bytes:
         """What the command has sent since the last read (b"" if nothing), at most about ``limit``
@@ -285,9 +299,9 @@ class Background:
             while self.channel.recv_ready() and sum(map(len, chunks)) < limit:
                 chunks.append(self.channel.recv(65536))
         except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
-            raise InfraError(f"SSH connection to {self.label} failed: {exc or type(exc).__name__}") from None
+            raise self.lost(f"SSH connection to {self.label} failed: {reason(exc)}") from None
         if not chunks and self.channel.closed and not self.channel.exit_status_ready():
-            raise InfraError(f"SSH connection to {self.label} closed while running: {self.command}")
+            raise self.lost(f"SSH connection to {self.label} closed while running: {self.command}")
         return b"".join(chunks)
 
     def ended(self) -> bool:
@@ -296,7 +310,7 @@ class Background:
             return True
         transport = self.channel.get_transport()
         if transport is None or not transport.is_active() or self.channel.closed:
-            raise InfraError(f"SSH connection to {self.label} closed while running: {self.command}")
+            raise self.lost(f"SSH connection to {self.label} closed while running: {self.command}")
         return False
 
     def close(self) -> None:
@@ -340,8 +354,18 @@ class LogReader:
         self.follower, self.pending = None, b""
 
 
+def lost(label: str, what: str, fate: Fate | None) -> SshFailed:
+    """``what`` failed on the way to the VM ``label``: led by the VM's fate if its QEMU is gone, else
+    followed by it (a guest that stopped answering, a forward that broke)."""
+    if fate is None:
+        return SshFailed(what)
+    gone, said = fate()
+    return SshFailed(f"{label}: {said}; {what}" if gone else f"{what} ({label}: {said})")
+
+
 def connect(host: str, port: int, creds: Credentials, label: str,
-            via: Connection | None = None, timeout: float = 10, host_key: str | None = None) -> Connection:
+            via: Connection | None = None, timeout: float = 10, host_key: str | None = None,
+            fate: Fate | None = None) -> Connection:
     """Open one SSH connection (optionally through ``via``); raise OscarvtError if it fails.
 
     ``host_key`` (``TYPE BASE64``, as ``Connection.host_key`` gives it): the server must prove it
@@ -352,11 +376,12 @@ def connect(host: str, port: int, creds: Credentials, label: str,
     if via is not None:
         transport = via.client.get_transport()
         if transport is None:
-            raise InfraError(f"cannot reach {label}: connection to {via.label} is closed")
+            raise via.lost(f"cannot reach {label}: connection to {via.label} is closed")
         try:
             sock = transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
         except (paramiko.SSHException, OSError) as exc:
-            raise InfraError(f"cannot reach {label} at {host}:{port} through {via.label}: {exc}") from None
+            raise lost(label, f"cannot reach {label} at {host}:{port} through {via.label}: {reason(exc)}", fate) \
+                from None
     client = paramiko.SSHClient()
     if host_key is None:
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -377,11 +402,11 @@ def connect(host: str, port: int, creds: Credentials, label: str,
         raise InputError(f"{label}: SSH login as {creds.user} refused (check ssh.password/ssh.key)") from None
     except (paramiko.SSHException, OSError, EOFError) as exc:
         client.close()
-        raise InfraError(f"{label}: SSH failed: {exc or type(exc).__name__}") from None
+        raise lost(label, f"{label}: SSH failed: {reason(exc)}", fate) from None
     transport = client.get_transport()
     if transport is not None:
         transport.set_keepalive(KEEPALIVE)  # a dead guest or forward shows as a closed connection
-    return Connection(client, label)
+    return Connection(client, label, fate)
 
 
 class HostKeyChanged(InfraError):

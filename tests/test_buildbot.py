@@ -151,6 +151,23 @@ def master(tmp_path_factory) -> Iterator[Master]:
         sink.controller.stop()
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_building(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, even a failed one, no build runs or waits for the next test: Buildbot's retry of
+    a build a test failed in would hold the worker while the next test waits for its own build."""
+    yield
+    if "master" not in request.fixturenames:
+        return
+    master: Master = request.getfixturevalue("master")
+    for waiting in master.rest.get("buildrequests?complete=false")["buildrequests"]:
+        master.rest.rpc(f"buildrequests/{waiting['buildrequestid']}", "cancel", {"reason": "the test is over"},
+                        user=ADMIN)
+    for running in master.rest.get("builds?complete=false")["builds"]:
+        master.rest.rpc(f"builds/{running['buildid']}", "stop", {"reason": "the test is over"}, user=ADMIN)
+    wait_for(lambda: None if master.rest.get("builds?complete=false")["builds"] else True, timeout=300,
+             what="the builds a test left to end")
+
+
 def mail_for(master: Master, builder: str, number: int) -> Message:
     subject = f": {builder} build {number}"
     found = wait_for(lambda: next((m for m in master.mail.received if subject in str(m["Subject"])), None),

@@ -261,6 +261,18 @@ def asked_to_reboot(files: VmFiles) -> bool:
     return any(REBOOTED_LINE in line for line in lines[-3:])
 
 
+def vm_fate(files: VmFiles) -> tuple[bool, str]:
+    """What became of the VM, when SSH to it fails: whether its QEMU is gone, and in words. QEMU runs
+    detached, so its exit status is not known; its console says whether the guest rebooted."""
+    pid = running_pid(files)
+    if pid is not None:
+        status = query_status(files)
+        said = f", {status}" if status and status != "running" else ""
+        return False, f"its QEMU (pid {pid}{said}) is still running"
+    why = "the guest rebooted" if asked_to_reboot(files) else "killed or crashed"
+    return True, f"its QEMU is gone ({why}; console {files.console})"
+
+
 def query_status(files: VmFiles) -> str | None:
     """The VM's run state from QMP (``running``, ``paused``, ``io-error``, ...), or None if unreachable."""
     try:

@@ -23,10 +23,11 @@ import shlex
 from contextlib import contextmanager, suppress
 from typing import Iterator
 
+from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.spec import ClusterSpec
-from oscarvt.ssh import Connection, Credentials, connect
+from oscarvt.ssh import Connection, Credentials, Fate, connect
 from oscarvt.state import ClusterState
 from oscarvt.waiting import wait_for
 
@@ -92,8 +93,14 @@ def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
     reused = _reused.get((vm.ssh_port, vm.host_key)) if _reused is not None else None
     if reused is not None and reused.active:
         return reused
-    conn = connect("127.0.0.1", vm.ssh_port, credentials(cluster.spec(state)), name, host_key=vm.host_key)
+    conn = connect("127.0.0.1", vm.ssh_port, credentials(cluster.spec(state)), name, host_key=vm.host_key,
+                   fate=fate_of(cluster, name))
     return reuse(conn, vm.ssh_port)
+
+
+def fate_of(cluster: ClusterDir, name: str) -> Fate:
+    """What SSH to the VM ``name`` says when it fails: whether its QEMU is still there."""
+    return lambda: qemu.vm_fate(cluster.files(name))
 
 
 def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connection, list[Connection]]:
@@ -109,7 +116,8 @@ def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connec
     if state.vms[vm].role == "headnode":
         return head, [head]
     try:
-        node = connect(state.node_ip(vm), 22, credentials(cluster.spec(state)), state.label(vm), via=head)
+        node = connect(state.node_ip(vm), 22, credentials(cluster.spec(state)), state.label(vm), via=head,
+                       fate=fate_of(cluster, vm))
     except OscarvtError:
         head.close()
         raise

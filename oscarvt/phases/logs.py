@@ -22,7 +22,7 @@ from pathlib import Path
 
 from oscarvt import timing
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, shown
+from oscarvt.errors import InfraError, InputError, OscarvtError, guest_line, shown
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import GRAB_LOGS
@@ -145,7 +145,8 @@ def summary(state: ClusterState) -> str:
         at = f", at {node.client_ip}" if node.client_ip else ""
         lines.append(f"{node_label(name, node.client)}: status {node.status}{at}; {times}")
     for test in state.oscar.tests if state.oscar else []:
-        lines.append(f"test {test['result']}: {test['class']} {test['name']} {test['message']}".rstrip())
+        said = " ".join(guest_line(str(test[key]), 300) for key in ("class", "name", "message"))  # OSCAR's words
+        lines.append(f"test {guest_line(str(test['result']), 20)}: {said}".rstrip())
     return "\n".join(lines)
 
 
