@@ -41,6 +41,11 @@ PHASE_SECONDS = "phase_seconds"  # build property: each phase's seconds and the 
 _POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
 
+def short_message(message: str) -> str:
+    """A verdict's message without its pointer to the logs, for summaries and mail (they show the logs)."""
+    return _POINTER.sub("", message)
+
+
 class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its events."""
 
@@ -97,7 +102,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
 
     def short_message(self) -> str:
         """The message without its pointer to the logs, for summaries (the build page has the logs)."""
-        return _POINTER.sub("", self.message())
+        return short_message(self.message())
 
     def running_summary(self) -> str:
         return self.last_line[:80]

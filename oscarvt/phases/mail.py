@@ -1,12 +1,16 @@
 """send-logs: a summary mail with the logs attached, for use without Buildbot.
 
-The mail says the verdict, the phase that failed and its message (which names the node),
-the phase timings, and the tails of OSCAR's log and of the failing node's console; the
-grab-logs tarball is attached. Credentials in URLs are masked in the subject and the text.
+The mail says the verdict, the phase timings and the tail of OSCAR's log; when a phase failed,
+also the phase and its message (which names the node) in the subject and the text, and the tail
+of that node's console. The grab-logs tarball is attached. Credentials in URLs are masked in the
+subject and the text, and what came from a guest or an earlier verb's record (a message, a log's
+lines, the revision, the folder's name) is quoted by ``errors.guest_line``: control characters
+escaped (a newline would break the subject, an escape sequence reach a terminal).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import smtplib
 import socket
@@ -14,7 +18,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, shown
+from oscarvt.errors import InfraError, InputError, guest_line, shown
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
 from oscarvt.phase_table import SEND_LOGS
@@ -23,6 +27,7 @@ from oscarvt.phases.oscar import OSCAR_LOG, OUTPUT
 from oscarvt.state import ClusterState
 
 TAIL_LINES = 30
+LINE_LIMIT = 2000  # characters of one line in the mail's text
 
 
 def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", sender: str | None = None) -> str:
@@ -60,16 +65,17 @@ def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str
     assert state.logs is not None
     failed = failed_phase([p for p in state.phases if p.phase != SEND_LOGS.name])
     verdict = "FAIL" if failed else "PASS"
-    subject = f"oscarvt {verdict}: {cluster.path.name}"
+    subject = f"oscarvt {verdict}: {guest_line(cluster.path.name, 60)}"
     if failed:
-        subject += f": {failed.phase}: {failed.message}"[:160]
+        subject += f": {failed.phase}: {guest_line(failed.message, 160)}"[:160]
     logs = Path(state.logs.dir)
-    body = [f"Verdict: {verdict}", f"Cluster: {cluster.path}"]
+    body = [f"Verdict: {verdict}", f"Cluster: {guest_line(str(cluster.path), LINE_LIMIT)}"]
     if checkout := state.checkout:
-        body.append(f"OSCAR: {checkout.source} ({checkout.revision or 'no revision'})")
+        revision = guest_line(checkout.revision, LINE_LIMIT) if checkout.revision else "no revision"
+        body.append(f"OSCAR: {guest_line(checkout.source, LINE_LIMIT)} ({revision})")
     if failed:
-        body += ["", f"Failed in {failed.phase}: {failed.message}"]
-    body += ["", "Phases:", summary(state)]
+        body += ["", f"Failed in {failed.phase}: {guest_line(failed.message, LINE_LIMIT)}"]
+    body += ["", "Phases:", summary(quoted_messages(state))]
     # OSCAR's log, or what install_cluster printed when it died before writing its log
     body += (tail("OSCAR's log", logs / "headnode" / OSCAR_LOG.lstrip("/"))
              or tail("OSCAR's output", logs / "headnode" / OUTPUT.lstrip("/")))
@@ -84,9 +90,16 @@ def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str
     return message
 
 
+def quoted_messages(state: ClusterState) -> ClusterState:
+    """``state`` with each phase's message quoted by ``guest_line`` (an earlier verb stored it as it was)."""
+    return dataclasses.replace(state, phases=[dataclasses.replace(phase, message=guest_line(phase.message, LINE_LIMIT))
+                                              for phase in state.phases])
+
+
 def tail(title: str, path: Path) -> list[str]:
-    """The last lines of a log file, titled (nothing if the file is missing)."""
+    """The last lines of a log file, titled (nothing if the file is missing), each quoted as a guest's line."""
     if not path.is_file():
         return []
     lines = path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+    lines = [guest_line(line.expandtabs(), LINE_LIMIT) for line in lines]
     return ["", f"--- {title}, last {len(lines)} lines ({path.name}) ---", *lines]
