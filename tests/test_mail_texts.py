@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import shutil
 import tarfile
+import tempfile
 import time
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -68,7 +70,8 @@ class BuildMails(ReporterTestMixin, TestReactorMixin, unittest.TestCase):
         self.master = await fakemaster.make_master(self, wantData=True, wantDb=True, wantMq=True)
         await self.master.startService()
         self.addCleanup(self.master.stopService)
-        self.logs_folder = Path(self.mktemp())
+        self.logs_folder = Path(tempfile.mkdtemp(prefix="oscarvt-mail-"))  # the uploaded logs (trial's mktemp
+        self.addCleanup(shutil.rmtree, self.logs_folder)                       # would write under the cwd)
         self.sent: dict[str, Message] = {}
         mail = Mail(relay="127.0.0.1:25", to=[DEVELOPERS], admins=[ADMINS], mode=["all"])
         self.notifiers = mail_reporters(mail, ["Builder0"], str(self.logs_folder))
