@@ -17,7 +17,7 @@ from typing import Callable, NoReturn
 
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error
+from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error, shown
 from oscarvt.masking import mask_credentials
 from oscarvt.paths import flag_path
 from oscarvt.phase_table import PHASES, Phase
@@ -52,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return _failed(name, InfraError(f"oscarvt's own error: {type(exc).__name__}: {exc} "
                                         "(OSCARVT_DEBUG=1 shows the traceback)"))
+
+
+def _one_line(text: str) -> str:
+    """An argparse ``type``: one printable line of at most 1000 characters (checked here, not in
+    oscarvt.image, whose text is part of every template's recipe key)."""
+    if not text.isprintable() or len(text) > 1000:
+        raise argparse.ArgumentTypeError(f"must be one printable line of at most 1000 characters, not {shown(text)}")
+    return text
 
 
 def _verb_name(args: argparse.Namespace) -> str:
@@ -206,7 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--suite", default="bookworm", help="Debian suite: bullseye, bookworm (default), trixie")
     sub.add_argument("--arch", default="amd64", help="amd64 (default) or arm64 (on an amd64 host: needs "
                      "qemu-user-static and binfmt-support, and takes minutes more)")
-    sub.add_argument("--mirror", action="append", default=[], metavar="URL|LINE",
+    sub.add_argument("--mirror", action="append", default=[], metavar="URL|LINE", type=_one_line,
                      help="a Debian mirror URL or a 'deb URL SUITE COMPONENTS' line, repeatable (default: "
                      "deb.debian.org with the suite's -updates and -security)")
     sub.add_argument("--password", help="root's password (default: key login only)")

@@ -643,7 +643,7 @@ FLAG_CASES += [
       for r in ("a\x1b[2Jb", "held\nfor me", "", "x" * 201, "tab\there", "a\u2028b")),
     ("claim", "cluster-not-under", ["claim", "--cluster", at(lambda p: p / "n", "elsewhere"), "--under", _src,
                                     "--max-clusters", "1"], "--under"),
-    *(("image build", f"mirror={m[:20]!r}", ["image", "build", "--mirror", m], "--mirror")
+    *(("oscarvt", f"image-build-mirror={m[:20]!r}", ["image", "build", "--mirror", m], "--mirror")
       for m in ("http://deb.debian.org/debian\x9b", "http://deb.debian.org/" + "d" * 1000)),
 ]
 
