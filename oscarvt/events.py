@@ -12,7 +12,10 @@ writes that file anew (its folder is created), one JSON object per line, each wi
 ``phase``       ``phase``, ``result`` (``running`` at its start, ``passed`` or ``failed``); at
                 its end also ``seconds`` and ``product_seconds`` (of those, the time spent
                 waiting on OSCAR and its nodes; the rest is the harness's, see ``oscarvt.timing``)
-``accel``       ``name`` (``kvm``/``tcg``), ``reason``
+``accel``       ``name`` (``kvm``/``tcg``), ``reason`` (why; after a look at /dev/kvm also when
+                and by which run), ``decided_at`` (when, UNIX seconds), ``decided_by`` (``this
+                run``, or ``an earlier run``: a KVM probe's outcome kept for this host boot),
+                ``waited`` (seconds this run waited for another run's KVM probe, else 0)
 ``node``        ``vm`` (the VM's name: the key to follow a node by), ``client`` (OSCAR's name
                 for the node, from its define-clients answers as the node's reports say it;
                 null until the node reported), ``state`` (``imaging``, ``installed``,

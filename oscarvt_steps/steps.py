@@ -192,13 +192,34 @@ class CopyVmImage(OscarvtPhase):
 
 
 class BootHeadnode(OscarvtPhase):
-    """Boot the headnode and wait for SSH; the summary says KVM or TCG."""
+    """Boot the headnode and wait for SSH; the summary says KVM or TCG, when and by which run that was decided."""
 
     phase = table.BOOT_HEADNODE.name
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.accelerator = ""  # e.g. "TCG, decided 10:04:11 by an earlier run (waited 6.1s for it)"
+
     def on_event(self, event: dict[str, Any]) -> None:
         if event["event"] == "accel":
-            self.setProperty("accelerator", str(event.get("name", "")).upper(), "oscarvt")
+            name = str(event.get("name", "")).upper()
+            self.setProperty("accelerator", name, "oscarvt")
+            self.accelerator = name + self.decided(event)
+
+    @staticmethod
+    def decided(event: dict[str, Any]) -> str:
+        """When and by which run an ``accel`` event's choice was made, in words ('' from an older driver)."""
+        at, by, waited = event.get("decided_at"), event.get("decided_by"), event.get("waited")
+        if not isinstance(at, (int, float)) or not 0 < at < 1e11:  # 1e11: localtime's range
+            return ""
+        words = f", decided {time.strftime('%H:%M:%S', time.localtime(at))} by {str(by or 'this run')[:40]}"
+        if isinstance(waited, (int, float)) and waited > 0:
+            words += f" (waited {waited:.1f}s for it)"
+        return words
+
+    def passed_summary(self) -> str:
+        passed = super().passed_summary()
+        return f"{passed}; {self.accelerator}" if self.accelerator else passed
 
 
 class CheckoutOscar(OscarvtPhase):

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -78,15 +79,43 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
 class TestPhases(StepTest):
     async def test_boot_headnode_records_the_accelerator_and_its_verdict(self):
         self.setup_step(steps.BootHeadnode())
+        decided = 1796641659.8
+        reason = "there is no /dev/kvm; decided at once, no probe guest started"
         self.expect_commands(shell("boot-headnode", "boot-headnode")
-                             .log("events", stdout=event("accel", name="tcg", reason="no /dev/kvm")
+                             .log("events", stdout=event("accel", name="tcg", reason=reason, decided_at=decided,
+                                                         decided_by="this run", waited=0)
                                   + verdict("boot-headnode", "headnode up, SSH on 127.0.0.1:40001"))
                              .stdout("PASS: boot-headnode: headnode up, SSH on 127.0.0.1:40001\n")
                              .exit(0))
-        self.expect_outcome(result=SUCCESS, state_string="headnode up, SSH on 127.0.0.1:40001")
+        clock = time.strftime("%H:%M:%S", time.localtime(decided))
+        self.expect_outcome(result=SUCCESS,
+                            state_string=f"headnode up, SSH on 127.0.0.1:40001; TCG, decided {clock} by this run")
         self.expect_property("accelerator", "TCG")
         self.expect_property("phase_boot_headnode", {"result": "passed", "blame": None, "vm": None,
                                                      "message": "headnode up, SSH on 127.0.0.1:40001"})
+        await self.run_step()
+
+    async def test_boot_headnode_says_an_earlier_run_decided_and_how_long_it_waited_for_it(self):
+        self.setup_step(steps.BootHeadnode())
+        decided = 1796641659.8
+        self.expect_commands(shell("boot-headnode", "boot-headnode")
+                             .log("events", stdout=event("accel", name="tcg", reason="a probe guest did not boot",
+                                                         decided_at=decided, decided_by="an earlier run", waited=6.14)
+                                  + verdict("boot-headnode", "headnode up"))
+                             .exit(0))
+        clock = time.strftime("%H:%M:%S", time.localtime(decided))
+        self.expect_outcome(result=SUCCESS,
+                            state_string=f"headnode up; TCG, decided {clock} by an earlier run (waited 6.1s for it)")
+        self.expect_property("accelerator", "TCG")
+        await self.run_step()
+
+    async def test_boot_headnode_from_an_older_driver_names_the_accelerator_only(self):
+        self.setup_step(steps.BootHeadnode())
+        self.expect_commands(shell("boot-headnode", "boot-headnode")
+                             .log("events", stdout=event("accel", name="kvm", reason="a probe guest booted under KVM")
+                                  + verdict("boot-headnode", "headnode up"))
+                             .exit(0))
+        self.expect_outcome(result=SUCCESS, state_string="headnode up; KVM")
         await self.run_step()
 
     async def test_a_phase_that_prints_without_end_keeps_the_head_and_tail_of_its_output(self):

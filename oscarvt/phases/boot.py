@@ -252,7 +252,8 @@ def ensure_accel(cluster: ClusterDir, state: ClusterState) -> str:
         state.accel = Accel(choice.name, choice.reason)
         cluster.save(state)
         progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
-        events.emit("accel", name=choice.name, reason=choice.reason)
+        events.emit("accel", name=choice.name, reason=choice.reason, decided_at=round(choice.decided_at, 3),
+                    decided_by=choice.decided_by, waited=round(choice.waited, 1))
     return state.accel.name
 
 
