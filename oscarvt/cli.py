@@ -17,7 +17,7 @@ from typing import Callable, NoReturn
 
 from oscarvt import log
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, from_os_error, shown
+from oscarvt.errors import INFRASTRUCTURE, PRODUCT, InfraError, InputError, OscarvtError, from_os_error, shown
 from oscarvt.masking import mask_credentials
 from oscarvt.paths import flag_path
 from oscarvt.phase_table import PHASES, Phase
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except RecursionError:
         return _failed(name, InputError("input nested too deeply"))
     except KeyboardInterrupt:
-        log.verdict(name, "interrupted", "infrastructure")
+        log.verdict(name, "interrupted", INFRASTRUCTURE)
         return 130
     except Exception as exc:  # oscarvt's own bug: never OSCAR's failure
         if os.environ.get("OSCARVT_DEBUG"):
@@ -136,7 +136,7 @@ def _ssh(args: argparse.Namespace) -> int:
     finally:
         for c in opened:
             c.close()
-    log.verdict("ssh", f"{conn.label}: '{command}' exited {status}", None if status == 0 else "product")
+    log.verdict("ssh", f"{conn.label}: '{command}' exited {status}", None if status == 0 else PRODUCT)
     return status
 
 

@@ -23,13 +23,19 @@ from __future__ import annotations
 
 import errno
 import reprlib
-from typing import Any
+from typing import Any, Final, Literal
+
+Blame = Literal["product", "bad input", "infrastructure"]
+PRODUCT: Final = "product"
+BAD_INPUT: Final = "bad input"
+INFRASTRUCTURE: Final = "infrastructure"
+"""The blame words: in the verdict line, the verdict event and the Buildbot steps (one spelling)."""
 
 
 class OscarvtError(Exception):
     """Base of the three kinds below; not raised itself."""
 
-    blame = "infrastructure"
+    blame: Blame = INFRASTRUCTURE
     exit_status = 3
 
     def __init__(self, message: str, vm: str | None = None) -> None:
@@ -40,21 +46,21 @@ class OscarvtError(Exception):
 class ProductError(OscarvtError):
     """The system under test failed: the failures its developers must see."""
 
-    blame = "product"
+    blame: Blame = PRODUCT
     exit_status = 1
 
 
 class InputError(OscarvtError):
     """Bad input a person can fix: a spec, profile, flag, input file, settings or cluster folder."""
 
-    blame = "bad input"
+    blame: Blame = BAD_INPUT
     exit_status = 2
 
 
 class InfraError(OscarvtError):
     """Trouble of the host or the harness, not of the product: retried in Buildbot."""
 
-    blame = "infrastructure"
+    blame: Blame = INFRASTRUCTURE
     exit_status = 3
 
 

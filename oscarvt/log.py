@@ -10,6 +10,7 @@ import time
 from typing import TextIO
 
 from oscarvt import events
+from oscarvt.errors import Blame
 from oscarvt.masking import mask_credentials
 
 _stream: TextIO = sys.stdout
@@ -28,7 +29,7 @@ def progress(message: str) -> None:
     events.emit("progress", text=message)
 
 
-def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> None:
+def verdict(verb: str, message: str, blame: Blame | None = None, vm: str | None = None) -> None:
     """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame."""
     text = f"PASS: {verb}: {message}" if blame is None else f"FAIL: {verb}: {blame}: {message}"
     _print(text)

@@ -122,15 +122,15 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         return step(**run, **step_limits(builder, step.phase), **kwargs)
 
     factory.addSteps([
-        phase(Claim, extra_args=["--under", "..", "--max-clusters", max_clusters(settings)]),
+        phase(Claim, options={"under": "..", "max_clusters": max_clusters(settings)}),
         steps.RemoveDirectory(dir=LOGS, name="clean-logs"),
         steps.StringDownload(util.Transform(cluster_spec, builder, build_nodes(builder), build_boot(builder)),
                              workerdest="spec.yaml", workdir=".", name="spec"),
-        phase(CopyVmImage, extra_args=["--spec", "spec.yaml"]),
+        phase(CopyVmImage, options={"spec": "spec.yaml"}),
         phase(BootHeadnode),
-        phase(CheckoutOscar, extra_args=["--source", SOURCE]),
+        phase(CheckoutOscar, options={"source": SOURCE}),
         phase(StartOscar),
-        phase(BootComputeNodes, extra_args=["--boot", build_boot(builder)]),
+        phase(BootComputeNodes, options={"boot": build_boot(builder)}),
         phase(WaitForNodes, nodes=build_nodes(builder)),
         phase(FinishOscar),
         phase(GrabLogs),
@@ -139,8 +139,8 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
         Pictures(masterdest=util.Interpolate(LOGS_ON_MASTER), logs_url=logs_link(settings)),
         phase(Keep, doStepIf=keep_cluster, hideStepIf=lambda results, step: results == SKIPPED,
-              extra_args=["--reason", util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
-                                                       "kept on failure by %(prop:owner:-the force form)s")]),
+              options={"reason": util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
+                                                   "kept on failure by %(prop:owner:-the force form)s")}),
         phase(Destroy, doStepIf=lambda step: not keep_cluster(step)),
     ])
     return factory

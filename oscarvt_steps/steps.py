@@ -29,6 +29,7 @@ from buildbot.process.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPP
 
 from oscarvt import events
 from oscarvt import phase_table as table
+from oscarvt.errors import BAD_INPUT, INFRASTRUCTURE, PRODUCT
 from oscarvt_steps.capped_logs import CappedLog, read_capped
 
 CLUSTERS = "clusters"  # the builder's cluster folders, relative to the build directory, one per build
@@ -36,7 +37,7 @@ CLUSTER = util.Interpolate(f"{CLUSTERS}/%(prop:buildnumber)s")  # this build's (
 LOGS = "logs"        # where GrabLogs puts the logs on the worker
 EVENTS = ".events"   # the steps' event files, relative to the build directory
 CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
-RESULTS = {"product": FAILURE, "bad input": EXCEPTION}  # infrastructure: RETRY or EXCEPTION
+RESULTS = {PRODUCT: FAILURE, BAD_INPUT: EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 PHASE_SECONDS = "phase_seconds"  # build property: each phase's seconds and the product's part of them
 _POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
 
@@ -46,14 +47,30 @@ def short_message(message: str) -> str:
     return _POINTER.sub("", message)
 
 
+def command_arguments(phase: table.Phase, options: dict[str, Any]) -> list[Any]:
+    """The command line's flags and values for ``options`` of ``phase``, spelled as its table says."""
+    known = {option.dest: option for option in phase.options}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"oscarvt {phase.name} has no option {', '.join(unknown)} (it has: "
+                         f"{', '.join(known) or 'none'})")
+    arguments: list[Any] = []
+    for dest, value in options.items():
+        arguments += [known[dest].flags[0], *(value if isinstance(value, list) else [value])]
+    return arguments
+
+
 class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its events."""
 
     phase = ""
-    renderables = ["extra_args", "cluster"]
+    renderables = ["arguments", "cluster"]
 
-    def __init__(self, extra_args: list[Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
+    def __init__(self, options: dict[str, Any] | None = None, oscarvt: str = "oscarvt", retries: int = 0,
                  **kwargs: Any) -> None:
+        """``options``: the verb's options by the phase table's names (``max_clusters`` for
+        ``--max-clusters``), values renderable; an option the table does not know is an error here,
+        at checkconfig, not on the worker."""
         kwargs.setdefault("name", self.phase)
         kwargs.setdefault("sigtermTime", 60)  # a stop: SIGTERM, oscarvt cleans up, SIGKILL after 60 s
         kwargs.setdefault("haltOnFailure", True)  # a failed phase ends the build (but for alwaysRun steps)
@@ -62,7 +79,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         kwargs["logfiles"] = {**kwargs.get("logfiles", {}), "events": events_file}
         kwargs = self.setupShellMixin(kwargs, prohibitArgs=["command"])
         super().__init__(**kwargs)
-        self.extra_args = list(extra_args or [])
+        self.arguments = command_arguments(table.PHASES[self.phase], options or {})
         self.cluster: Any = CLUSTER
         self.oscarvt = oscarvt
         self.retries = retries
@@ -92,7 +109,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
     @property
     def blame(self) -> str:
         """Who is at fault if the phase failed: the verdict's, or infrastructure without one."""
-        return str((self.verdict or {}).get("blame") or "infrastructure")
+        return str((self.verdict or {}).get("blame") or INFRASTRUCTURE)
 
     def message(self) -> str:
         """The verdict's message (what follows ``PASS: verb:`` or ``FAIL: verb: blame:``)."""
@@ -125,7 +142,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         return {"step": summary, "build": f"{self.blame}: {self.phase} {summary}{retry}"[:160]}
 
     async def run(self) -> int:
-        command = [self.oscarvt, self.phase, "--cluster", self.cluster, *self.extra_args]
+        command = [self.oscarvt, self.phase, "--cluster", self.cluster, *self.arguments]
         cmd = await self.makeRemoteShellCommand(command=command)
         capped = [CappedLog(cmd.logs[name]) for name in ("stdio", "events")]  # OSCAR's output comes from a guest
         cmd.logs.update((log.getName(), log) for log in capped)
@@ -165,7 +182,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         developers, and the ``harness_trouble`` property sends the admins their mail too.
         """
         if self.phase in CLEANUP:
-            return WARNINGS if self.blame == "bad input" or self.after_product_failure() else EXCEPTION
+            return WARNINGS if self.blame == BAD_INPUT or self.after_product_failure() else EXCEPTION
         if self.blame in RESULTS:
             return RESULTS[self.blame]
         return RETRY if await self.retries_so_far() < self.retries else EXCEPTION
@@ -258,7 +275,7 @@ class WaitForNodes(OscarvtPhase):
     """Follow the nodes' imaging: "2/4 nodes installed"; fails naming the node."""
 
     phase = table.WAIT_FOR_NODES.name
-    renderables = ["extra_args", "cluster", "nodes"]
+    renderables = ["arguments", "cluster", "nodes"]
 
     def __init__(self, nodes: Any = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -334,7 +351,7 @@ class GrabLogs(OscarvtPhase):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
-        kwargs.setdefault("extra_args", ["--dest", LOGS])
+        kwargs.setdefault("options", {"dest": LOGS})
         super().__init__(**kwargs)
 
 

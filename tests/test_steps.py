@@ -17,6 +17,7 @@ from buildbot.test.steps import ExpectShell, TestBuildStepMixin
 from twisted.trial import unittest
 
 from oscarvt import events
+from oscarvt import phase_table as table
 from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt_master.pictures import Pictures
 from oscarvt_master.reporters import PNG
@@ -69,7 +70,7 @@ class StepTest(TestBuildStepMixin, TestReactorMixin, unittest.TestCase):
         self.setup_step(step)
         self.retried(retried)
         exit_status = next(c.exit_status for c in (ProductError, InputError, InfraError) if c.blame == blame)
-        self.expect_commands(shell(step.name, step.phase, *step.extra_args)
+        self.expect_commands(shell(step.name, step.phase, *step.arguments)
                              .log("events", stdout=verdict(step.phase, message, blame)).exit(exit_status))
         self.expect_outcome(result=result, state_string=f"failed: {message}")
         self.expect_property("blame", blame)
@@ -232,8 +233,8 @@ class TestPhases(StepTest):
         step.on_event(events.parse(event("oscar_step", step="Step 4 - Build OSCAR Client Image")))
         self.assertEqual(step.getCurrentSummary(), {"step": "OSCAR Step 4 - Build OSCAR Client Image"})
 
-    async def test_wait_for_nodes_counts_nodes_and_takes_extra_args(self):
-        self.setup_step(steps.WaitForNodes(nodes=2, extra_args=["--timeout", "900"]))
+    async def test_wait_for_nodes_counts_nodes_and_takes_its_options(self):
+        self.setup_step(steps.WaitForNodes(nodes=2, options={"timeout": "900"}))
         node_events = "".join(event("node", vm=vm, state=state, status=status) for vm, state, status in [
             ("oscarnode1", "imaging", 40), ("oscarnode1", "installed", 100), ("oscarnode2", "installed", 100),
             ("oscarnode1", "booted", 102), ("oscarnode2", "booted", 102)])
@@ -243,6 +244,14 @@ class TestPhases(StepTest):
         self.expect_outcome(result=SUCCESS, state_string="2 nodes installed and booted")
         self.expect_property("nodes_installed", 2)
         await self.run_step()
+
+    def test_an_option_the_phase_table_does_not_know_is_refused_when_the_step_is_made(self):
+        with self.assertRaisesRegex(ValueError, r"oscarvt claim has no option max_cluster \(it has: under, "
+                                                r"max_clusters, wait\)"):
+            steps.Claim(options={"under": "..", "max_cluster": 2})
+        self.assertEqual(steps.command_arguments(
+            table.PHASES["send-logs"], {"to": ["a@example.org", "b@example.org"], "smtp": "relay:25"}),
+            ["--to", "a@example.org", "b@example.org", "--smtp", "relay:25"])
 
     async def test_wait_for_nodes_failure_names_the_node(self):
         self.setup_step(steps.WaitForNodes(nodes=4))
@@ -395,15 +404,15 @@ class TestSimplePhases(StepTest):
         await self.run_step()
 
     async def test_copy_vm_image(self):
-        await self.check(steps.CopyVmImage(extra_args=["--spec", "spec.yaml"], workdir="."),
+        await self.check(steps.CopyVmImage(options={"spec": "spec.yaml"}, workdir="."),
                          ["copy-vm-image", "--spec", "spec.yaml"], "3 profiles and disks in /b/cluster", True)
 
     async def test_checkout_oscar(self):
-        await self.check(steps.CheckoutOscar(extra_args=["--source", "oscar"], workdir="."),
+        await self.check(steps.CheckoutOscar(options={"source": "oscar"}, workdir="."),
                          ["checkout-oscar", "--source", "oscar"], "--source: no such folder oscar", False)
 
     async def test_boot_compute_nodes(self):
-        await self.check(steps.BootComputeNodes(extra_args=["--boot", "network"], workdir="."),
+        await self.check(steps.BootComputeNodes(options={"boot": "network"}, workdir="."),
                          ["boot-compute-nodes", "--boot", "network"], "2 nodes started from network", True)
 
     async def test_destroy(self):
