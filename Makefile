@@ -65,10 +65,10 @@ venv: $(VENV)/.installed
 lock: deps
 	scripts/lock.sh
 
-# The test guest (Debian cloud kernel + busybox/dropbear initramfs) is built, or taken
-# from the cache, before the tests enter their network namespace, which has no network.
+# The test guest (oscarvt_dev/testguest.py: Debian cloud kernel + busybox/dropbear initramfs) is built,
+# or taken from the cache, before the tests enter their network namespace, which has no network.
 testguest: deps venv
-	$(VENV)/bin/python -m oscarvt.testguest
+	$(VENV)/bin/python -m oscarvt_dev.testguest
 
 # The headnode templates (mmdebstrap), likewise built or taken from the cache first; a fresh
 # arm64 one takes about 7 minutes (emulated package scripts, one core), an amd64 one about a minute.

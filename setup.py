@@ -16,6 +16,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
+    # Not oscarvt_dev (the test guest, a local master and worker): the tests, bench/ and make demo
+    # import it from the repository; no master or worker needs it.
     packages=find_packages(include=["oscarvt", "oscarvt.*", "oscarvt_steps", "oscarvt_master"]),
     package_data={"oscarvt": ["schema/*.dtd", "guest/*"]},
     install_requires=[

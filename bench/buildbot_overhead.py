@@ -2,7 +2,7 @@
 cluster spec and example suite, in one run (machines here are noisy: compare the ratio).
 
 The build is started by a commit to a local git repository (GitPoller) on a master and worker
-started here (oscarvt_master.local). Run inside a private network namespace after
+started here (oscarvt_dev.local). Run inside a private network namespace after
 ``make template`` (``make bench`` does).
 """
 
@@ -22,7 +22,7 @@ from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.phases.run import run
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 

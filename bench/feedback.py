@@ -45,7 +45,7 @@ from oscarvt.backends import qemu
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 from oscarvt_master.secret_files import hashed_line
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"

@@ -19,7 +19,7 @@ import time
 from oscarvt import log
 from oscarvt.accel import choose_accel, probe_record
 from oscarvt.spec import Timeouts
-from oscarvt.testguest import build_test_guest
+from oscarvt_dev.testguest import build_test_guest
 
 AGED_S = 3600 + 60  # the record's age at the second decision
 

@@ -24,7 +24,7 @@ from oscarvt import log  # noqa: E402
 from oscarvt.errors import InfraError, OscarvtError, ProductError  # noqa: E402
 from oscarvt.image import build_template  # noqa: E402
 from oscarvt.waiting import wait_for  # noqa: E402
-from oscarvt_master import local  # noqa: E402
+from oscarvt_dev import local  # noqa: E402
 from oscarvt_master.secret_files import hashed_line  # noqa: E402
 
 DEMO = ROOT / ".demo"

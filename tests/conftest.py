@@ -20,9 +20,10 @@ from aiosmtpd.handlers import Message as MessageHandler
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import Template
 from oscarvt.network import free_tcp_port
-from oscarvt.phases.access import open_vm, wait_pingable
+from oscarvt.phases.access import open_vm
 from oscarvt.phases.destroy import destroy
-from oscarvt.testguest import TestGuest, build_test_guest
+from oscarvt_dev.ping import wait_pingable
+from oscarvt_dev.testguest import TestGuest, build_test_guest
 
 LAN_PREFIX = "192.168.77"
 # buildbot.util.ssl is imported above, before any test module imports buildbot.test: that package

@@ -31,8 +31,8 @@ from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.plotting import phase_colour
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
-from oscarvt_master.local import Rest
+from oscarvt_dev import local
+from oscarvt_dev.local import Rest
 from oscarvt_master.secret_files import hashed_line
 
 ROOT = Path(__file__).parent.parent

@@ -19,7 +19,7 @@ ROOT = Path(__file__).parent.parent
 
 def test_ruff_finds_nothing():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "oscarvt", "oscarvt_master", "oscarvt_steps",
-                             "tests", "bench", "scripts"],
+                             "oscarvt_dev", "tests", "bench", "scripts"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 

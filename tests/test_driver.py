@@ -26,7 +26,7 @@ from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.timeline import picture_height
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 OSCAR_LOG = "logs/headnode/var/log/oscar/oscarinstall.log"  # in a cluster folder after run

@@ -29,7 +29,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 from oscarvt_master.github import status_push
 from oscarvt_master.secret_files import hashed_line
 from oscarvt_master.settings import settings_from_dict

@@ -21,7 +21,7 @@ from oscarvt.network import free_tcp_port
 from oscarvt.plotting import phase_colour, write_png
 from oscarvt.timeline import STAGES, TIMELINE, timeline_figure
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 from oscarvt_master.config import listen, master_config
 from oscarvt_master.secret_files import HashedPasswords, SecretFileError, hashed_line, read_users
 

@@ -17,8 +17,8 @@ from conftest import oscarvt, qemu_pids_of
 
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
-from oscarvt_master.local import Rest
+from oscarvt_dev import local
+from oscarvt_dev.local import Rest
 from oscarvt_master.secret_files import hashed_line
 
 ROOT = Path(__file__).parent.parent

@@ -29,7 +29,7 @@ from oscarvt.errors import OscarvtError
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 from oscarvt_master.secret_files import hashed_line
 
 ROOT = Path(__file__).parent.parent

@@ -16,7 +16,7 @@ from test_master import example
 from test_master_boundaries import ADMIN, Running
 
 from oscarvt.waiting import wait_for
-from oscarvt_master import local
+from oscarvt_dev import local
 from oscarvt_master.retention import is_build_folder, prune
 from oscarvt_master.secret_files import hashed_line
 from oscarvt_master.settings import HORIZONS

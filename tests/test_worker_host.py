@@ -36,7 +36,7 @@ from packaging.utils import canonicalize_name
 from oscarvt.waiting import wait_for
 
 if TYPE_CHECKING:
-    from oscarvt.testguest import TestGuest
+    from oscarvt_dev.testguest import TestGuest
 
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "workers/setup-worker.sh"

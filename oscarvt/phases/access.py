@@ -19,7 +19,6 @@ phase without its lock). The way to a node is a channel of the checked headnode 
 
 from __future__ import annotations
 
-import shlex
 from contextlib import contextmanager, suppress
 from typing import Iterator
 
@@ -29,7 +28,6 @@ from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, Fate, connect
 from oscarvt.state import ClusterState
-from oscarvt.waiting import wait_for
 
 
 def credentials(spec: ClusterSpec) -> Credentials:
@@ -122,11 +120,3 @@ def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connec
         head.close()
         raise
     return node, [node, head]
-
-
-def wait_pingable(conn: Connection, ips: list[str], timeout: float) -> None:
-    """Wait until the VM behind ``conn`` gets a ping answer from every address in ``ips``."""
-    for ip in ips:
-        command = f"ping -c 1 -W 1 -- {shlex.quote(ip)}"
-        wait_for(lambda: True if conn.run(command) == 0 else None,  # noqa: B023 (called at once)
-                 timeout=timeout, what=f"{ip} to answer ping from {conn.label}", interval=0.5)

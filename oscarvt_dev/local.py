@@ -1,7 +1,7 @@
 """A master and a worker on this host: create, start and stop them, talk to the REST API, and
 make the local git repository they build from.
 
-Used by ``make demo`` and by the end-to-end test; a real deployment uses master.cfg with its
+Used by ``make demo``, the tests and ``bench/``; a real deployment uses master.cfg with its
 own settings and ``workers/setup-worker.sh`` on each hypervisor host.
 """
 
