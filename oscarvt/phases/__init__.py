@@ -1,1 +1,1 @@
-"""The driver phases, one module each (see design.md)."""
+"""The driver phases, one module each (see docs/design.md)."""
