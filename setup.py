@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 # The master and the worker (a hypervisor host installs buildbot-worker only, see workers/).
 BUILDBOT = ["buildbot==4.3.0", "buildbot-worker==4.3.0", "buildbot-www==4.3.0",
             "buildbot-waterfall-view==4.3.0", "buildbot-console-view==4.3.0", "buildbot-grid-view==4.3.0",
-            "buildbot-badges==4.3.0",  # a status badge per builder (README)
+            "buildbot-badges==4.3.0",  # a status badge per builder (docs/master.md)
             "bcrypt==5.0.0",  # the master checks www-users and change-hook-users hashes (oscarvt_master.secret_files)
             "psycopg2-binary==2.9.13"]  # SQLAlchemy's postgresql:// driver, for a db_url on PostgreSQL
 

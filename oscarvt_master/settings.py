@@ -1,6 +1,6 @@
 """The master's settings file (YAML): what master.cfg builds the Buildbot configuration from.
 
-Every key is documented in the README ("The Buildbot master") and in master.example.yaml.
+Every key is documented in docs/master.md ("Settings") and in master.example.yaml.
 Secrets (worker and admin passwords) are never in this file: they are files in
 ``secrets_dir`` (mode 0600), read through Buildbot's SecretInAFile. A bad file gives one
 error naming the file and the key.

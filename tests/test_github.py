@@ -214,7 +214,7 @@ def test_each_builder_has_a_badge(github_master):
 
 @pytest.mark.vm
 def test_with_the_poller_hook_on_too_github_posts_need_a_hook_users_login_and_the_signatures(tmp_path):
-    """Buildbot guards all of /change_hook with change-hook-users when change_hook is on (README)."""
+    """Buildbot guards all of /change_hook with change-hook-users when change_hook is on (docs/master.md)."""
     running = Running(tmp_path)
     settings = {**example(), "url": running.url, "www_port": running.www, "worker_port": running.worker,
                 "logs_port": 0, "mail": None, "change_hook": True, "github": {"hook": True}}
