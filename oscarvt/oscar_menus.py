@@ -196,57 +196,87 @@ def _line_of(lines: list[str], item: int) -> int:
 
 
 def _replay_networking(text: str, where: str) -> list[Answer]:
-    wanted = [(n, line) for n, line in enumerate(_lines(text), start=1)
-              if line not in ("", "0") and not line.startswith("#")]
+    """Read networking answers as CLI_MAC's ``cli_menu`` does, up to 4 or 10, which end the menu."""
+    reader = _NetworkingLines(text, where)
     items = {str(item.number) for item in SETUP_NETWORKING.items}
-    methods = {str(item.number): item.label for item in MAC_ASSIGNMENT.items}
-    position = 0
-
-    def next_line(waiting_for: str) -> tuple[int, str]:
-        nonlocal position
-        if position >= len(wanted):
-            raise InputError(f"{where}: the file ends while OSCAR waits for {waiting_for}; "
-                             f"OSCAR's {SETUP_NETWORKING.source} would read past its end forever")
-        position += 1
-        return wanted[position - 1]
-
     answers: list[Answer] = []
     while True:
-        number, line = next_line(f"a menu choice (10, {SETUP_NETWORKING.item(10).label}, ends it)")
+        number, line = reader.next_line(f"a menu choice (10, {SETUP_NETWORKING.item(10).label}, ends it)")
         if line not in items:
             continue  # OSCAR ignores it
         item = int(line)
         if item == 1:
-            _, name = next_line("the MAC file's name")
-            method_line, method = next_line("the MAC assignment method (1, 2 or 3)")
-            if method not in methods:
-                choices = ", ".join(f"{number} {label}" for number, label in methods.items())
-                raise InputError(f"{where} line {method_line}: '{method}' is not a MAC assignment method "
-                                 f"({choices}); OSCAR's assign_macs_cli would loop forever")
-            extra = [method]
-            while method == "2":
-                _, pick = next_line("a MAC to assign, or 'quit'")
-                extra.append(pick)
-                if pick == "quit":
-                    break
-                _, client = next_line("the client for that MAC, or 'quit'")
-                extra.append(client)
-                if client == "quit":
-                    break
-            answers.append(Answer(1, name, tuple(extra)))
+            answers.append(_replay_mac_file(reader))
         elif item == 3:
-            while True:
-                _, mode = next_line(f"an installation mode ({' '.join(INSTALL_MODES)})")
-                if mode in INSTALL_MODES:
-                    break
-            answers.append(Answer(3, mode))
+            answers.append(_replay_install_mode(reader))
         else:
             answers.append(Answer(item))
             if item == 4:
-                _after_enable(wanted[position:], number, where)
+                _after_enable(reader.rest(), number, where)
             if item in (4, 10):
                 _needs_boot_media(answers, number, where)
                 return answers
+
+
+class _NetworkingLines:
+    """A networking answer file's lines as CLI_MAC reads them, one at a time: blank lines, ``0``
+    and ``#`` lines passed over; the end of the file is an error (OSCAR would read on forever)."""
+
+    def __init__(self, text: str, where: str) -> None:
+        self.where = where
+        self.wanted = [(n, line) for n, line in enumerate(_lines(text), start=1)
+                       if line not in ("", "0") and not line.startswith("#")]
+        self.position = 0
+
+    def next_line(self, waiting_for: str) -> tuple[int, str]:
+        """The next line read and its number; ``waiting_for`` says what OSCAR wants there."""
+        if self.position >= len(self.wanted):
+            raise InputError(f"{self.where}: the file ends while OSCAR waits for {waiting_for}; "
+                             f"OSCAR's {SETUP_NETWORKING.source} would read past its end forever")
+        self.position += 1
+        return self.wanted[self.position - 1]
+
+    def rest(self) -> list[tuple[int, str]]:
+        """The lines not read yet, with their numbers."""
+        return self.wanted[self.position:]
+
+
+def _replay_mac_file(reader: _NetworkingLines) -> Answer:
+    """Networking item 1: the MAC file's name, the assignment method, and for method 2 the
+    MAC and client pairs up to the first 'quit'."""
+    methods = {str(item.number): item.label for item in MAC_ASSIGNMENT.items}
+    _, name = reader.next_line("the MAC file's name")
+    method_line, method = reader.next_line("the MAC assignment method (1, 2 or 3)")
+    if method not in methods:
+        choices = ", ".join(f"{number} {label}" for number, label in methods.items())
+        raise InputError(f"{reader.where} line {method_line}: '{method}' is not a MAC assignment method "
+                         f"({choices}); OSCAR's assign_macs_cli would loop forever")
+    extra = [method]
+    if method == "2":
+        extra += _replay_mac_picks(reader)
+    return Answer(1, name, tuple(extra))
+
+
+def _replay_mac_picks(reader: _NetworkingLines) -> list[str]:
+    """MAC assignment method 2's answers: a MAC, then its client, again and again until one is 'quit'."""
+    picks: list[str] = []
+    while True:
+        _, pick = reader.next_line("a MAC to assign, or 'quit'")
+        picks.append(pick)
+        if pick == "quit":
+            return picks
+        _, client = reader.next_line("the client for that MAC, or 'quit'")
+        picks.append(client)
+        if client == "quit":
+            return picks
+
+
+def _replay_install_mode(reader: _NetworkingLines) -> Answer:
+    """Networking item 3: the lines up to the first installation mode OSCAR has (it asks again after another)."""
+    while True:
+        _, mode = reader.next_line(f"an installation mode ({' '.join(INSTALL_MODES)})")
+        if mode in INSTALL_MODES:
+            return Answer(3, mode)
 
 
 def _after_enable(rest: list[tuple[int, str]], enable_line: int, where: str) -> None:

@@ -349,40 +349,69 @@ def _doctype_line(tree: etree._ElementTree) -> int:
 
 
 def _check_values(root: etree._Element, where: str) -> None:
-    def fail(element: etree._Element, rule: str) -> InputError:
-        """The rule ``element`` breaks, with its line."""
-        return InputError(f"{where}:{element.sourceline}: {rule}")
+    """The values V2M checks when it loads a profile and the ones a hypervisor needs, in V2M's order:
+    texts and numbers, the image size, both NIC types, then both MACs, then the VM type."""
+    _check_texts(root, where)
+    _check_image_size(_child(root, "image"), where)
+    nics = [(number, nic) for number in (1, 2) if (nic := root.find(f"nic{number}")) is not None]
+    _check_nic_types(nics, where)
+    _check_macs(nics, where)
+    _check_vm_type(root, where)
 
-    for element in root.iter(tag=etree.Element):  # type: ignore[arg-type]
+
+def _broken(where: str, element: etree._Element, rule: str) -> InputError:
+    """The rule ``element`` breaks, with its line."""
+    return InputError(f"{where}:{element.sourceline}: {rule}")
+
+
+def _check_texts(root: etree._Element, where: str) -> None:
+    """Every element that holds a value has one; CPUs and memory are whole numbers above 0."""
+    for element in root.iter(tag=etree.Element):
         if element.tag in ("name", "cpu", "memory", "image", "cdrom", "mac", "virtual_disk"):
             text = (element.text or "").strip()
             if not text:
-                raise fail(element, f"<{element.tag}> is empty")
+                raise _broken(where, element, f"<{element.tag}> is empty")
             if element.tag in ("cpu", "memory") and not (WHOLE.fullmatch(text) and int(text) > 0):
-                raise fail(element, f"<{element.tag}> must be a whole number above 0, not {shown(text)}")
-    image = _child(root, "image")
+                raise _broken(where, element, f"<{element.tag}> must be a whole number above 0, not {shown(text)}")
+
+
+def _check_image_size(image: etree._Element, where: str) -> None:
+    """The image's size, if given, is a whole number of MB above 0."""
     size = image.get("size")
     if size is not None and not (WHOLE.fullmatch(size) and int(size) > 0):
-        raise fail(image, f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
-                          f"{{size}}M'), not {shown(size)}")
-    nics = [(number, nic) for number in (1, 2) if (nic := root.find(f"nic{number}")) is not None]
-    for number, nic in nics:  # V2M checks both NIC types, then both MACs, then the VM type
+        raise _broken(where, image, f"image size must be a whole number of MB (V2M runs 'qemu-img create PATH "
+                                    f"{{size}}M'), not {shown(size)}")
+
+
+def _check_nic_types(nics: list[tuple[int, etree._Element]], where: str) -> None:
+    """Each NIC's type is one V2M knows, as written."""
+    for number, nic in nics:
         nic_type = _as_written(nic, "type")
         if nic_type not in NIC_TYPES:
-            raise fail(nic, f"nic{number} type {shown(nic_type)} is not one V2M knows "
-                            f"({', '.join(t or repr(t) for t in NIC_TYPES)})"
-                            f"{_untrimmed(nic_type, NIC_TYPES, V2M_NIC_TYPE_REFUSAL)}")
+            raise _broken(where, nic, f"nic{number} type {shown(nic_type)} is not one V2M knows "
+                                      f"({', '.join(t or repr(t) for t in NIC_TYPES)})"
+                                      f"{_untrimmed(nic_type, NIC_TYPES, V2M_NIC_TYPE_REFUSAL)}")
+
+
+def _check_macs(nics: list[tuple[int, etree._Element]], where: str) -> None:
+    """A connected NIC's MAC is a MAC address, and no NIC's MAC is one V2M or the hypervisor refuses."""
     for number, nic in nics:
         mac, connected = _as_written(nic, "mac"), _as_written(nic, "type") not in NO_NIC
         if connected and not _is_mac(mac.strip()):
-            raise fail(nic, f"nic{number} MAC {shown(mac.strip())} is not a MAC address (six hex pairs with ':')")
+            raise _broken(where, nic, f"nic{number} MAC {shown(mac.strip())} is not a MAC address "
+                                      "(six hex pairs with ':')")
         refusal = _mac_refusal(mac, connected)
         if refusal:
-            raise fail(nic, f"nic{number} MAC {shown(mac)} {refusal}")  # as written: V2M's check sees spaces
+            raise _broken(where, nic, f"nic{number} MAC {shown(mac)} {refusal}")  # as written: V2M sees spaces
+
+
+def _check_vm_type(root: etree._Element, where: str) -> None:
+    """The VM's type is one V2M knows, as written."""
     vm_type = _as_written(root, "type")
     if vm_type not in VM_TYPES:
-        raise fail(_child(root, "type"), f"type {shown(vm_type)} is not one V2M knows ({', '.join(VM_TYPES)})"
-                                         f"{_untrimmed(vm_type, VM_TYPES, V2M_VM_TYPE_REFUSAL)}")
+        raise _broken(where, _child(root, "type"), f"type {shown(vm_type)} is not one V2M knows "
+                                                   f"({', '.join(VM_TYPES)})"
+                                                   f"{_untrimmed(vm_type, VM_TYPES, V2M_VM_TYPE_REFUSAL)}")
 
 
 def _as_written(element: etree._Element, tag: str) -> str:

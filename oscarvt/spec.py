@@ -128,7 +128,7 @@ class ClusterSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as plain data (paths as strings), as stored in the cluster state."""
-        return _plain(asdict(self))
+        return {key: _plain(value) for key, value in asdict(self).items()}
 
 
 def load_spec(path: Path) -> ClusterSpec:
@@ -177,7 +177,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(None, None, f"key {shown(key)} given twice",
@@ -185,7 +185,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 seen.add(key)
             except TypeError:  # an unhashable key: YAML's own check names it
                 pass
-        return super().construct_mapping(node, deep)  # type: ignore[no-untyped-call,no-any-return]
+        return super().construct_mapping(node, deep)
 
 
 def spec_from_dict(data: Any, base: Path, check_files: bool = True, stored: bool = False) -> ClusterSpec:
@@ -215,7 +215,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True, stored: bool
         raise InputError(f"unknown key '{sorted(unknown, key=str)[0]}'")
     accel = top.get("accel", "auto")
     _choice(accel, ("auto", "kvm", "tcg"), "accel")
-    spec = ClusterSpec(accel=accel, **sections)  # type: ignore[arg-type]
+    spec = ClusterSpec(accel=accel, **sections)
     return _resolve_paths(_check(spec, resolved=stored), base, check_files and not stored)
 
 
@@ -244,7 +244,25 @@ def _section(cls: type, raw: Any, name: str) -> Any:
 
 
 def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
-    """Check the values; ``resolved``: a stored spec, whose template found by suite has its files too."""
+    """Check the values; ``resolved``: a stored spec, whose template found by suite has its files too.
+
+    The checks run in this order and the first broken rule is the error.
+    """
+    spec = _check_template(spec, resolved)
+    _check_ranges(spec)
+    _check_node_disk(spec.nodes.disk)
+    _check_host_names(spec.headnode, spec.nodes)
+    _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
+    _check_network(spec.network, spec.nodes.count)
+    _check_oscar(spec.oscar)
+    if spec.ssh.password is None and spec.ssh.key is None and spec.template.suite is None:
+        raise InputError("key 'ssh' needs 'password' or 'key'")
+    return spec
+
+
+def _check_template(spec: ClusterSpec, resolved: bool) -> ClusterSpec:
+    """Check the template keys; the spec with the arch's serial console as the kernel's command
+    line when it gives none (a template found by suite brings its own)."""
     t = spec.template
     if t.suite is not None and (t.disk or t.kernel or t.initrd) and not resolved:
         raise InputError("key 'template' names a built template by 'suite' and 'arch', or its files "
@@ -256,8 +274,13 @@ def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
     if t.initrd is not None and t.kernel is None:
         raise InputError("key 'template.initrd' needs 'template.kernel'")
     _choice(t.arch, tuple(arches.ARCHES), "template.arch")
-    if t.append is None and t.suite is None:  # a built template brings its own
-        spec = replace(spec, template=replace(t, append=f"console={arches.arch(t.arch).console}"))
+    if t.append is None and t.suite is None:
+        return replace(spec, template=replace(t, append=f"console={arches.arch(t.arch).console}"))
+    return spec
+
+
+def _check_ranges(spec: ClusterSpec) -> None:
+    """Check that each number (memory, CPUs, node count, timeouts) is within its bounds."""
     limits = spec.timeouts
     for key, value, low, high in [
         ("headnode.memory", spec.headnode.memory, 64, MAX_MEMORY), ("headnode.cpus", spec.headnode.cpus, 1, MAX_CPUS),
@@ -271,43 +294,56 @@ def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
             raise InputError(f"key '{key}' must be at least {low}, not {shown(value)}")
         if value > high:
             raise InputError(f"key '{key}' must be at most {high}, not {shown(value)}")
-    if not SIZE.fullmatch(spec.nodes.disk):
-        raise InputError(f"key 'nodes.disk' must be a size like 4G or 512M, not {shown(spec.nodes.disk)}")
-    disk_mb = size_mb(spec.nodes.disk)
+
+
+def _check_node_disk(disk: str) -> None:
+    """Check ``nodes.disk``: a size, in whole MB, at most 64T."""
+    if not SIZE.fullmatch(disk):
+        raise InputError(f"key 'nodes.disk' must be a size like 4G or 512M, not {shown(disk)}")
+    disk_mb = size_mb(disk)
     if disk_mb is None:
         raise InputError(f"key 'nodes.disk' must be a whole number of MB (V2M sizes disks in MB), "
-                           f"not {shown(spec.nodes.disk)}")
+                           f"not {shown(disk)}")
     if disk_mb > MAX_DISK_MB:
-        raise InputError(f"key 'nodes.disk' must be at most 64T, not {shown(spec.nodes.disk)}")
-    for key, name in [("headnode.name", spec.headnode.name), ("nodes.name", spec.nodes.name)]:
+        raise InputError(f"key 'nodes.disk' must be at most 64T, not {shown(disk)}")
+
+
+def _check_host_names(headnode: Headnode, nodes: Nodes) -> None:
+    """Check the host names, and that the headnode's is none of the compute nodes' (NAME1, NAME2, ...)."""
+    for key, name in [("headnode.name", headnode.name), ("nodes.name", nodes.name)]:
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", name):
             raise InputError(f"key '{key}' must be a host name (a-z, 0-9, -), not {shown(name)}")
-    if spec.headnode.name in {f"{spec.nodes.name}{i}" for i in range(1, spec.nodes.count + 1)}:
-        raise InputError(f"key 'headnode.name' {spec.headnode.name!r} is also a compute node's name "
-                         f"(nodes.name {spec.nodes.name!r} and a number)")
-    _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
-    _choice(spec.network.private, ("mcast", "bridge"), "network.private")
+    if headnode.name in {f"{nodes.name}{i}" for i in range(1, nodes.count + 1)}:
+        raise InputError(f"key 'headnode.name' {headnode.name!r} is also a compute node's name "
+                         f"(nodes.name {nodes.name!r} and a number)")
+
+
+def _check_network(network: Network, node_count: int) -> None:
+    """Check the private network: its kind, an IPv4 subnet apart from NAT's with room for the
+    nodes, and the bridge's interface name."""
+    _choice(network.private, ("mcast", "bridge"), "network.private")
     try:
-        subnet = ipaddress.ip_network(spec.network.subnet)
+        subnet = ipaddress.ip_network(network.subnet)
     except ValueError:
-        raise InputError(f"key 'network.subnet' is not an IPv4 network: {shown(spec.network.subnet)}") from None
+        raise InputError(f"key 'network.subnet' is not an IPv4 network: {shown(network.subnet)}") from None
     if subnet.version != 4 or subnet.overlaps(NAT_SUBNET):
         raise InputError(f"key 'network.subnet' must be IPv4 and not overlap {NAT_SUBNET} (NAT)")
-    if subnet.num_addresses < spec.nodes.count + 3:
-        raise InputError(f"key 'network.subnet' {subnet} is too small for {spec.nodes.count} nodes")
-    if spec.network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", spec.network.bridge):
-        raise InputError(f"key 'network.bridge' is not an interface name: {shown(spec.network.bridge)}")
-    for key, path in [("oscar.dir", spec.oscar.dir), ("oscar.bootcd", spec.oscar.bootcd)]:
+    if subnet.num_addresses < node_count + 3:
+        raise InputError(f"key 'network.subnet' {subnet} is too small for {node_count} nodes")
+    if network.bridge is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", network.bridge):
+        raise InputError(f"key 'network.bridge' is not an interface name: {shown(network.bridge)}")
+
+
+def _check_oscar(oscar: Oscar) -> None:
+    """Check the OSCAR keys: absolute paths below / on the headnode, a domain name, an install mode."""
+    for key, path in [("oscar.dir", oscar.dir), ("oscar.bootcd", oscar.bootcd)]:
         if not path.startswith("/"):
             raise InputError(f"key '{key}' must be an absolute path on the headnode, not {shown(path)}")
         if not posixpath.normpath(path).strip("/"):
             raise InputError(f"key '{key}' must name a path below /, not {shown(path)}")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", spec.oscar.domain):
-        raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(spec.oscar.domain)}")
-    _choice(spec.oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
-    if spec.ssh.password is None and spec.ssh.key is None and t.suite is None:
-        raise InputError("key 'ssh' needs 'password' or 'key'")
-    return spec
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", oscar.domain):
+        raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(oscar.domain)}")
+    _choice(oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
 
 
 def size_mb(size: str) -> int | None:

@@ -432,7 +432,7 @@ def _parse_key(text: str, label: str) -> tuple[str, paramiko.PKey]:
     kind, _, data = text.partition(" ")
     try:
         return kind, paramiko.PKey.from_type_string(kind, base64.b64decode(data, validate=True))
-    except Exception:  # paramiko's key parsers raise many kinds of error on damaged data
+    except Exception:  # noqa: BLE001 (paramiko's key parsers raise many kinds of error on damaged data)
         raise InputError(f"{label}: its recorded SSH host key (state.json) is not a usable "
                          f"{shown(kind)} key") from None
 

@@ -36,7 +36,7 @@ CONTEXT = "oscarvt/%(prop:buildername)s"
 DONE = "Build done.%(prop:blame:+ Blame: )s%(prop:blame:-)s"
 
 
-class SignedEvents(GitHubEventHandler):
+class SignedEvents(GitHubEventHandler):  # type: ignore[misc]  # buildbot has no type hints
     """Buildbot's GitHub event handler, which (strict) requires and checks the HMAC-SHA1 signature;
     this first requires and checks the HMAC-SHA256 one that GitHub sends beside it."""
 

@@ -49,14 +49,14 @@ class InertFiles(static.File):
                 return self.childNotFound
         except (UnicodeDecodeError, ValueError):
             return self.childNotFound
-        return super().getChild(path, request)
+        return super().getChild(path, request)  # type: ignore[no-untyped-call]  # twisted's, unannotated
 
     def render_GET(self, request: Any) -> Any:  # noqa: N802
         if os.path.islink(self.path):
             return self.childNotFound.render(request)
         if self.basename().endswith(tuple(DOWNLOADS)):
             request.setHeader(b"Content-Disposition", b"attachment")
-        return super().render_GET(request)
+        return super().render_GET(request)  # type: ignore[no-untyped-call]  # twisted's, unannotated
 
     render_HEAD = render_GET
 
@@ -71,10 +71,10 @@ class InertSite(server.Site):
     def getResourceFor(self, request: Any) -> resource.IResource:  # noqa: N802
         for name, value in HEADERS.items():
             request.setHeader(name, value)
-        return super().getResourceFor(request)
+        return super().getResourceFor(request)  # type: ignore[no-untyped-call,no-any-return]  # twisted's
 
 
-class LogServer(service.BuildbotService):
+class LogServer(service.BuildbotService):  # type: ignore[misc]  # buildbot has no type hints
     """Serve ``folder`` (created if missing) on ``port`` at ``interface`` (an address)."""
 
     name = "oscarvt-logs"
@@ -91,7 +91,8 @@ class LogServer(service.BuildbotService):
         self.port = port
         tcp: Any = reactor
         root = InertFiles(str(Path(folder).resolve()))
-        self.listening = tcp.listenTCP(port, InertSite(root), interface=interface)
+        site = InertSite(root)  # type: ignore[no-untyped-call]  # twisted's Site, unannotated
+        self.listening = tcp.listenTCP(port, site, interface=interface)
         yield super().reconfigService(**kwargs)
 
     @defer.inlineCallbacks

@@ -24,7 +24,7 @@ from oscarvt.timeline import TIMELINE
 from oscarvt_master.trend import TREND, write_trend
 
 
-class Pictures(BuildStep):
+class Pictures(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
     """Draw the builder's trend from the uploaded logs beside ``masterdest`` (the build's uploaded
     logs folder, renderable) and link the timeline and the trend under ``logs_url`` (the build's
     logs folder as a browser reaches it, renderable; None: no links)."""
@@ -47,8 +47,8 @@ class Pictures(BuildStep):
         if _real_folder(folder.parent):
             try:
                 builds = await threads.deferToThread(write_trend, folder.parent, str(self.getProperty("buildername")))
-            except Exception as exc:  # a picture is never worth a build's failure
-                log.err(exc, "oscarvt: the trend was not drawn")
+            except Exception as exc:  # noqa: BLE001 (a picture is never worth a build's failure)
+                log.err(exc, "oscarvt: the trend was not drawn")  # type: ignore[no-untyped-call]  # twisted's, unannotated
                 said.append(f"trend not drawn: {type(exc).__name__}: {exc}"[:200])
         if builds:
             said.append(f"trend of {builds} build{'s' if builds > 1 else ''}")
@@ -59,7 +59,7 @@ class Pictures(BuildStep):
             if builds:
                 await self.addURL("trend", urljoin(base, f"../{TREND}"))
         self.descriptionDone = ["; ".join(said)]
-        return SUCCESS
+        return SUCCESS  # type: ignore[no-any-return]  # buildbot has no type hints
 
 
 def _regular_file(path: Path) -> bool:

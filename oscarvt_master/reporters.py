@@ -68,14 +68,14 @@ PNG = b"\x89PNG\r\n\x1a\n"
 PICTURE_MAX = 5 * 1024 * 1024
 
 
-class ProductMail(BuildStatusGenerator):
+class ProductMail(BuildStatusGenerator):  # type: ignore[misc]  # buildbot has no type hints
     """The settings' modes, for the product's results only (never an EXCEPTION or RETRY)."""
 
     def is_message_needed_by_results(self, build: dict[str, Any]) -> bool:
         return build["results"] not in HARNESS_RESULTS and super().is_message_needed_by_results(build)
 
 
-class HarnessMail(BuildStatusGenerator):
+class HarnessMail(BuildStatusGenerator):  # type: ignore[misc]  # buildbot has no type hints
     """Every build that ended in EXCEPTION or RETRY (bad input or infrastructure trouble), and
     a FAILURE whose clean-up failed too."""
 
@@ -86,7 +86,7 @@ class HarnessMail(BuildStatusGenerator):
         return build["results"] in HARNESS_RESULTS or "harness_trouble" in build.get("properties", {})
 
 
-class PictureMail(reporters.MailNotifier):  # type: ignore[name-defined,misc]
+class PictureMail(reporters.MailNotifier):  # type: ignore[misc]  # buildbot has no type hints
     """Buildbot's MailNotifier that also attaches each build's timeline from the uploaded logs under
     ``logs_folder`` (``BUILDER/NUMBER/timeline.png``)."""
 

@@ -56,7 +56,7 @@ def prune(folder: Path, before: float) -> tuple[int, int]:
     return removed, kept
 
 
-class PruneUploadedLogs(BuildStep):
+class PruneUploadedLogs(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
     """Remove the uploaded log folders older than the horizon (on the master, in a thread)."""
 
     name = "prune-uploaded-logs"
@@ -70,10 +70,10 @@ class PruneUploadedLogs(BuildStep):
         removed, kept = await threads.deferToThread(prune, Path(self.folder),
                                                     time.time() - self.horizon.total_seconds())
         self.descriptionDone = [f"removed {removed} uploaded log folders older than {self.horizon}, kept {kept}"]
-        return SUCCESS
+        return SUCCESS  # type: ignore[no-any-return]  # buildbot has no type hints
 
 
-class Janitor(JanitorConfigurator):
+class Janitor(JanitorConfigurator):  # type: ignore[misc]  # buildbot has no type hints
     """Buildbot's janitor, with the uploaded logs in ``logs_folder`` pruned on ``log_horizon`` too."""
 
     def __init__(self, log_horizon: timedelta | None, build_data_horizon: timedelta | None, logs_folder: str) -> None:

@@ -88,7 +88,7 @@ def hashed_line(user: str, password: str, rounds: int = 12) -> str:
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds)).decode()}"
 
 
-class HashedPasswords(CustomAuth):
+class HashedPasswords(CustomAuth):  # type: ignore[misc]  # buildbot has no type hints
     """Buildbot authentication (web UI, change hook) against a users file's bcrypt hashes.
 
     The file is read and checked when the configuration is loaded; a reconfig reads it again.

@@ -66,39 +66,14 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
     arch = arches.arch(profile.arch)
     argv = [arch.qemu, "-name", profile.name, "-accel", accel, "-nodefaults", "-display", "none",
             "-m", str(profile.memory or 512), "-smp", str(profile.cpu or 1)]
-    if arch.machine:
-        argv += ["-machine", arch.machine]
-    if accel == "kvm" or arch.cpu:
-        argv += ["-cpu", "host" if accel == "kvm" else str(arch.cpu)]
+    argv += _machine_options(arch, accel)
     firmware_boot = profile.kernel is None and profile.boot_device is not None
     by_index = profile.boot_device if firmware_boot and arch.boot_by_index else None
-    for index, disk in enumerate(_disks(profile)):
-        image, image_format = _value(disk), disks.disk_format(disk)
-        if arch.boot_by_index:
-            first = ",bootindex=0" if index == 0 and by_index == "disk" else ""
-            argv += ["-drive", f"file={image},if=none,id=disk{index},format={image_format}",
-                     "-device", f"virtio-blk-pci,drive=disk{index}{first}"]
-        else:
-            argv += ["-drive", f"file={image},if=virtio,index={index},format={image_format}"]
+    argv += _disk_options(profile, arch, by_index == "disk")
     if profile.cdrom is not None:
         argv += _cdrom(arch, profile.cdrom, by_index == "cdrom")
-    for number, nic in profile.connected_nics():
-        first = ",bootindex=0" if by_index == "network" and number == 1 else ""
-        argv += ["-netdev", _netdev(profile, number, ssh_port),
-                 "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}{first}"]
-    if profile.kernel is not None:
-        argv += ["-kernel", str(profile.kernel)]
-        if profile.initrd is not None:
-            argv += ["-initrd", str(profile.initrd)]
-        if profile.append:
-            argv += ["-append", profile.append]
-    elif profile.boot_device is not None:
-        if arch.firmware is not None:
-            argv += ["-bios", str(arch.firmware)]
-        else:
-            argv += ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
-        if profile.boot_device in INSTALLER_BOOTS:
-            argv.append("-no-reboot")
+    argv += _nic_options(profile, ssh_port, by_index == "network")
+    argv += _boot_options(profile, arch)
     argv.extend(_identity_port(profile, arch, files))
     if incoming:
         argv += ["-incoming", "defer"]
@@ -106,6 +81,60 @@ def qemu_command(profile: Profile, files: VmFiles, accel: str, ssh_port: int | N
              "-chardev", f"file,id=console,path={_value(files.console)},append=on", "-serial", "chardev:console",
              "-qmp", f"unix:{_value(files.qmp)},server=on,wait=off",
              "-pidfile", str(files.pidfile), "-daemonize"]
+    return argv
+
+
+def _machine_options(arch: arches.Arch, accel: str) -> list[str]:
+    """The arch's machine, and the CPU: the host's under KVM, else the arch's own if it names one."""
+    argv = ["-machine", arch.machine] if arch.machine else []
+    if accel == "kvm" or arch.cpu:
+        argv += ["-cpu", "host" if accel == "kvm" else str(arch.cpu)]
+    return argv
+
+
+def _disk_options(profile: Profile, arch: arches.Arch, boot: bool) -> list[str]:
+    """The profile's disks on virtio: as PCI devices where the firmware boots by index (the first
+    one first to boot if ``boot``), else as ``if=virtio`` drives."""
+    argv: list[str] = []
+    for index, disk in enumerate(_disks(profile)):
+        image, image_format = _value(disk), disks.disk_format(disk)
+        if arch.boot_by_index:
+            first = ",bootindex=0" if index == 0 and boot else ""
+            argv += ["-drive", f"file={image},if=none,id=disk{index},format={image_format}",
+                     "-device", f"virtio-blk-pci,drive=disk{index}{first}"]
+        else:
+            argv += ["-drive", f"file={image},if=virtio,index={index},format={image_format}"]
+    return argv
+
+
+def _nic_options(profile: Profile, ssh_port: int | None, boot: bool) -> list[str]:
+    """The connected NICs as virtio-net devices (the first one first to boot if ``boot``)."""
+    argv: list[str] = []
+    for number, nic in profile.connected_nics():
+        first = ",bootindex=0" if boot and number == 1 else ""
+        argv += ["-netdev", _netdev(profile, number, ssh_port),
+                 "-device", f"virtio-net-pci,netdev=nic{number},mac={nic.mac}{first}"]
+    return argv
+
+
+def _boot_options(profile: Profile, arch: arches.Arch) -> list[str]:
+    """How the VM boots: a kernel (with its initrd and command line), or the firmware from the
+    profile's boot device (``-no-reboot`` for installer media, see above); nothing otherwise."""
+    if profile.kernel is not None:
+        argv = ["-kernel", str(profile.kernel)]
+        if profile.initrd is not None:
+            argv += ["-initrd", str(profile.initrd)]
+        if profile.append:
+            argv += ["-append", profile.append]
+        return argv
+    if profile.boot_device is None:
+        return []
+    if arch.firmware is not None:
+        argv = ["-bios", str(arch.firmware)]
+    else:
+        argv = ["-boot", f"order={BOOT_ORDER[profile.boot_device]}"]
+    if profile.boot_device in INSTALLER_BOOTS:
+        argv.append("-no-reboot")
     return argv
 
 
@@ -277,7 +306,7 @@ def query_status(files: VmFiles) -> str | None:
     """The VM's run state from QMP (``running``, ``paused``, ``io-error``, ...), or None if unreachable."""
     try:
         reply = qmp(files, "query-status")[0]
-    except Exception:  # QMP is a nicety for status; the pidfile is the truth
+    except Exception:  # noqa: BLE001 (QMP is a nicety for status; the pidfile is the truth)
         return None
     return str(reply.get("status")) if isinstance(reply, dict) else None
 
@@ -292,7 +321,7 @@ def paused_by_host(files: VmFiles) -> str | None:
         return None
     try:
         devices = qmp(files, "query-block")[0]
-    except Exception:
+    except Exception:  # noqa: BLE001 (the paused state is known; which disk failed is a detail)
         devices = []
     for device in devices if isinstance(devices, list) else []:
         image = ((device.get("inserted") or {}).get("image") or {}).get("filename", device.get("device"))
@@ -317,7 +346,7 @@ def stop(files: VmFiles, timeout: float) -> bool:
     argv = live_argv(pid)  # QEMU removes its pidfile as it exits: wait for the process itself
     try:
         qmp(files, "quit", timeout=min(timeout, QMP_TIMEOUT))
-    except Exception:  # an unresponsive QEMU is killed below
+    except Exception:  # noqa: BLE001 (an unresponsive QEMU is killed below)
         pass
     deadline = time.monotonic() + timeout
     while live_argv(pid) == argv and time.monotonic() < deadline:
@@ -401,7 +430,7 @@ def _session(files: VmFiles, work: Callable[[QMPClient], Awaitable[object]], tim
         raise
     except asyncio.TimeoutError:
         raise InfraError(f"QEMU did not {what} within {timeout:.0f}s") from None
-    except Exception as exc:  # QMP errors, a QEMU that exited (a refused state), a closed socket
+    except Exception as exc:  # noqa: BLE001 (QMP errors, a QEMU that exited, a refused state, a closed socket)
         raise InfraError(f"QEMU could not {what}: {exc or type(exc).__name__}") from None
 
 

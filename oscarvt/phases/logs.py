@@ -94,7 +94,7 @@ def draw_timeline(state: ClusterState, path: Path) -> None:
     """Draw the cluster's timeline into ``path``; a picture that cannot be made is a progress line."""
     try:
         write_timeline(state, path)
-    except Exception as exc:  # matplotlib missing or failing: the logs matter more than the picture
+    except Exception as exc:  # noqa: BLE001 (matplotlib missing or failing: the logs matter more than the picture)
         path.unlink(missing_ok=True)  # not an older run's picture
         progress(f"{path.name} not drawn: {type(exc).__name__}: {exc}")
 
