@@ -25,7 +25,10 @@ from oscarvt.phase_table import PHASES, Phase
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; return the exit status (0, or the failure's: see ``oscarvt.errors``)."""
-    logging.getLogger("qemu").setLevel(logging.CRITICAL)
+    # qemu.qmp's and asyncio's own reports (a QMP reader's EOFError when QEMU quits, logged as "exception was
+    # never retrieved" as the interpreter exits, after the verdict): QMP errors that matter are raised to oscarvt
+    for noisy in ("qemu", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped build cleans up as after Ctrl-C
     name = "oscarvt"
     try:
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.verdict(name, "interrupted", INFRASTRUCTURE)
         return 130
-    except Exception as exc:  # oscarvt's own bug: never OSCAR's failure
+    except Exception as exc:  # noqa: BLE001 (oscarvt's own bug: one line, blamed on infrastructure, never OSCAR)
         if os.environ.get("OSCARVT_DEBUG"):
             traceback.print_exc()
         return _failed(name, InfraError(f"oscarvt's own error: {type(exc).__name__}: {exc} "
@@ -68,7 +71,7 @@ def _verb_name(args: argparse.Namespace) -> str:
 
 
 def _failed(verb: str, exc: OscarvtError) -> int:
-    log.verdict(verb, " ".join(str(exc).split("\n")), exc.blame, exc.vm)
+    log.verdict(verb, " ".join(str(exc).split("\n")), exc.blame, exc.vm, exc.logs)
     return exc.exit_status
 
 

@@ -38,9 +38,10 @@ class OscarvtError(Exception):
     blame: Blame = INFRASTRUCTURE
     exit_status = 3
 
-    def __init__(self, message: str, vm: str | None = None) -> None:
+    def __init__(self, message: str, vm: str | None = None, logs: str | None = None) -> None:
         super().__init__(message)
         self.vm = vm  # the VM the failure is about, if one (its console is the one to read)
+        self.logs = logs  # where to read more (``see its output, ... or grab-logs``), if anywhere
 
 
 class ProductError(OscarvtError):

@@ -25,7 +25,9 @@ writes that file anew (its folder is created), one JSON object per line, each wi
                 ``seconds`` (the JUnit report's ``time`` as text, empty if none)
 ``verdict``     ``verb``, ``ok``, ``blame`` (null, ``product``, ``bad input``,
                 ``infrastructure``; see ``oscarvt.errors``), ``message``, ``vm`` (the VM the
-                failure names, or null)
+                failure names, or null), ``logs`` (where to read more, e.g. ``see its output, ...
+                on the headnode, or grab-logs``, or null; the printed line ends with it in
+                parentheses, the message does not hold it)
 ==============  ===========================================================================
 
 A command always ends with exactly one ``verdict``; one that wrote none was killed. Credentials in

@@ -29,11 +29,13 @@ def progress(message: str) -> None:
     events.emit("progress", text=message)
 
 
-def verdict(verb: str, message: str, blame: Blame | None = None, vm: str | None = None) -> None:
-    """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame."""
+def verdict(verb: str, message: str, blame: Blame | None = None, vm: str | None = None,
+            logs: str | None = None) -> None:
+    """Print the command's final line: ``PASS: VERB: ...``, or ``FAIL: VERB: BLAME: ...`` with a blame,
+    ``logs`` (where to read more) in parentheses at its end; the event carries it as a field of its own."""
     text = f"PASS: {verb}: {message}" if blame is None else f"FAIL: {verb}: {blame}: {message}"
-    _print(text)
-    events.emit("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
+    _print(f"{text} ({logs})" if logs else text)
+    events.emit("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm, logs=logs)
 
 
 def printable(text: str) -> str:

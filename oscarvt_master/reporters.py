@@ -39,7 +39,7 @@ from oscarvt.errors import guest_line
 from oscarvt.timeline import TIMELINE
 from oscarvt_master.settings import Mail
 from oscarvt_master.uploaded import read_uploaded
-from oscarvt_steps.steps import CLEANUP, PHASE_SECONDS, short_message
+from oscarvt_steps.steps import CLEANUP, PHASE_SECONDS
 
 MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
 ATTACHED = {"oscarinstall.log": "OSCAR's log", "failing console": "the failing node's console",
@@ -231,7 +231,7 @@ def failed_phases(build: dict[str, Any]) -> list[FailedPhase]:
     for step in build.get("steps") or []:
         record = _property(build, f"phase_{str(step['name']).replace('-', '_')}")
         if isinstance(record, dict) and record.get("result") == "failed":
-            message = guest_line(short_message(str(record.get("message") or "")), LINE_LIMIT)
+            message = guest_line(str(record.get("message") or ""), LINE_LIMIT)
             vm = record.get("vm")
             found.append(FailedPhase(str(step["name"]), str(record.get("blame")), message,
                                      guest_line(str(vm), LINE_LIMIT) if vm else None))
@@ -258,7 +258,7 @@ def _failure(build: dict[str, Any], failed: list[FailedPhase], blame: str) -> st
 def _trouble(build: dict[str, Any]) -> str:
     """The clean-up trouble after OSCAR's failure ("PHASE: message", ``harness_trouble``), quoted; "" if none."""
     trouble = _property(build, "harness_trouble")
-    return guest_line(short_message(str(trouble)), LINE_LIMIT) if trouble else ""
+    return guest_line(str(trouble), LINE_LIMIT) if trouble else ""
 
 
 def _success(build: dict[str, Any], where: str, failed: list[FailedPhase]) -> MailText:

@@ -18,7 +18,6 @@ Ctrl-C; the log steps and ``Destroy`` are ``alwaysRun``. Each step's ``timeout``
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any, Generator
@@ -39,14 +38,6 @@ EVENTS = ".events"   # the steps' event files, relative to the build directory
 CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
 RESULTS = {PRODUCT: FAILURE, BAD_INPUT: EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 PHASE_SECONDS = "phase_seconds"  # build property: each phase's seconds and the product's part of them
-_POINTER = re.compile(r" \((see|logs:) [^)]*\)$")  # "(see X on the headnode ...)": the build page has the logs
-
-
-def short_message(message: str) -> str:
-    """A verdict's message without its pointer to the logs, for summaries and mail (they show the logs)."""
-    return _POINTER.sub("", message)
-
-
 def command_arguments(phase: table.Phase, options: dict[str, Any]) -> list[Any]:
     """The command line's flags and values for ``options`` of ``phase``, spelled as its table says."""
     known = {option.dest: option for option in phase.options}
@@ -60,7 +51,7 @@ def command_arguments(phase: table.Phase, options: dict[str, Any]) -> list[Any]:
     return arguments
 
 
-class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
+class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):  # type: ignore[misc]
     """Run one ``oscarvt`` verb against the build's cluster; subclasses follow its events."""
 
     phase = ""
@@ -112,20 +103,17 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         return str((self.verdict or {}).get("blame") or INFRASTRUCTURE)
 
     def message(self) -> str:
-        """The verdict's message (what follows ``PASS: verb:`` or ``FAIL: verb: blame:``)."""
+        """The verdict's message (what follows ``PASS: verb:`` or ``FAIL: verb: blame:``, without the pointer to
+        the logs, which the event carries as ``logs``: the build page has the logs)."""
         if self.verdict is None:
             return "oscarvt ended without a verdict (killed?)"
         return str(self.verdict.get("message", ""))
-
-    def short_message(self) -> str:
-        """The message without its pointer to the logs, for summaries (the build page has the logs)."""
-        return short_message(self.message())
 
     def running_summary(self) -> str:
         return self.last_line[:80]
 
     def passed_summary(self) -> str:
-        return self.short_message()[:80] or "passed"
+        return self.message()[:80] or "passed"
 
     def getCurrentSummary(self) -> dict[str, str]:
         return {"step": self.running_summary() or f"{self.phase} ..."}
@@ -137,7 +125,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             return {"step": "cancelled"}
         if self.results == SKIPPED:
             return {"step": "skipped"}
-        summary = f"failed: {self.short_message() or 'see stdio'}"[:120]
+        summary = f"failed: {self.message() or 'see stdio'}"[:120]
         retry = " (the build is retried)" if self.results == RETRY else ""
         return {"step": summary, "build": f"{self.blame}: {self.phase} {summary}{retry}"[:160]}
 
@@ -156,7 +144,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
             times[self.phase] = {"seconds": self.seconds[0], "product_seconds": self.seconds[1]}
             self.setProperty(PHASE_SECONDS, times, "oscarvt")
         if self.stopped:
-            return CANCELLED
+            return CANCELLED  # type: ignore[no-any-return]
         ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True
         result = SUCCESS if ok else await self.failure_result()
         self.setProperty(f"phase_{self.phase.replace('-', '_')}",
@@ -182,10 +170,10 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):
         developers, and the ``harness_trouble`` property sends the admins their mail too.
         """
         if self.phase in CLEANUP:
-            return WARNINGS if self.blame == BAD_INPUT or self.after_product_failure() else EXCEPTION
+            return WARNINGS if self.blame == BAD_INPUT or self.after_product_failure() else EXCEPTION  # type: ignore[no-any-return]
         if self.blame in RESULTS:
-            return RESULTS[self.blame]
-        return RETRY if await self.retries_so_far() < self.retries else EXCEPTION
+            return RESULTS[self.blame]  # type: ignore[no-any-return]
+        return RETRY if await self.retries_so_far() < self.retries else EXCEPTION  # type: ignore[no-any-return]
 
     async def retries_so_far(self) -> int:
         """How many times Buildbot already ran this build's request again (earlier builds of it)."""
@@ -407,7 +395,7 @@ class Keep(OscarvtPhase):
         super().__init__(**kwargs)
 
 
-class AttachLogs(buildstep.BuildStep):
+class AttachLogs(buildstep.BuildStep):  # type: ignore[misc]
     """On the master: OSCAR's log, the monitor log, each VM's console and the console of the
     node a failed phase names ("failing console", for the mail) as step logs, each capped
     (``capped_logs``: head and tail) and never read through a link.
@@ -440,7 +428,7 @@ class AttachLogs(buildstep.BuildStep):
                 await self.addCompleteLog(name, read_capped(path))
                 attached += 1
         self.descriptionDone = [f"{attached} logs attached" + (f", {failing} failed" if failing else "")]
-        return SUCCESS
+        return SUCCESS  # type: ignore[no-any-return]
 
     def failing_node(self, vms: list[str]) -> str | None:
         """The VM a failed phase's verdict is about (its ``phase_*`` property's ``vm``), if one."""

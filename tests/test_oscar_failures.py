@@ -88,7 +88,9 @@ def test_oscars_own_failure_is_named_with_its_step_and_its_line(cluster, tmp_pat
                     f"grab-logs; install_cluster's exit status {status})")  # Perl's, as OSCAR's varies
     quoted = expected.split(": ", 1)[1]
     print(f"{bug}: the verdict came {seconds_after(events, quoted.split(' at ')[0]):.1f}s after OSCAR's line")
-    assert events[-1]["message"] == last.split(": ", 3)[3]
+    assert events[-1]["message"] == expected  # the pointer to the logs is a field of its own
+    assert events[-1]["logs"] == (f"see its output, {OUTPUT} on the headnode, or grab-logs; install_cluster's exit "
+                                  f"status {status}")
     check_stopped(cluster)
 
 

@@ -36,8 +36,8 @@ def event(kind: str, **fields) -> str:
     return json.dumps({"event": kind, "time": 1.0, **fields}) + "\n"
 
 
-def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None) -> str:
-    return event("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm)
+def verdict(verb: str, message: str, blame: str | None = None, vm: str | None = None, logs: str | None = None) -> str:
+    return event("verdict", verb=verb, ok=blame is None, blame=blame, message=message, vm=vm, logs=logs)
 
 
 def shell(step_name: str, *args: str, workdir: str = "wkdir") -> ExpectShell:
@@ -148,13 +148,13 @@ class TestPhases(StepTest):
 
     async def test_a_product_failure_is_failure_naming_oscars_step(self):
         self.setup_step(steps.StartOscar())
-        short = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
-        message = f"{short} (see /var/log/oscar/oscarinstall.log on the headnode, or grab-logs)"
+        message = "OSCAR failed: Failed on Step 4 - Build OSCAR Client Image"
         self.expect_commands(shell("start-oscar", "start-oscar")
                              .log("events", stdout=event("oscar_step", step="Step 4 - Build OSCAR Client Image")
-                                  + verdict("start-oscar", message, "product"))
+                                  + verdict("start-oscar", message, "product",
+                                            logs="see /var/log/oscar/oscarinstall.log on the headnode, or grab-logs"))
                              .exit(1))
-        self.expect_outcome(result=FAILURE, state_string=f"failed: {short}")
+        self.expect_outcome(result=FAILURE, state_string=f"failed: {message}")  # the build page has the logs
         self.expect_property("phase_start_oscar", {"result": "failed", "blame": "product", "message": message,
                                                    "vm": None})
         self.expect_property("blame", "product")

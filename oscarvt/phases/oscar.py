@@ -50,7 +50,7 @@ PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN-WINDOW TOTAL"
 WATCHDOG = f"{WORK}/watchdog"
 WATCHDOG_PID = f"{WORK}/watchdog.pid"
-SEE_OUTPUT = f"(see its output, {OUTPUT} on the headnode, or grab-logs)"  # a verdict's pointer to the logs
+SEE_OUTPUT = f"see its output, {OUTPUT} on the headnode, or grab-logs"  # a verdict's pointer to the logs
 OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 STEP_8_BANNER = f"== {oscar_output.STEPS[8]}".encode()  # main_cli line 218, at VERBOSITY
@@ -232,8 +232,7 @@ def follow_oscar(conn: Connection, record: OscarRun, timeout: float, until: str 
                 stop_oscar(conn)
                 what = "reach the boot hook" if until else "finish"
                 raise ProductError(f"OSCAR did not {what} within {timeout:.0f}s (timeouts.oscar), "
-                                   f"{oscar_output.where(_step(record))}; it was stopped "
-                                   f"(see its output, {OUTPUT} on the headnode)")
+                                   f"{oscar_output.where(_step(record))}; it was stopped", logs=SEE_OUTPUT)
     finally:
         output.close()
     if not status:
@@ -336,7 +335,7 @@ def oscar_loops(conn: Connection, record: OscarRun, line: str | None, figures: s
     cut_runaway_logs(conn)
     said = f"it prints '{line}' again and again" if line else "it prints"
     record.failure = f"OSCAR loops {oscar_output.where(_step(record))}: {said}{figures}; it was stopped"
-    return ProductError(f"{record.failure} {SEE_OUTPUT}")
+    return ProductError(record.failure, logs=SEE_OUTPUT)
 
 
 def oscar_ran_away(conn: Connection, record: OscarRun, window: int, total: int) -> ProductError:
@@ -366,7 +365,7 @@ def oscar_ended(record: OscarRun, status: int) -> str:
     if status == 0:
         return "OSCAR finished (exit 0)"
     failure = record.failure or f"OSCAR failed: install_cluster exited with status {status}"
-    raise ProductError(f"{failure} {SEE_OUTPUT[:-1]}; install_cluster's exit status {status})")
+    raise ProductError(failure, logs=f"{SEE_OUTPUT}; install_cluster's exit status {status}")
 
 
 def release_hook(conn: Connection, ok: bool) -> None:

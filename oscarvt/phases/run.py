@@ -62,7 +62,8 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
     figures = _harness_share(cluster, started_at, took)
     if failure is not None:
         phase_name, error = failure
-        raise type(error)(f"failed in {phase_name} after {took:.0f}s: {error} (logs: {logs})", vm=error.vm)
+        raise type(error)(f"failed in {phase_name} after {took:.0f}s: {error}", vm=error.vm,
+                          logs=f"{error.logs}; logs: {logs}" if error.logs else f"logs: {logs}")
     if cleanup_failure is not None:
         raise cleanup_failure
     return f"every phase passed in {took:.0f}s, {figures} (logs: {logs})"
