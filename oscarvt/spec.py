@@ -31,11 +31,11 @@ import posixpath
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 import yaml
 
-from oscarvt import arches
+from oscarvt import arches, checks
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.oscar_menus import INSTALL_MODES
 from oscarvt.paths import expand_home
@@ -195,7 +195,7 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True, stored: bool
     stored spec, whose template found by suite and arch already names its files, and whose VMs
     must still be stoppable when the template has gone since (nothing is checked on disk).
     """
-    top = _mapping(data, "spec")
+    top = checks.mapping(data, "spec")
     if "template" not in top:
         raise InputError("key 'template' is required (a qcow2 path or {disk, kernel, initrd})")
     raw_template = top["template"]
@@ -210,37 +210,35 @@ def spec_from_dict(data: Any, base: Path, check_files: bool = True, stored: bool
         "timeouts": _section(Timeouts, top.get("timeouts", {}), "timeouts"),
         "oscar": _section(Oscar, top.get("oscar", {}), "oscar"),
     }
-    unknown = set(top) - {f.name for f in fields(ClusterSpec)}
-    if unknown:
-        raise InputError(f"unknown key '{sorted(unknown, key=str)[0]}'")
-    accel = top.get("accel", "auto")
-    _choice(accel, ("auto", "kvm", "tcg"), "accel")
+    checks.no_unknown(top, (f.name for f in fields(ClusterSpec)), "")
+    accel = checks.choice(top.get("accel", "auto"), ("auto", "kvm", "tcg"), "accel")
     spec = ClusterSpec(accel=accel, **sections)
     return _resolve_paths(_check(spec, resolved=stored), base, check_files and not stored)
 
 
 def _section(cls: type, raw: Any, name: str) -> Any:
-    values = _mapping(raw, name)
-    known = {f.name: f for f in fields(cls)}
+    """The section ``name`` of the spec as ``cls``: each key known, each value of its field's type."""
+    values = checks.mapping(raw, name)
+    hints = get_type_hints(cls)
     for key, value in values.items():
         if f"{name}.{key}" in REMOVED_KEYS:
             raise InputError(f"key '{name}.{key}' is no longer read: {REMOVED_KEYS[f'{name}.{key}']}")
-        if key not in known:
+        if key not in hints:
             raise InputError(f"unknown key '{name}.{key}'")
-        wanted = known[key].type
-        if "int" in str(wanted) and (not isinstance(value, int) or isinstance(value, bool)):
-            raise InputError(f"key '{name}.{key}' must be a whole number, not {shown(value)}")
-        if "Path" in str(wanted) or "str" in str(wanted):
-            if value is not None and (not isinstance(value, (str, int)) or isinstance(value, bool)):
-                raise InputError(f"key '{name}.{key}' must be text, not {shown(value)}")
-            if value is not None:
-                value = str(value)
-                if not value.isprintable():  # reaches shells, QEMU, OSCAR's files, logs: no control character
-                    raise InputError(f"key '{name}.{key}' must be one line without control characters, "
-                                     f"not {shown(value)}")
-                value = Path(value) if "Path" in str(wanted) else value
-        values[key] = value
+        values[key] = _typed(value, hints[key], f"{name}.{key}")
     return cls(**values)
+
+
+def _typed(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as the field typed ``hint`` holds it: a whole number, or one line of text or a path (a
+    text's None is left for the section's own checks to name)."""
+    kinds = set(get_args(hint)) or {hint}
+    if int in kinds:
+        return checks.whole_number(value, key)
+    if value is None or not kinds & {str, Path}:
+        return value
+    line = checks.text(value, key, numbers=True)
+    return Path(line) if Path in kinds else line
 
 
 def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
@@ -252,7 +250,7 @@ def _check(spec: ClusterSpec, resolved: bool = False) -> ClusterSpec:
     _check_ranges(spec)
     _check_node_disk(spec.nodes.disk)
     _check_host_names(spec.headnode, spec.nodes)
-    _choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
+    checks.choice(spec.nodes.boot, BOOT_METHODS, "nodes.boot")
     _check_network(spec.network, spec.nodes.count)
     _check_oscar(spec.oscar)
     if spec.ssh.password is None and spec.ssh.key is None and spec.template.suite is None:
@@ -273,7 +271,7 @@ def _check_template(spec: ClusterSpec, resolved: bool) -> ClusterSpec:
         raise InputError("key 'template' needs 'disk' or 'kernel' (or 'suite' and 'arch')")
     if t.initrd is not None and t.kernel is None:
         raise InputError("key 'template.initrd' needs 'template.kernel'")
-    _choice(t.arch, tuple(arches.ARCHES), "template.arch")
+    checks.choice(t.arch, arches.ARCHES, "template.arch")
     if t.append is None and t.suite is None:
         return replace(spec, template=replace(t, append=f"console={arches.arch(t.arch).console}"))
     return spec
@@ -321,7 +319,7 @@ def _check_host_names(headnode: Headnode, nodes: Nodes) -> None:
 def _check_network(network: Network, node_count: int) -> None:
     """Check the private network: its kind, an IPv4 subnet apart from NAT's with room for the
     nodes, and the bridge's interface name."""
-    _choice(network.private, ("mcast", "bridge"), "network.private")
+    checks.choice(network.private, ("mcast", "bridge"), "network.private")
     try:
         subnet = ipaddress.ip_network(network.subnet)
     except ValueError:
@@ -343,7 +341,7 @@ def _check_oscar(oscar: Oscar) -> None:
             raise InputError(f"key '{key}' must name a path below /, not {shown(path)}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", oscar.domain):
         raise InputError(f"key 'oscar.domain' must be a name (letters, digits, . _ -), not {shown(oscar.domain)}")
-    _choice(oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
+    checks.choice(oscar.install_mode, INSTALL_MODES, "oscar.install_mode")
 
 
 def size_mb(size: str) -> int | None:
@@ -392,17 +390,6 @@ def _built_template(spec: ClusterSpec) -> ClusterSpec:
                              f"({built.folder}) was built with your own key or password")
         ssh = replace(ssh, key=built.key)
     return replace(spec, ssh=ssh, template=Template(built.disk, built.kernel, built.initrd, append, t.arch, t.suite))
-
-
-def _mapping(raw: Any, name: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise InputError(f"key '{name}' must be a mapping, not {type(raw).__name__}")
-    return dict(raw)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> None:
-    if value not in allowed:
-        raise InputError(f"key '{key}' must be one of {', '.join(allowed)}, not {shown(value)}")
 
 
 def _plain(value: Any) -> Any:

@@ -12,10 +12,12 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from oscarvt import checks
 from oscarvt.arches import ARCHES
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.spec import SUITE, read_yaml, spec_from_dict
@@ -33,6 +35,14 @@ HORIZONS = (timedelta(seconds=1), timedelta(days=3650))  # bounds of log_horizon
 
 class SettingsError(InputError):
     """A settings file that cannot be used; the message names the file and the key."""
+
+
+# The checks every value goes through (oscarvt.checks), raising SettingsError.
+_mapping = partial(checks.mapping, error=SettingsError)
+_list = partial(checks.listed, error=SettingsError)
+_int = partial(checks.whole_number, error=SettingsError)
+_text = partial(checks.text, error=SettingsError, blank=False)
+_no_unknown = partial(checks.no_unknown, error=SettingsError)
 
 
 @dataclass(frozen=True)
@@ -462,37 +472,11 @@ def _address(value: Any, key: str) -> str:
     return text
 
 
-def _mapping(raw: Any, key: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise SettingsError(f"key '{key}' must be a mapping, not {type(raw).__name__}")
-    return raw
-
-
-def _list(raw: Any, key: str) -> list[Any]:
-    if not isinstance(raw, list):
-        raise SettingsError(f"key '{key}' must be a list, not {type(raw).__name__}")
-    return raw
-
-
-def _text(raw: Any, key: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise SettingsError(f"key '{key}' must be text, not {shown(raw)}")
-    if not raw.isprintable():  # a newline would reach mail headers and logs, an escape a terminal
-        raise SettingsError(f"key '{key}' must be one line without control characters, not {shown(raw)}")
-    return raw
-
-
 def _name(raw: Any, key: str) -> str:
     text = _text(raw, key)
     if not _NAME.fullmatch(text):
         raise SettingsError(f"key '{key}' must be a name (letters, digits, . _ -), not {shown(text)}")
     return text
-
-
-def _int(raw: Any, key: str) -> int:
-    if not isinstance(raw, int) or isinstance(raw, bool):
-        raise SettingsError(f"key '{key}' must be a whole number, not {shown(raw)}")
-    return raw
 
 
 def _port(raw: Any, key: str) -> int:
@@ -502,7 +486,3 @@ def _port(raw: Any, key: str) -> int:
     return port
 
 
-def _no_unknown(values: dict[str, Any], known: set[str], prefix: str) -> None:
-    unknown = sorted(set(values) - known, key=str)
-    if unknown:
-        raise SettingsError(f"unknown key '{prefix}{unknown[0]}'")
