@@ -31,6 +31,7 @@ from oscarvt.backends.qemu import VmFiles
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.masking import mask_credentials
 from oscarvt.profile import Profile, load_profile
+from oscarvt.session import Session
 from oscarvt.spec import ClusterSpec, spec_from_dict
 from oscarvt.state import ClusterState, PhaseRecord
 
@@ -212,3 +213,9 @@ class ClusterDir:
             events.emit("phase", phase=name, result=record.result, seconds=record.seconds,
                         product_seconds=record.product_seconds)
             self.save(state)
+
+    @contextmanager
+    def session(self, name: str) -> Iterator[Session]:
+        """``phase`` with a ``Session`` on the state it yields: the phase reads the spec and each profile once."""
+        with self.phase(name) as state:
+            yield Session(self, state)

@@ -255,7 +255,7 @@ def test_ssh_reaches_a_node_at_oscars_address_by_either_name(tmp_path, monkeypat
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(access, "open_headnode", lambda cluster, state: Hop())
+    monkeypatch.setattr(access, "open_headnode", lambda session: Hop())
     monkeypatch.setattr(access, "connect", lambda host, port, creds, label, via, fate: reached.append((host, label)))
     cluster = ClusterDir(tmp_path)
     state = learned_state()

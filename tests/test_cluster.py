@@ -23,6 +23,7 @@ from conftest import LAN_PREFIX, oscarvt, qemu_pids_of, spec_data, wait_reachabl
 from oscarvt.cluster import ClusterDir
 from oscarvt.phases.access import drop_reused, open_headnode, open_vm, reused_connections
 from oscarvt.phases.destroy import destroy
+from oscarvt.session import Session
 from oscarvt.ssh import Credentials, connect
 from oscarvt.waiting import wait_for
 
@@ -137,20 +138,20 @@ def test_put_and_get_files_and_folders(booted, tmp_path):
 def test_reused_connections_log_in_once_for_every_phase_and_close_at_the_end(booted):
     state = booted.cluster.load()
     with reused_connections():
-        with open_headnode(booted.cluster, state) as first:
+        with open_headnode(Session(booted.cluster, state)) as first:
             first.check_output("true")
         assert first.active  # a phase's "with" left it open for the next one
-        with open_headnode(booted.cluster, state) as second:
+        with open_headnode(Session(booted.cluster, state)) as second:
             assert second is first and second.check_output("echo again") == "again\n"
         first.client.close()  # a connection that broke is not handed out again
-        with open_headnode(booted.cluster, state) as third:
+        with open_headnode(Session(booted.cluster, state)) as third:
             assert third is not first and third.active
         drop_reused()  # after a failed phase: the next one logs in afresh
         assert not third.active
-        with open_headnode(booted.cluster, state) as fourth:
+        with open_headnode(Session(booted.cluster, state)) as fourth:
             assert fourth is not third and fourth.active
     assert not fourth.active  # the block's end closed it
-    with open_headnode(booted.cluster, state) as alone, open_headnode(booted.cluster, state) as other:
+    with open_headnode(Session(booted.cluster, state)) as alone, open_headnode(Session(booted.cluster, state)) as other:
         assert alone is not other  # outside the block each phase logs in on its own
     assert not alone.active and not other.active
 

@@ -17,6 +17,7 @@ import pytest
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError
 from oscarvt.phases.access import open_headnode
+from oscarvt.session import Session
 from oscarvt.ssh import Connection, Credentials, HostKeyChanged, connect
 from oscarvt.state import ClusterState, StateError, Vm
 
@@ -127,7 +128,7 @@ def test_a_state_without_the_key_loads_and_gets_no_connection(tmp_path):
     assert state.vms["headnode"].host_key is None
     with pytest.raises(InputError, match=r"^headnode's SSH host key is not in the cluster state \(boot-headnode "
                                          r"records it when headnode first lets it log in\); no connection without it$"):
-        open_headnode(ClusterDir(tmp_path), state)
+        open_headnode(Session(ClusterDir(tmp_path), state))
 
 
 def test_the_recorded_key_survives_the_state_file_and_a_damaged_one_is_named():

@@ -18,6 +18,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import KEEP_BYTES, OSCAR_LOG, OUTPUT
+from oscarvt.session import Session
 
 OSCAR_DIR = "/opt/oscar"  # the spec's oscar.dir (its default)
 
@@ -58,7 +59,7 @@ def seconds_after(events: list[dict], text: str) -> float:
 def check_stopped(cluster: ClusterDir) -> None:
     """Nothing of OSCAR runs on the headnode, and neither its output nor its log grew past the bounds."""
     state = cluster.load()
-    with open_headnode(cluster, state) as conn:
+    with open_headnode(Session(cluster, state)) as conn:
         # (each pattern bracketed, so that pgrep's own shell, whose command line holds it, does not match)
         assert conn.run("pgrep -f '[i]nstall_cluster|[m]ain_cli|[s]cripts/cli/|[/]var/lib/oscarvt/watchdog'") != 0, \
             conn.check_output("ps -ef")

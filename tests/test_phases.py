@@ -23,6 +23,7 @@ from oscarvt.phases import nodes
 from oscarvt.phases.host import CLAIM_WAIT
 from oscarvt.phases.inputs import build_image, define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
+from oscarvt.session import Session
 from oscarvt.spec import spec_from_dict
 from oscarvt.state import ClusterState, Logs, NodeRecord, PhaseRecord, Vm
 
@@ -319,6 +320,6 @@ def test_a_console_error_is_blamed_on_who_caused_it(tmp_path, line, blame):
     files.console.write_text(f"[    1.0] booting\n{line}\n")
     node = nodes.Node(name="oscarnode1", ip="10.0.0.11", started=time.time(), console_offset=0)
     with pytest.raises(OscarvtError) as error:
-        nodes.watch_vm(cluster, None, node, take_in_logs=lambda: None)  # type: ignore[arg-type]
+        nodes.watch_vm(Session(cluster, None), node, take_in_logs=lambda: None)  # type: ignore[arg-type]
     assert error.value.blame == blame and error.value.vm == "oscarnode1"
     assert str(error.value).startswith("oscarnode1: ")

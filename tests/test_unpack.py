@@ -300,7 +300,7 @@ def grab_crafted_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: io.
     cluster.save(ClusterState(cluster_id=7, spec={"template": "/x.qcow2", "ssh": {"password": "pw"}},
                               vms={"headnode": Vm("headnode", 0, ip="192.168.77.1", mac="52:54:00:12:34:01")}))
     client = cast(paramiko.SSHClient, _Client(data.getvalue()))
-    monkeypatch.setattr(logs, "open_headnode", lambda cluster, state: Connection(client, "headnode"))
+    monkeypatch.setattr(logs, "open_headnode", lambda session: Connection(client, "headnode"))
     return cluster
 
 

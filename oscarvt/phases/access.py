@@ -25,6 +25,7 @@ from typing import Iterator
 from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError, shown
+from oscarvt.session import Session
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import Connection, Credentials, Fate, connect
 from oscarvt.state import ClusterState
@@ -79,8 +80,9 @@ def reuse(conn: Connection, port: int) -> Connection:
     return conn
 
 
-def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
+def open_headnode(session: Session) -> Connection:
     """An SSH connection to the running headnode (a reused one, within ``reused_connections``)."""
+    state = session.state
     name = state.headnode_name()
     vm = state.vms[name]
     if not vm.ssh_port:
@@ -91,8 +93,8 @@ def open_headnode(cluster: ClusterDir, state: ClusterState) -> Connection:
     reused = _reused.get((vm.ssh_port, vm.host_key)) if _reused is not None else None
     if reused is not None and reused.active:
         return reused
-    conn = connect("127.0.0.1", vm.ssh_port, credentials(cluster.spec(state)), name, host_key=vm.host_key,
-                   fate=fate_of(cluster, name))
+    conn = connect("127.0.0.1", vm.ssh_port, credentials(session.spec), name, host_key=vm.host_key,
+                   fate=fate_of(session.cluster, name))
     return reuse(conn, vm.ssh_port)
 
 
@@ -110,11 +112,12 @@ def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connec
         clients = [record.client for record in state.nodes.values() if record.client]
         also = f"; OSCAR's names: {', '.join(clients)}" if clients else ""
         raise InputError(f"no VM named {shown(name)} in this cluster (VMs: {', '.join(state.vms)}{also})")
-    head = open_headnode(cluster, state)
+    session = Session(cluster, state)
+    head = open_headnode(session)
     if state.vms[vm].role == "headnode":
         return head, [head]
     try:
-        node = connect(state.node_ip(vm), 22, credentials(cluster.spec(state)), state.label(vm), via=head,
+        node = connect(state.node_ip(vm), 22, credentials(session.spec), state.label(vm), via=head,
                        fate=fate_of(cluster, vm))
     except OscarvtError:
         head.close()

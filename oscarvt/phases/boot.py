@@ -19,10 +19,11 @@ from oscarvt.identity import DONE_TIMEOUT, IdentityChannel
 from oscarvt.log import progress
 from oscarvt.phase_table import BOOT_COMPUTE_NODES, BOOT_HEADNODE
 from oscarvt.phases.access import credentials, open_headnode, reuse
-from oscarvt.profile import NAT, write_profile
+from oscarvt.profile import NAT
+from oscarvt.session import Session
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
-from oscarvt.state import Accel, ClusterState
+from oscarvt.state import Accel
 
 PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
 
@@ -40,11 +41,11 @@ def boot_headnode(cluster: ClusterDir) -> str:
     template's key is taken at its first login, from the cluster's own disk on a port just forwarded
     on 127.0.0.1, the one moment the driver knows who answers.
     """
-    with cluster.phase(BOOT_HEADNODE.name) as state:
-        spec = cluster.spec(state)
+    with cluster.session(BOOT_HEADNODE.name) as session:
+        spec, state = session.spec, session.state
         name = state.headnode_name()
         vm = state.vms[name]
-        how, host_key = start_headnode(cluster, state, name)
+        how, host_key = start_headnode(session, name)
         assert vm.ssh_port is not None  # the headnode forwards SSH
         progress(f"{name}: waiting for SSH on 127.0.0.1:{vm.ssh_port} (up to {spec.timeouts.ssh}s)")
         conn = wait_for_ssh("127.0.0.1", vm.ssh_port, credentials(spec), name, spec.timeouts.ssh,
@@ -59,26 +60,26 @@ def boot_headnode(cluster: ClusterDir) -> str:
     return f"{name} up ({how}), SSH on 127.0.0.1:{vm.ssh_port}, private address {vm.ip}"
 
 
-def start_headnode(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[str, str | None]:
+def start_headnode(session: Session, name: str) -> tuple[str, str | None]:
     """Start the headnode: restored from its template's saved state if there is one for its shape, else
     booted (and then saved for the next one); it gets its own identity either way. Says which in one line;
     returns it in a few words ("warm start in 2.1s", "cold boot") and the SSH host key the driver gave
     it (None for a template without the identity port)."""
-    profile = cluster.profile(name)
-    spec = cluster.spec(state)
+    profile = session.profile(name)
+    spec = session.spec
     if not profile.identity or spec.template.disk is None:
-        start_vm(cluster, state, name)
+        start_vm(session, name)
         progress(f"{name}: cold boot (its template has no identity port: only templates made by "
                  "'oscarvt image build' start warm)")
         return "cold boot", None
-    accel = ensure_accel(cluster, state)
+    accel = ensure_accel(session)
     saved = warm.find(profile, accel, spec.template.disk)
     if saved is not None:
         started = time.monotonic()
         try:
-            host_key = restore_headnode(cluster, state, name, saved)
+            host_key = restore_headnode(session, name, saved)
         except InfraError as exc:
-            stop_for_cold_boot(cluster, name, spec.template.disk, spec.timeouts.stop)
+            stop_for_cold_boot(session, name, spec.template.disk, spec.timeouts.stop)
             warm.discard(saved)
             progress(f"{name}: cold boot: its saved state did not restore ({exc}); it is removed, "
                      "and this boot saves a new one")
@@ -90,13 +91,14 @@ def start_headnode(cluster: ClusterDir, state: ClusterState, name: str) -> tuple
     else:
         progress(f"{name}: cold boot: no saved state of this template for this headnode's shape yet; "
                  "this boot saves one")
-    return "cold boot", cold_boot_headnode(cluster, state, name)
+    return "cold boot", cold_boot_headnode(session, name)
 
 
-def restore_headnode(cluster: ClusterDir, state: ClusterState, name: str, saved: warm.WarmState) -> str:
+def restore_headnode(session: Session, name: str, saved: warm.WarmState) -> str:
     """Start the headnode from ``saved``: an overlay of its disk, its console so far, its machine state,
     then the clone's own identity; its SSH host key. InfraError if any of it fails (the caller boots cold)."""
-    profile = cluster.profile(name)
+    cluster = session.cluster
+    profile = session.profile(name)
     files = cluster.files(name)
     assert profile.image is not None and files.identity is not None
     macs = saved.saved_macs(profile)
@@ -108,7 +110,7 @@ def restore_headnode(cluster: ClusterDir, state: ClusterState, name: str, saved:
             shutil.copyfileobj(before, console)
         console.write(b"\n[oscarvt] the lines above are the saved state's boot; restored from it now\n")
     with IdentityChannel(files.identity) as channel:
-        start_vm(cluster, state, name, incoming=True)
+        start_vm(session, name, incoming=True)
         qemu.load_state(files, saved.state, warm.RESTORE_TIMEOUT)
         qemu.resume(files)
         saved.used()
@@ -117,16 +119,17 @@ def restore_headnode(cluster: ClusterDir, state: ClusterState, name: str, saved:
     return host_key
 
 
-def cold_boot_headnode(cluster: ClusterDir, state: ClusterState, name: str) -> str:
+def cold_boot_headnode(session: Session, name: str) -> str:
     """Boot the headnode from its template's disk; once booted, save its state for warm starts (if none is
     saved for its shape yet), then give it its identity; its SSH host key."""
-    profile = cluster.profile(name)
-    spec = cluster.spec(state)
+    cluster, state = session.cluster, session.state
+    profile = session.profile(name)
+    spec = session.spec
     files = cluster.files(name)
     assert files.identity is not None and spec.template.disk is not None and state.accel is not None
     started = time.monotonic()
     with IdentityChannel(files.identity) as channel:
-        start_vm(cluster, state, name)
+        start_vm(session, name)
         channel.wait_for("ready", spec.timeouts.ssh, give_up=lambda: vm_gone(cluster, name))
         booted = time.monotonic() - started
         progress(f"{name}: booted in {booted:.1f}s")
@@ -144,11 +147,11 @@ def cold_boot_headnode(cluster: ClusterDir, state: ClusterState, name: str) -> s
     return host_key
 
 
-def stop_for_cold_boot(cluster: ClusterDir, name: str, template_disk: Path, stop_timeout: float) -> None:
+def stop_for_cold_boot(session: Session, name: str, template_disk: Path, stop_timeout: float) -> None:
     """Stop a headnode whose restore failed and give it a fresh overlay of its template."""
-    files = cluster.files(name)
+    files = session.cluster.files(name)
     qemu.stop(files, stop_timeout)
-    profile = cluster.profile(name)
+    profile = session.profile(name)
     assert profile.image is not None
     profile.image.unlink(missing_ok=True)
     disks.create_overlay(template_disk, profile.image)
@@ -160,8 +163,8 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
 
     ``cdrom`` needs ``iso`` or a profile's cdrom; ``disk`` takes the CD out of the drive.
     """
-    with cluster.phase(BOOT_COMPUTE_NODES.name) as state:
-        spec = cluster.spec(state)
+    with cluster.session(BOOT_COMPUTE_NODES.name) as session:
+        spec, state = session.spec, session.state
         method = boot or spec.nodes.boot
         if method not in BOOT_METHODS:
             raise InputError(f"--boot must be one of {', '.join(BOOT_METHODS)}, not {method!r}")
@@ -174,47 +177,49 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
             raise InputError(f"--node: no compute node named {', '.join(unknown)} "
                              f"(nodes: {', '.join(map(state.label, nodes))})")
         nodes = [name for name in nodes if not only or name in wanted]
-        if method == "cdrom" and iso is None and any(cluster.profile(n).cdrom is None for n in nodes):
-            iso = fetch_boot_cd(cluster, state)
+        if method == "cdrom" and iso is None and any(session.profile(n).cdrom is None for n in nodes):
+            iso = fetch_boot_cd(session)
         for name in nodes:
-            boot_node(cluster, state, name, method, iso)
+            boot_node(session, name, method, iso)
     return f"{len(nodes)} nodes started from {method}"
 
 
-def boot_node(cluster: ClusterDir, state: ClusterState, name: str, method: str, iso: Path | None) -> int:
+def boot_node(session: Session, name: str, method: str, iso: Path | None) -> int:
     """Start one node from ``method``; with ``disk`` the CD is taken out of its drive."""
-    profile = cluster.profile(name)
+    cluster, state = session.cluster, session.state
+    profile = session.profile(name)
     cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
     if method == "cdrom" and cdrom is None:
         raise InputError("booting nodes from CD needs --iso FILE")
-    write_profile(profile.with_boot(method, cdrom), cluster.profile_path(name))
+    session.write_profile(name, profile.with_boot(method, cdrom))
     console = cluster.files(name).console
     state.vms[name].console_start = console.stat().st_size if console.exists() else 0
     state.vms[name].started = time.time()
-    return start_vm(cluster, state, name)
+    return start_vm(session, name)
 
 
-def fetch_boot_cd(cluster: ClusterDir, state: ClusterState) -> Path:
+def fetch_boot_cd(session: Session) -> Path:
     """Copy the autoinstall CD that OSCAR built (spec ``oscar.bootcd``) from the headnode."""
-    remote = cluster.spec(state).oscar.bootcd
-    with open_headnode(cluster, state) as conn:
+    remote = session.spec.oscar.bootcd
+    with open_headnode(session) as conn:
         if conn.run(f"test -s {shlex.quote(remote)}") != 0:
             raise ProductError(f"the headnode has no boot CD at {remote} (OSCAR builds it in step 6; "
                                "or give --iso FILE)")
         progress(f"fetching the boot CD {remote} from the headnode")
-        path, unpacked = conn.get(remote, cluster.path / "disks")
+        path, unpacked = conn.get(remote, session.cluster.path / "disks")
         if unpacked.refused or not path.is_file() or path.is_symlink():
             why = unpacked.refused[0] if unpacked.refused else "not a regular file"
             raise ProductError(f"the headnode's boot CD {remote} was refused: {why}")
         return path
 
 
-def start_vm(cluster: ClusterDir, state: ClusterState, name: str, incoming: bool = False) -> int:
+def start_vm(session: Session, name: str, incoming: bool = False) -> int:
     """Start one VM from its profile (resolving the accelerator first); record it in the state.
 
     ``incoming``: it waits for a saved state (``qemu.load_state``) instead of booting."""
-    accel = ensure_accel(cluster, state)
-    profile = cluster.profile(name)
+    cluster, state = session.cluster, session.state
+    accel = ensure_accel(session)
+    profile = session.profile(name)
     files = cluster.files(name)
     if qemu.running_pid(files) is not None:
         raise InputError(f"{name} is already running (run 'oscarvt destroy' first)")
@@ -244,13 +249,14 @@ def start_vm(cluster: ClusterDir, state: ClusterState, name: str, incoming: bool
     return pid
 
 
-def ensure_accel(cluster: ClusterDir, state: ClusterState) -> str:
+def ensure_accel(session: Session) -> str:
     """The cluster's accelerator, chosen once (KVM probe) and kept in the state."""
+    state = session.state
     if state.accel is None:
-        spec = cluster.spec(state)
+        spec = session.spec
         choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe, arch(spec.template.arch))
         state.accel = Accel(choice.name, choice.reason)
-        cluster.save(state)
+        session.cluster.save(state)
         progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
         events.emit("accel", name=choice.name, reason=choice.reason, decided_at=round(choice.decided_at, 3),
                     decided_by=choice.decided_by, waited=round(choice.waited, 1))

@@ -54,10 +54,10 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
     if source is not None and not source.is_dir():
         raise InputError(f"--source: no such folder {source}")
     check_url_flags(url, revision)
-    with cluster.phase(CHECKOUT_OSCAR.name) as state:
-        target = posixpath.normpath(cluster.spec(state).oscar.dir)
+    with cluster.session(CHECKOUT_OSCAR.name) as session:
+        target = posixpath.normpath(session.spec.oscar.dir)
         quoted = shlex.quote(target)
-        with open_headnode(cluster, state) as conn:
+        with open_headnode(session) as conn:
             if source is not None:
                 progress(f"pushing {source} to the headnode's {target}")
                 conn.put(source.resolve(), posixpath.dirname(target), posixpath.basename(target), replace=True)
@@ -82,7 +82,7 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
                     raise InfraError(f"{kind} checkout of {where} failed on the headnode: "
                                      f"{(output.splitlines() or ['(no output)'])[-1]}")
                 revision_text = (output.splitlines() or [""])[-1]
-        state.checkout = Checkout(source=where, revision=revision_text, dir=target)
+        session.state.checkout = Checkout(source=where, revision=revision_text, dir=target)
     return f"{where} ({revision_text or 'no revision'}) is in the headnode's {target}"
 
 

@@ -24,6 +24,7 @@ from oscarvt.cluster import CLAIM_FILE, ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.phase_table import DESTROY
+from oscarvt.session import Session
 from oscarvt.state import ClusterState, PhaseRecord
 
 DEFAULT_STOP = 15  # seconds for a VM to quit when the state (timeouts.stop) cannot be read
@@ -39,8 +40,8 @@ def destroy(cluster: ClusterDir) -> str:
     started = time.time()
     events.emit("phase", phase=DESTROY.name, result="running")
     with signals_held("destroy"):
-        state = _readable_state(cluster)
-        stopped, disks, alive = _teardown(cluster, state)
+        session = _readable_session(cluster)
+        stopped, disks, alive = _teardown(cluster, session)
         failure = f"still running after destroy: {', '.join(alive)}" if alive else ""
         _record(cluster, alive, started, failure)
     events.emit("phase", phase=DESTROY.name, result="failed" if failure else "passed")
@@ -49,18 +50,20 @@ def destroy(cluster: ClusterDir) -> str:
     return f"{stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
 
 
-def _readable_state(cluster: ClusterDir) -> ClusterState | None:
+def _readable_session(cluster: ClusterDir) -> Session | None:
+    """The cluster's state with its spec read; None (said in a line) if either is unusable."""
     try:
-        state = cluster.load()
-        cluster.spec(state)
-        return state
+        session = Session(cluster, cluster.load())
+        session.spec  # noqa: B018 (parsed and checked now: with an unusable spec, destroy goes by the folder alone)
+        return session
     except (OscarvtError, TypeError, ValueError, RecursionError) as exc:
         progress(f"state unusable, cleaning up from the folder alone: {exc}")
         return None
 
 
-def _teardown(cluster: ClusterDir, state: ClusterState | None) -> tuple[int, int, list[str]]:
-    timeout = cluster.spec(state).timeouts.stop if state else DEFAULT_STOP
+def _teardown(cluster: ClusterDir, session: Session | None) -> tuple[int, int, list[str]]:
+    state = session.state if session else None
+    timeout = session.spec.timeouts.stop if session else DEFAULT_STOP
     names = {p.stem for p in cluster.pidfiles()} | set(state.vms if state else [])
     stopped = 0
     for name in sorted(names):

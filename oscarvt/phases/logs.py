@@ -29,6 +29,7 @@ from oscarvt.phase_table import GRAB_LOGS
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.oscar import OUTPUT
 from oscarvt.phases.status import format_phase
+from oscarvt.session import Session
 from oscarvt.ssh import Connection
 from oscarvt.state import ClusterState, Logs, PhaseRecord, node_label
 from oscarvt.timeline import TIMELINE, write_timeline
@@ -42,10 +43,11 @@ HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemima
 def grab_logs(cluster: ClusterDir, dest: Path) -> str:
     """Collect the cluster's logs into ``dest`` and ``dest``.tar.gz."""
     dest = folder_to_make(dest, "--dest")
-    with cluster.phase(GRAB_LOGS.name) as state:
+    with cluster.session(GRAB_LOGS.name) as session:
+        state = session.state
         dest.mkdir(parents=True, exist_ok=True)
         missing: list[str] = []
-        grab_headnode(cluster, state, dest / "headnode", missing)
+        grab_headnode(session, dest / "headnode", missing)
         consoles = dest / "consoles"
         consoles.mkdir(exist_ok=True)
         merged = []
@@ -103,7 +105,7 @@ class StillChanging(InfraError):
     """tar said on every try that a file changed as it read it."""
 
 
-def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing: list[str]) -> None:
+def grab_headnode(session: Session, dest: Path, missing: list[str]) -> None:
     """Copy the headnode's logs (each of ``HEADNODE_PATHS`` that exists) into ``dest`` in one request,
     again for up to 10 s while tar says a file changed as it read it (then the last copy stays);
     note what could not be had (each refused entry by name, escaped, and the copy goes on). The
@@ -116,7 +118,7 @@ def grab_headnode(cluster: ClusterDir, state: ClusterState, dest: Path, missing:
         return last[0] if last[0][2] <= 0 else None  # complete, or stopped by a cap (no use trying again)
 
     try:
-        with open_headnode(cluster, state) as conn:
+        with open_headnode(session) as conn:
             progress(f"copying the headnode's {', '.join(HEADNODE_PATHS)}")
             try:
                 unpacked, absent, _ = wait_for(partial(complete_copy, conn), timeout=10, interval=1,

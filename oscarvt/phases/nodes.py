@@ -39,8 +39,9 @@ from oscarvt.phase_table import WAIT_FOR_NODES
 from oscarvt.phases.access import open_headnode
 from oscarvt.phases.boot import boot_node
 from oscarvt.phases.oscar import release_hook
+from oscarvt.session import Session
 from oscarvt.ssh import LogReader
-from oscarvt.state import ClusterState, NodeRecord, StatusSeen, is_ipv4, node_label, remember
+from oscarvt.state import NodeRecord, StatusSeen, is_ipv4, node_label, remember
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 # Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
@@ -99,8 +100,8 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise InputError(f"--timeout must be a number of seconds above 0, not {timeout:g}")
-    with cluster.phase(WAIT_FOR_NODES.name) as state:
-        spec = cluster.spec(state)
+    with cluster.session(WAIT_FOR_NODES.name) as session:
+        spec, state = session.spec, session.state
         if state.oscar is None:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
         if not all(vm.started is not None for vm in state.node_vms().values()):
@@ -111,7 +112,7 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
         monitor_log = LogReader(monitor.MONITOR_LOG, state.oscar.monitor_offset)
         rsyncd_log = LogReader(monitor.RSYNCD_LOG, state.oscar.rsyncd_offset)
         deadline = time.monotonic() + limit
-        with open_headnode(cluster, state) as conn:
+        with open_headnode(session) as conn:
             def take_in_logs() -> None:
                 known = [(node.client, node.client_ip) for node in nodes.values()]
                 take_in(monitor_log.read(conn), rsyncd_log.read(conn), nodes)
@@ -121,7 +122,7 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
 
             try:
                 with timing.spent_on_product():  # the nodes' installers at work
-                    wait_until_booted(cluster, state, nodes, take_in_logs, spec.timeouts.node, deadline, limit)
+                    wait_until_booted(session, nodes, take_in_logs, spec.timeouts.node, deadline, limit)
             except OscarvtError:
                 try:
                     release_hook(conn, ok=False)  # OSCAR stops as when its boot script fails
@@ -137,14 +138,14 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     return f"{len(nodes)} nodes imaged and booted from their disks (imaged after: {took})"
 
 
-def wait_until_booted(cluster: ClusterDir, state: ClusterState, nodes: dict[str, Node],
-                      take_in_logs: Callable[[], None], node_timeout: int, deadline: float, limit: float) -> None:
+def wait_until_booted(session: Session, nodes: dict[str, Node], take_in_logs: Callable[[], None],
+                      node_timeout: int, deadline: float, limit: float) -> None:
     """Follow the nodes until each has booted from its disk; ProductError for one that fails or is silent
     for ``node_timeout`` seconds, or when ``deadline`` (``limit`` seconds after the start) passes."""
     while True:
         take_in_logs()
         for node in nodes.values():
-            watch_vm(cluster, state, node, take_in_logs)
+            watch_vm(session, node, take_in_logs)
             silent = time.time() - node.last_activity
             if node.status != monitor.BOOTED and silent > node_timeout:
                 raise ProductError(f"{node.label}: no progress for {node_timeout}s "
@@ -226,9 +227,9 @@ def emit_node(node: Node, state: str) -> None:
     events.emit("node", vm=node.name, client=node.client, state=state, status=node.status)
 
 
-def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs: Callable[[], None]) -> None:
+def watch_vm(session: Session, node: Node, take_in_logs: Callable[[], None]) -> None:
     """Scan the node's console for errors; start it from its disk if its installer rebooted."""
-    files = cluster.files(node.name)
+    files = session.cluster.files(node.name)
     try:
         with files.console.open("rb") as console:
             console.seek(node.console_offset)
@@ -266,8 +267,8 @@ def watch_vm(cluster: ClusterDir, state: ClusterState, node: Node, take_in_logs:
         raise ProductError(f"{node.label}: rebooted before imaging completed (last: {node.said()})", vm=node.name)
     progress(f"{node.label}: rebooted; starting it from its disk, CD out")
     with timing.spent_on_harness():
-        boot_node(cluster, state, node.name, "disk", None)
-    node.console_offset = state.vms[node.name].console_start
+        boot_node(session, node.name, "disk", None)
+    node.console_offset = session.state.vms[node.name].console_start
     node.restarted = True
     node.seen("restarted")
     emit_node(node, "restarted")

@@ -112,13 +112,13 @@ exit "$(cat {RELEASE})"
 
 def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
     """Start install_cluster on the headnode; return once it reaches the boot hook."""
-    with cluster.phase(START_OSCAR.name) as state:
-        spec = cluster.spec(state)
+    with cluster.session(START_OSCAR.name) as session:
+        spec, state = session.spec, session.state
         files = input_files(spec, state, inputs)
         iface = state.vms[state.headnode_name()].iface
         if not iface:
             raise InputError("the headnode's private interface is unknown (run 'oscarvt boot-headnode')")
-        with open_headnode(cluster, state) as conn:
+        with open_headnode(session) as conn:
             monitor_offset, rsyncd_offset = prepare(conn, f"{spec.oscar.dir}/install_cluster", files)
             flags = " ".join(f"--{flag} {INPUTS_DIR}/{flag}" for flag in FLAG_FILES if flag in files)
             command = (f"TERM=dumb OSCAR_VERBOSE={VERBOSITY} ./install_cluster --cli {shlex.quote(iface)} {flags} "
@@ -170,12 +170,12 @@ def prepare(conn: Connection, install: str, files: dict[str, str]) -> tuple[int,
 def finish_oscar(cluster: ClusterDir) -> str:
     """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict.
     The tests' results are read from what its step 8 printed (:mod:`oscarvt.oscar_tests`)."""
-    with cluster.phase(FINISH_OSCAR.name) as state:
-        spec = cluster.spec(state)
+    with cluster.session(FINISH_OSCAR.name) as session:
+        spec, state = session.spec, session.state
         record = state.oscar
         if record is None:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
-        with open_headnode(cluster, state) as conn:
+        with open_headnode(session) as conn:
             if conn.run(f"test -s {RELEASE} || test -s {STATUS}") != 0:
                 raise InputError("the boot hook still waits for the nodes (run 'oscarvt wait-for-nodes')")
             with timing.spent_on_product():
