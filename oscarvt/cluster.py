@@ -82,8 +82,7 @@ class ClusterDir:
 
     def holds_cluster(self) -> bool:
         """Whether the folder holds a cluster's files: a state (even a damaged one), pidfiles or profiles."""
-        return self.state_file.exists() or self.state_file.is_symlink() or bool(self.pidfiles()) \
-            or any((self.path / "profiles").glob("*.xml"))
+        return self._has_state_or_profiles() or bool(self.pidfiles())
 
     def is_cluster_folder(self) -> bool:
         """Whether the folder is a cluster's (a state, even a damaged one: copy-vm-image writes it first;
@@ -91,8 +90,10 @@ class ClusterDir:
         a cluster take no lock in, and destroy touches nothing of, any other folder: ``--cluster /`` has
         a ``run/`` with daemons' pidfiles, a home folder may have a ``disks/``, and every QEMU's pidfile
         is under ``/``."""
-        return self.state_file.exists() or self.state_file.is_symlink() or (self.path / CLAIM_FILE).exists() \
-            or any((self.path / "profiles").glob("*.xml"))
+        return self._has_state_or_profiles() or (self.path / CLAIM_FILE).exists()
+
+    def _has_state_or_profiles(self) -> bool:
+        return self.state_file.exists() or self.state_file.is_symlink() or any((self.path / "profiles").glob("*.xml"))
 
     def pidfiles(self) -> list[Path]:
         """Every pidfile in the folder, whatever the state says (for destroy after a crash)."""

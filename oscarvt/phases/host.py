@@ -107,7 +107,7 @@ def _leftovers_beside(cluster: ClusterDir) -> list[ClusterDir]:
 
 def _is_cluster_folder(cluster: ClusterDir) -> bool:
     """Anything of a cluster in the folder (a state, pidfiles, profiles), or a build's claim on it."""
-    return cluster.holds_cluster() or cluster.is_cluster_folder()
+    return cluster.holds_cluster() or (cluster.path / CLAIM_FILE).exists()
 
 
 def _describe(cluster: ClusterDir) -> str:
