@@ -16,11 +16,11 @@ from pathlib import Path
 import yaml
 
 from oscarvt import log
+from oscarvt.access import open_vm
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import open_vm
 from oscarvt.phases.boot import boot_compute_nodes, boot_headnode
 from oscarvt.phases.create import copy_vm_image
-from oscarvt.phases.destroy import destroy
+from oscarvt.teardown import destroy
 from oscarvt_dev.ping import wait_pingable
 from oscarvt_dev.testguest import build_test_guest
 

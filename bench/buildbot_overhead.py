@@ -20,7 +20,8 @@ from oscarvt import log
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
-from oscarvt.phases.run import run
+from oscarvt.phase_table import RUN_PHASES
+from oscarvt.run import run
 from oscarvt.waiting import wait_for
 from oscarvt_dev import local
 
@@ -36,7 +37,7 @@ def main() -> None:
         root = Path(tmp)
         (root / "spec.yaml").write_text(yaml.safe_dump(spec))
         started = time.monotonic()
-        run(ClusterDir(root / "c"), root / "spec.yaml", source=SUITE)
+        run(ClusterDir(root / "c"), phases=RUN_PHASES, spec=root / "spec.yaml", source=SUITE)
         driver = time.monotonic() - started
 
         repo = local.git_repo(SUITE, root / "repo")

@@ -21,7 +21,8 @@ from oscarvt import log
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
 from oscarvt.image import build_template
-from oscarvt.phases.run import run
+from oscarvt.phase_table import RUN_PHASES
+from oscarvt.run import run
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 
@@ -36,7 +37,7 @@ def measure(boot: str) -> dict[str, object]:
         cluster = ClusterDir(root / "c")
         started = time.monotonic()
         try:
-            run(cluster, spec, source=SUITE, boot=boot)
+            run(cluster, phases=RUN_PHASES, spec=spec, source=SUITE, boot=boot)
             ok = True
         except OscarvtError as exc:
             log.progress(f"run failed: {exc}")

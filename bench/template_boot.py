@@ -20,7 +20,7 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.phases.boot import boot_headnode
 from oscarvt.phases.create import copy_vm_image
-from oscarvt.phases.destroy import destroy
+from oscarvt.teardown import destroy
 
 
 def main() -> None:

@@ -108,7 +108,7 @@ def _reap(args: argparse.Namespace) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from oscarvt.phases.status import cluster_status, format_status, vm_label
+    from oscarvt.status import cluster_status, format_status, vm_label
     if args.json:
         log.use_stream(sys.stderr)
     status = cluster_status(ClusterDir(args.cluster))
@@ -122,7 +122,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ssh(args: argparse.Namespace) -> int:
-    from oscarvt.phases.access import open_vm
+    from oscarvt.access import open_vm
     log.use_stream(sys.stderr)
     words = args.command[1:] if args.command[:1] == ["--"] else args.command
     command = " ".join(words).strip()

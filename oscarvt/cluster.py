@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Iterator
 
 from oscarvt import events, timing
-from oscarvt.backends.qemu import VmFiles
+from oscarvt.backends import qemu
+from oscarvt.backends.qemu import QemuVm, VmFiles
 from oscarvt.errors import InputError, OscarvtError
 from oscarvt.masking import mask_credentials
 from oscarvt.profile import Profile, load_profile
-from oscarvt.session import Session
 from oscarvt.spec import ClusterSpec, spec_from_dict
 from oscarvt.state import ClusterState, PhaseRecord
 
@@ -79,6 +79,22 @@ class ClusterDir:
         sockets.mkdir(parents=True, exist_ok=True)
         return VmFiles(pidfile=run / f"{vm}.pid", qmp=sockets / f"{vm}.qmp",
                        console=self.path / "consoles" / f"{vm}.log", identity=sockets / f"{vm}.identity")
+
+    def vm(self, name: str) -> QemuVm:
+        """The VM ``name`` as its QEMU process (start, stop, running, paused, console, rebooted)."""
+        return QemuVm(name, self.files(name))
+
+    def qemu_processes(self) -> dict[int, Path]:
+        """Live QEMU processes whose pidfile lies in this folder (any depth), by PID: what oscarvt started
+        for its clusters, found even when their pidfiles or states are gone."""
+        return qemu.processes_in(self.path)
+
+    def kill_strays(self) -> dict[int, Path]:
+        """SIGKILL every QEMU ``qemu_processes`` finds (those no pidfile or state led to); the ones killed."""
+        found = self.qemu_processes()
+        for pid in found:
+            qemu.kill(pid)
+        return found
 
     def holds_cluster(self) -> bool:
         """Whether the folder holds a cluster's files: a state (even a damaged one), pidfiles or profiles."""
@@ -214,9 +230,3 @@ class ClusterDir:
             events.emit("phase", phase=name, result=record.result, seconds=record.seconds,
                         product_seconds=record.product_seconds)
             self.save(state)
-
-    @contextmanager
-    def session(self, name: str) -> Iterator[Session]:
-        """``phase`` with a ``Session`` on the state it yields: the phase reads the spec and each profile once."""
-        with self.phase(name) as state:
-            yield Session(self, state)

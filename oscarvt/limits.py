@@ -11,9 +11,9 @@ from oscarvt import phase_table as table
 from oscarvt import warm
 from oscarvt.backends.qemu import KILL_WAIT, START_TIMEOUT
 from oscarvt.identity import DONE_TIMEOUT
+from oscarvt.oscar_run import HOOK_FAIL_WAIT
 from oscarvt.phases.checkout import CHECKOUT_TIMEOUT
 from oscarvt.phases.host import CLAIM_WAIT
-from oscarvt.phases.oscar import HOOK_FAIL_WAIT
 from oscarvt.spec import ClusterSpec
 from oscarvt.ssh import COMMAND_TIMEOUT, IDLE_TIMEOUT
 

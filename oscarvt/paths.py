@@ -27,3 +27,17 @@ def flag_path(text: str) -> Path:
         return Path(text).expanduser()
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"{shown(text)} names a user this host does not have") from None
+
+
+def folder_to_make(dest: Path, flag: str) -> Path:
+    """``dest`` made absolute, if it is a folder or can be made one (``flag`` names it in errors)."""
+    try:
+        dest = dest.resolve()
+    except (OSError, ValueError):  # a NUL in the name, a symlink loop
+        raise InputError(f"{flag}: not a usable folder name: {shown(str(dest))}") from None
+    for folder in (dest, *dest.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                raise InputError(f"{flag}: {dest}: {folder} is not a folder")
+            break
+    return dest

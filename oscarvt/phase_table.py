@@ -1,9 +1,10 @@
 """The phase table: every verb that works on a cluster folder, written once.
 
-Each entry is a phase's name (the CLI verb, the Buildbot step, the state's phase record),
-its help text, the function that runs it and its command-line options. ``oscarvt.cli``
-makes one verb of each entry, ``run`` runs ``RUN_PHASES`` and then ``CLEANUP_PHASES``, the
-Buildbot steps take their names from here and ``oscarvt.limits`` bounds each one.
+Each entry is a phase's name (the CLI verb, the Buildbot step, the state's phase record; from
+``oscarvt.phase_names``), its help text, the function that runs it and its command-line options.
+``oscarvt.cli`` makes one verb of each entry, ``run`` runs ``RUN_PHASES`` and then
+``CLEANUP_PHASES``, the Buildbot steps take their names from here and ``oscarvt.limits`` bounds
+each one.
 
 A phase's function takes the ``ClusterDir`` and, as keywords, the values of its options
 (an option left out, as ``run`` leaves out ``--iso``, is None).
@@ -11,11 +12,22 @@ A phase's function takes the ``ClusterDir`` and, as keywords, the values of its 
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
 
+from oscarvt import phase_names as names
 from oscarvt.paths import flag_path
+from oscarvt.phases.boot import boot_compute_nodes, boot_headnode
+from oscarvt.phases.checkout import checkout_oscar
+from oscarvt.phases.create import copy_vm_image
+from oscarvt.phases.host import claim, keep
+from oscarvt.phases.logs import grab_logs
+from oscarvt.phases.mail import send_logs
+from oscarvt.phases.nodes import wait_for_nodes
+from oscarvt.phases.oscar import finish_oscar, start_oscar
+from oscarvt.run import run
+from oscarvt.teardown import destroy
 
 if TYPE_CHECKING:
     from oscarvt.cluster import ClusterDir
@@ -36,25 +48,20 @@ class Option:
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase: name, help, ``module:function`` (imported when the phase runs), options.
+    """One phase: name, help, the function that runs it, options.
 
     ``lock``: "existing" holds the cluster folder's lock; "create" makes the folder first; None: no lock.
     """
 
     name: str
     help: str
-    target: str
+    function: Callable[..., str]
     options: tuple[Option, ...] = ()
     lock: Literal["existing", "create"] | None = "existing"
 
-    def function(self) -> Callable[..., str]:
-        module, _, name = self.target.partition(":")
-        function: Callable[..., str] = getattr(importlib.import_module(module), name)
-        return function
-
     def call(self, cluster: ClusterDir, values: Mapping[str, Any]) -> str:
         """Run the phase on ``cluster`` with the values its options name; its verdict text."""
-        return self.function()(cluster, **{option.dest: values.get(option.dest) for option in self.options})
+        return self.function(cluster, **{option.dest: values.get(option.dest) for option in self.options})
 
 
 SPEC = Option(("--spec",), {"type": flag_path, "required": True, "metavar": "FILE", "help": "cluster spec (YAML)"})
@@ -71,8 +78,8 @@ INPUTS = Option(("--inputs",), {"type": flag_path, "metavar": "DIR",
                                 "networkclients, client.macs, configurator: step 2's stdin) or add to them "
                                 "(opkgselector)"})
 
-CLAIM = Phase("claim", "wait for room on this host for a new cluster (a worker's max_clusters), then claim it",
-              "oscarvt.phases.host:claim", (
+CLAIM = Phase(names.CLAIM, "wait for room on this host for a new cluster (a worker's max_clusters), then claim it",
+              claim, (
                   Option(("--under",), {"type": flag_path, "required": True, "metavar": "DIR",
                                         "help": "the folder whose clusters count (the worker's)"}),
                   Option(("--max-clusters",), {"type": int, "required": True, "metavar": "N",
@@ -80,36 +87,46 @@ CLAIM = Phase("claim", "wait for room on this host for a new cluster (a worker's
                   Option(("--wait",), {"type": float, "metavar": "S",
                                        "help": "seconds to wait for room (default: an hour)"}),
               ), lock=None)
-COPY_VM_IMAGE = Phase("copy-vm-image", "create a cluster: profiles, template overlay, node disks",
-                      "oscarvt.phases.create:copy_vm_image", (SPEC,), lock="create")
-BOOT_HEADNODE = Phase("boot-headnode", "start the headnode and wait for SSH", "oscarvt.phases.boot:boot_headnode")
-CHECKOUT_OSCAR = Phase("checkout-oscar", "put the OSCAR revision under test on the headnode",
-                       "oscarvt.phases.checkout:checkout_oscar", CHECKOUT)
-START_OSCAR = Phase("start-oscar", "start install_cluster on the headnode, up to its boot hook",
-                    "oscarvt.phases.oscar:start_oscar", (INPUTS,))
+COPY_VM_IMAGE = Phase(names.COPY_VM_IMAGE, "create a cluster: profiles, template overlay, node disks",
+                      copy_vm_image, (SPEC,), lock="create")
+BOOT_HEADNODE = Phase(names.BOOT_HEADNODE, "start the headnode and wait for SSH", boot_headnode)
+CHECKOUT_OSCAR = Phase(names.CHECKOUT_OSCAR, "put the OSCAR revision under test on the headnode",
+                       checkout_oscar, CHECKOUT)
+START_OSCAR = Phase(names.START_OSCAR, "start install_cluster on the headnode, up to its boot hook",
+                    start_oscar, (INPUTS,))
 BOOT_COMPUTE_NODES = Phase(
-    "boot-compute-nodes", "start the compute nodes", "oscarvt.phases.boot:boot_compute_nodes", (
+    names.BOOT_COMPUTE_NODES, "start the compute nodes", boot_compute_nodes, (
         Option(("--boot",), {"choices": ["cdrom", "network", "disk"], "help": "boot device (default: spec)"}),
         Option(("--iso",), {"type": flag_path, "metavar": "FILE", "help": "CD image to boot from (with --boot cdrom)"}),
         Option(("--node",), {"action": "append", "dest": "only", "metavar": "NAME",
                              "help": "start only this node (repeatable), e.g. to restart one from its disk"}),
     ))
 WAIT_FOR_NODES = Phase(
-    "wait-for-nodes", "follow the nodes' imaging; release OSCAR's boot hook", "oscarvt.phases.nodes:wait_for_nodes",
+    names.WAIT_FOR_NODES, "follow the nodes' imaging; release OSCAR's boot hook", wait_for_nodes,
     (Option(("--timeout",), {"type": float, "metavar": "S",
                              "help": "seconds for all nodes (default: timeouts.install)"}),))
-FINISH_OSCAR = Phase("finish-oscar", "let OSCAR finish post-install and its tests; its status is the verdict",
-                     "oscarvt.phases.oscar:finish_oscar")
-GRAB_LOGS = Phase("grab-logs", "collect every log into a folder and a tarball", "oscarvt.phases.logs:grab_logs",
+FINISH_OSCAR = Phase(names.FINISH_OSCAR, "let OSCAR finish post-install and its tests; its status is the verdict",
+                     finish_oscar)
+GRAB_LOGS = Phase(names.GRAB_LOGS, "collect every log into a folder and a tarball", grab_logs,
                   (Option(("--dest",), {"type": flag_path, "required": True, "metavar": "DIR",
                                         "help": "folder for the logs"}),))
-SEND_LOGS = Phase("send-logs", "mail a summary with the logs attached", "oscarvt.phases.mail:send_logs", (
+SEND_LOGS = Phase(names.SEND_LOGS, "mail a summary with the logs attached", send_logs, (
     Option(("--to",), {"nargs": "+", "required": True, "metavar": "ADDR", "help": "recipients"}),
     Option(("--smtp",), {"default": "localhost:25", "metavar": "HOST:PORT",
                          "help": "mail relay (default: localhost:25)"}),
     Option(("--sender",), {"metavar": "ADDR", "help": "From: address (default: oscarvt@HOSTNAME)"}),
 ))
-RUN = Phase("run", "every phase in order; grab-logs and destroy always run at the end", "oscarvt.phases.run:run", (
+KEEP = Phase(names.KEEP, "leave the cluster running for a person: 'reap' leaves it alone, 'destroy' when done",
+             keep,
+             (Option(("--reason",), {"metavar": "TEXT", "help": "who keeps it and why (shown by reap)"}),))
+DESTROY = Phase(names.DESTROY, "stop every VM and remove the disks (safe to repeat)", destroy)
+
+RUN_PHASES = (COPY_VM_IMAGE, BOOT_HEADNODE, CHECKOUT_OSCAR, START_OSCAR, BOOT_COMPUTE_NODES, WAIT_FOR_NODES,
+              FINISH_OSCAR)
+"""What ``run`` does, in order (the paper's Listing 1); then ``CLEANUP_PHASES``, whatever happened."""
+CLEANUP_PHASES = (GRAB_LOGS, DESTROY)
+RUN = Phase(names.RUN, "every phase in order; grab-logs and destroy always run at the end",
+            partial(run, phases=RUN_PHASES), (
     SPEC, *CHECKOUT,
     Option(("--inputs",), {"type": flag_path, "metavar": "DIR", "help": "input files for start-oscar"}),
     Option(("--boot",), {"choices": ["cdrom", "network"], "help": "node boot method (default: spec)"}),
@@ -117,14 +134,5 @@ RUN = Phase("run", "every phase in order; grab-logs and destroy always run at th
                          "help": "where grab-logs puts the logs (default: DIR/logs)"}),
     Option(("--keep",), {"action": "store_true", "help": "leave a failed cluster running for a person to log into"}),
 ), lock="create")
-KEEP = Phase("keep", "leave the cluster running for a person: 'reap' leaves it alone, 'destroy' when done",
-             "oscarvt.phases.host:keep",
-             (Option(("--reason",), {"metavar": "TEXT", "help": "who keeps it and why (shown by reap)"}),))
-DESTROY = Phase("destroy", "stop every VM and remove the disks (safe to repeat)", "oscarvt.phases.destroy:destroy")
-
-RUN_PHASES = (COPY_VM_IMAGE, BOOT_HEADNODE, CHECKOUT_OSCAR, START_OSCAR, BOOT_COMPUTE_NODES, WAIT_FOR_NODES,
-              FINISH_OSCAR)
-"""What ``run`` does, in order (the paper's Listing 1); then ``CLEANUP_PHASES``, whatever happened."""
-CLEANUP_PHASES = (GRAB_LOGS, DESTROY)
 PHASES = {phase.name: phase for phase in (*RUN_PHASES, GRAB_LOGS, SEND_LOGS, RUN, CLAIM, KEEP, DESTROY)}
 """Every phase by name, in the order ``oscarvt --help`` lists them."""

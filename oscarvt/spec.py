@@ -37,6 +37,7 @@ import yaml
 
 from oscarvt import arches, checks
 from oscarvt.errors import InputError, OscarvtError, shown
+from oscarvt.image import SUITE, find_template
 from oscarvt.oscar_menus import INSTALL_MODES
 from oscarvt.paths import expand_home
 
@@ -44,7 +45,6 @@ BOOT_METHODS = ("cdrom", "network", "disk")
 SIZE = re.compile(r"([1-9][0-9]{0,15})([KMGT]?)")
 REMOVED_KEYS = {"oscar.image": "OSCAR's define-clients step takes the first image it built; "
                                "name the image in a buildimage answer file (--inputs) instead"}
-SUITE = re.compile(r"[a-z][a-z0-9.-]{0,30}")  # bookworm, trixie, stable, ...
 NAT_SUBNET = ipaddress.ip_network("10.0.2.0/24")  # QEMU user-mode networking
 MAX_MEMORY = 1024 * 1024  # MiB
 MAX_CPUS = 255            # QEMU's pc machine
@@ -374,8 +374,6 @@ def _resolve_paths(spec: ClusterSpec, base: Path, check_files: bool) -> ClusterS
 def _built_template(spec: ClusterSpec) -> ClusterSpec:
     """The spec with the files of the template built for its (suite, arch) on this host, and its key
     as ``ssh.key`` unless the spec gives credentials."""
-    from oscarvt.image import find_template
-
     t = spec.template
     assert t.suite is not None
     try:

@@ -54,7 +54,7 @@ class Connection:
         self.client = client
         self.label = label
         self.fate = fate  # what became of the VM, asked when the connection fails (``lost``)
-        self.reused = False  # kept open for the next phase (``oscarvt.phases.access.reused_connections``)
+        self.reused = False  # kept open for the next phase (``oscarvt.access.reused_connections``)
 
     def lost(self, what: str) -> SshFailed:
         """The error for a broken connection: ``what`` failed, and whether the VM's QEMU is still there."""

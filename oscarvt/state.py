@@ -49,7 +49,7 @@ class Vm:
     iface: str | None = None  # the headnode's private interface, OSCAR's --cli argument
     console_start: int = 0  # console size when it was last started: its new output starts here
     started: float | None = None  # when it was last started (a node's imaging is timed from it)
-    host_key: str | None = None  # the headnode's SSH host key, 'TYPE BASE64': see oscarvt.phases.access
+    host_key: str | None = None  # the headnode's SSH host key, 'TYPE BASE64': see oscarvt.access
 
 
 @dataclass

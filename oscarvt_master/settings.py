@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 from oscarvt import checks
 from oscarvt.arches import ARCHES
 from oscarvt.errors import InputError, OscarvtError, shown
-from oscarvt.spec import SUITE, read_yaml, spec_from_dict
+from oscarvt.image import SUITE
+from oscarvt.spec import read_yaml, spec_from_dict
 from oscarvt_master.matrix import AXES, Cell, commit_cells, expand
 
 BOOTS = ("cdrom", "network")

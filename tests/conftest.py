@@ -17,11 +17,11 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message as MessageHandler
 
+from oscarvt.access import open_vm
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import Template
 from oscarvt.network import free_tcp_port
-from oscarvt.phases.access import open_vm
-from oscarvt.phases.destroy import destroy
+from oscarvt.teardown import destroy
 from oscarvt_dev.ping import wait_pingable
 from oscarvt_dev.testguest import TestGuest, build_test_guest
 

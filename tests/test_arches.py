@@ -16,6 +16,7 @@ from oscarvt import arches
 from oscarvt.accel import choose_accel
 from oscarvt.backends import qemu
 from oscarvt.errors import InputError, OscarvtError
+from oscarvt.processes import live_argv
 from oscarvt.profile import NAT, VLAN, Network, Nic, Profile, host_file, load_profile, to_xml, write_profile
 from oscarvt.spec import spec_from_dict
 from oscarvt.waiting import wait_for
@@ -143,7 +144,7 @@ def test_the_arm64_firmware_tries_the_cd_first(tmp_path, clusters):
         assert "CD-ROM" in first, console[-2000:]
     finally:
         qemu.stop(vm, 5)
-    assert qemu.live_argv(pid) is None
+    assert live_argv(pid) is None
 
 
 def test_an_arm64_profile_renders_for_libvirt_and_not_for_xen(tmp_path):

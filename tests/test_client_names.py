@@ -24,10 +24,9 @@ from oscarvt.errors import InputError, ProductError
 from oscarvt.image import build_template
 from oscarvt.phases import access
 from oscarvt.phases.boot import boot_compute_nodes
-from oscarvt.phases.logs import summary
 from oscarvt.phases.nodes import Node, take_in
-from oscarvt.phases.status import cluster_status, format_status
 from oscarvt.state import ClusterState, NodeRecord, PhaseRecord, StateError, Vm, node_label
+from oscarvt.status import cluster_status, format_status, summary
 from oscarvt.timeline import picture_height, timeline_figure
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"

@@ -20,11 +20,11 @@ from typing import Iterator
 import pytest
 from conftest import LAN_PREFIX, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
 
+from oscarvt.access import drop_reused, open_headnode, open_vm, reused_connections
 from oscarvt.cluster import ClusterDir
-from oscarvt.phases.access import drop_reused, open_headnode, open_vm, reused_connections
-from oscarvt.phases.destroy import destroy
 from oscarvt.session import Session
 from oscarvt.ssh import Credentials, connect
+from oscarvt.teardown import destroy
 from oscarvt.waiting import wait_for
 
 pytestmark = pytest.mark.vm

@@ -29,9 +29,9 @@ import paramiko
 import pytest
 from conftest import headnode_booted, oscarvt, spec_data, write_spec
 
+from oscarvt.access import credentials, open_vm
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import shown
-from oscarvt.phases.access import credentials, open_vm
 from oscarvt.ssh import Connection, connect
 from oscarvt.unpack import MAX_DEPTH, MAX_PATH
 from oscarvt.waiting import wait_for

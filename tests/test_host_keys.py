@@ -14,9 +14,9 @@ from typing import Iterator
 import paramiko
 import pytest
 
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError
-from oscarvt.phases.access import open_headnode
 from oscarvt.session import Session
 from oscarvt.ssh import Connection, Credentials, HostKeyChanged, connect
 from oscarvt.state import ClusterState, StateError, Vm

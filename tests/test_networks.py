@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import LAN_PREFIX, in_private_netns, links, oscarvt, qemu_pids_of, spec_data, wait_reachable, write_spec
 
+from oscarvt.access import open_vm
 from oscarvt.errors import InfraError
-from oscarvt.phases.access import open_vm
 from oscarvt.phases.boot import configure_private_nic
 
 pytestmark = pytest.mark.vm

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import SUITE, headnode_booted, oscarvt, suite_line, template_spec_data, write_spec
 
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
-from oscarvt.phases.access import open_headnode
-from oscarvt.phases.oscar import KEEP_BYTES, OSCAR_LOG, OUTPUT
+from oscarvt.oscar_run import OSCAR_LOG, OUTPUT
+from oscarvt.phases.oscar import KEEP_BYTES
 from oscarvt.session import Session
 
 OSCAR_DIR = "/opt/oscar"  # the spec's oscar.dir (its default)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import SUITE, headnode_booted, suite_line, template_spec_data, write_spec
 
+from oscarvt.access import open_vm
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.oscar_output import RepeatWatch, describe_failure
-from oscarvt.phases.access import open_vm
 from oscarvt.ssh import Connection
 
 

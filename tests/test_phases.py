@@ -16,12 +16,12 @@ from conftest import oscarvt
 from oscarvt import monitor, oscar_menus
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import OscarvtError
+from oscarvt.inputs import build_image, define_clients, input_files, mac_file, network_clients
 from oscarvt.limits import phase_limit
 from oscarvt.oscar_menus import replay
 from oscarvt.phase_table import CLEANUP_PHASES, PHASES, RUN_PHASES
 from oscarvt.phases import nodes
 from oscarvt.phases.host import CLAIM_WAIT
-from oscarvt.phases.inputs import build_image, define_clients, input_files, mac_file, network_clients
 from oscarvt.phases.oscar import junit_results
 from oscarvt.session import Session
 from oscarvt.spec import spec_from_dict

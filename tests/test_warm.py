@@ -21,10 +21,10 @@ import pytest
 from conftest import oscarvt, qemu_pids_of, spec_data, write_spec
 
 from oscarvt import identity, image, warm
+from oscarvt.access import open_vm
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError
 from oscarvt.network import NAT_MAC
-from oscarvt.phases.access import open_vm
 from oscarvt.profile import NAT, VLAN, Network, Nic, Profile
 
 MEMORY = 896  # a headnode shape no other test uses, so this module sees its first cold boot

@@ -32,6 +32,8 @@ from qemu.qmp import QMPClient
 
 from oscarvt import arches, disks, identity
 from oscarvt.errors import InfraError, InputError
+from oscarvt.lines import complete_lines
+from oscarvt.processes import live_argv
 from oscarvt.profile import BRIDGED_TAP, NAT, TUN_TAP, VLAN, Profile
 
 BOOT_ORDER = {"cdrom": "d", "network": "n", "disk": "c"}
@@ -41,6 +43,7 @@ QMP_TIMEOUT = 5.0   # seconds for a QMP session (connect, commands, disconnect)
 KILL_WAIT = 10.0    # seconds for a SIGKILLed QEMU to be gone
 START_TIMEOUT = 60.0  # seconds for QEMU to set up and daemonize
 STATE_FD = "state"  # the name QEMU knows a saved state's open file by
+CONSOLE_READ = 4 << 20  # bytes of a console read at one look (the rest is read at the next)
 
 
 class PortTaken(InfraError):
@@ -187,6 +190,83 @@ def _netdev(profile: Profile, number: int, ssh_port: int | None) -> str:
     return f"tap,{netdev},ifname={nic.network.tap},script=no,downscript=no"
 
 
+class QemuVm:
+    """One VM as its QEMU process: what a phase gets from ``Session.vm`` or ``ClusterDir.vm``.
+
+    It starts the VM from its profile, stops it, says whether it runs (its PID), QEMU's run state and
+    why QEMU paused it for the host's sake, reads its console from an offset, says whether the guest
+    rebooted (``REBOOTED_LINE``) and what became of it once SSH to it failed. Restoring a saved state
+    (``load_state``, ``resume``) is for warm starts (``oscarvt.warm``).
+    """
+
+    def __init__(self, name: str, files: VmFiles) -> None:
+        self.name = name
+        self.files = files
+
+    @property
+    def console(self) -> Path:
+        """The file its serial console is appended to."""
+        return self.files.console
+
+    def start(self, profile: Profile, accel: str, ssh_port: int | None, incoming: bool = False) -> int:
+        """Start it from ``profile`` (see ``qemu_command``); its PID. Startup errors become one OscarvtError."""
+        return start(qemu_command(profile, self.files, accel, ssh_port, incoming), self.files)
+
+    def stop(self, timeout: float) -> bool:
+        """QMP ``quit``, then SIGKILL after ``timeout``; True if it was running."""
+        return stop(self.files, timeout)
+
+    def pid(self) -> int | None:
+        """Its QEMU's PID while that QEMU is alive, else None."""
+        return running_pid(self.files)
+
+    def status(self) -> str | None:
+        """QEMU's run state (``running``, ``paused``, ``io-error``, ...), or None if QMP does not answer."""
+        return query_status(self.files)
+
+    def paused_by_host(self) -> str | None:
+        """Why QEMU paused the guest for the host's sake (a full disk, an I/O error), or None."""
+        return paused_by_host(self.files)
+
+    def rebooted(self) -> bool:
+        """Whether the guest's last console lines say it rebooted (an installer-booted QEMU then exits)."""
+        return asked_to_reboot(self.files)
+
+    def fate(self) -> tuple[bool, str]:
+        """Whether its QEMU is gone, and what became of it in words (for a failed SSH connection)."""
+        return vm_fate(self.files)
+
+    def gone(self) -> str | None:
+        """A reason to stop waiting for the VM if its QEMU is gone, else None."""
+        return None if self.pid() is not None else f"{self.name}'s QEMU process is gone (see {self.console})"
+
+    def console_size(self) -> int:
+        """How many bytes its console holds so far (0 before it has one)."""
+        try:
+            return self.console.stat().st_size
+        except OSError:
+            return 0
+
+    def console_since(self, offset: int) -> tuple[list[str], int]:
+        """The complete lines of its console from byte ``offset`` on, and the bytes they take: at most
+        ``CONSOLE_READ`` bytes at a time (a longer line is cut there), none before it has a console."""
+        try:
+            with self.console.open("rb") as console:
+                console.seek(offset)
+                data = console.read(CONSOLE_READ)
+        except OSError:
+            return [], 0
+        return complete_lines(data, final=len(data) == CONSOLE_READ)
+
+    def load_state(self, path: Path, timeout: float) -> None:
+        """Load a state saved by ``save_state`` into the VM started with ``incoming``; it stays paused."""
+        load_state(self.files, path, timeout)
+
+    def resume(self) -> None:
+        """Let the paused VM run."""
+        resume(self.files)
+
+
 def tap_nics(profile: Profile) -> list[tuple[str, str | None]]:
     """(tap, bridge) for each NIC of the profile that needs a tap device."""
     return [(nic.network.tap, nic.network.bridge) for _, nic in profile.connected_nics()
@@ -261,16 +341,6 @@ def kill(pid: int) -> None:
         if time.monotonic() > deadline:  # e.g. stuck in the kernel on a dead disk
             raise InfraError(f"QEMU pid {pid} still alive {KILL_WAIT:.0f}s after SIGKILL ({_pidfile_of(argv)})")
         time.sleep(0.05)
-
-
-def live_argv(pid: int) -> list[str] | None:
-    """The command line of process ``pid``, or None if there is none or it is a zombie."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-    return None if status == "Z" else argv
 
 
 def _pidfile_of(argv: list[str]) -> str | None:

@@ -9,24 +9,17 @@ import shutil
 import time
 from pathlib import Path
 
-from oscarvt import disks, events, network, warm
-from oscarvt.accel import choose_accel
-from oscarvt.arches import arch
-from oscarvt.backends import qemu
+from oscarvt import disks, warm
+from oscarvt.access import credentials, open_headnode, reuse
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, ProductError
 from oscarvt.identity import DONE_TIMEOUT, IdentityChannel
 from oscarvt.log import progress
-from oscarvt.phase_table import BOOT_COMPUTE_NODES, BOOT_HEADNODE
-from oscarvt.phases.access import credentials, open_headnode, reuse
-from oscarvt.profile import NAT
+from oscarvt.phase_names import BOOT_COMPUTE_NODES, BOOT_HEADNODE
 from oscarvt.session import Session
 from oscarvt.spec import BOOT_METHODS
 from oscarvt.ssh import Connection, wait_for_ssh
-from oscarvt.state import Accel
-
-PORT_TRIES = 5  # QEMU starts with a new SSH port when the picked one was taken meanwhile
-
+from oscarvt.vms import boot_node, ensure_accel, start_vm
 
 IFACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}")  # a Linux interface name OSCAR's --cli takes
 
@@ -36,12 +29,12 @@ def boot_headnode(cluster: ClusterDir) -> str:
     NIC its address.
 
     The headnode's SSH host key is recorded here, and every later connection requires it
-    (``oscarvt.phases.access``). A headnode of a template ``oscarvt image build`` made gets its host
+    (``oscarvt.access``). A headnode of a template ``oscarvt image build`` made gets its host
     key from the driver (``oscarvt.identity``), so even the first login requires it; any other
     template's key is taken at its first login, from the cluster's own disk on a port just forwarded
     on 127.0.0.1, the one moment the driver knows who answers.
     """
-    with cluster.session(BOOT_HEADNODE.name) as session:
+    with Session.phase(cluster, BOOT_HEADNODE) as session:
         spec, state = session.spec, session.state
         name = state.headnode_name()
         vm = state.vms[name]
@@ -49,7 +42,7 @@ def boot_headnode(cluster: ClusterDir) -> str:
         assert vm.ssh_port is not None  # the headnode forwards SSH
         progress(f"{name}: waiting for SSH on 127.0.0.1:{vm.ssh_port} (up to {spec.timeouts.ssh}s)")
         conn = wait_for_ssh("127.0.0.1", vm.ssh_port, credentials(spec), name, spec.timeouts.ssh,
-                            give_up=lambda: vm_gone(cluster, name), host_key=host_key)
+                            give_up=session.vm(name).gone, host_key=host_key)
         with reuse(conn, vm.ssh_port):  # for the next phase, within reused_connections
             vm.host_key = conn.host_key
             cluster.save(state)
@@ -100,6 +93,7 @@ def restore_headnode(session: Session, name: str, saved: warm.WarmState) -> str:
     cluster = session.cluster
     profile = session.profile(name)
     files = cluster.files(name)
+    vm = session.vm(name)
     assert profile.image is not None and files.identity is not None
     macs = saved.saved_macs(profile)
     profile.image.unlink(missing_ok=True)
@@ -111,11 +105,11 @@ def restore_headnode(session: Session, name: str, saved: warm.WarmState) -> str:
         console.write(b"\n[oscarvt] the lines above are the saved state's boot; restored from it now\n")
     with IdentityChannel(files.identity) as channel:
         start_vm(session, name, incoming=True)
-        qemu.load_state(files, saved.state, warm.RESTORE_TIMEOUT)
-        qemu.resume(files)
+        vm.load_state(saved.state, warm.RESTORE_TIMEOUT)
+        vm.resume()
         saved.used()
         host_key = channel.send_identity(macs)
-        channel.wait_for("done", DONE_TIMEOUT, give_up=lambda: vm_gone(cluster, name))
+        channel.wait_for("done", DONE_TIMEOUT, give_up=vm.gone)
     return host_key
 
 
@@ -126,11 +120,12 @@ def cold_boot_headnode(session: Session, name: str) -> str:
     profile = session.profile(name)
     spec = session.spec
     files = cluster.files(name)
+    vm = session.vm(name)
     assert files.identity is not None and spec.template.disk is not None and state.accel is not None
     started = time.monotonic()
     with IdentityChannel(files.identity) as channel:
         start_vm(session, name)
-        channel.wait_for("ready", spec.timeouts.ssh, give_up=lambda: vm_gone(cluster, name))
+        channel.wait_for("ready", spec.timeouts.ssh, give_up=vm.gone)
         booted = time.monotonic() - started
         progress(f"{name}: booted in {booted:.1f}s")
         if warm.find(profile, state.accel.name, spec.template.disk) is None:
@@ -140,17 +135,16 @@ def cold_boot_headnode(session: Session, name: str) -> str:
             except InfraError as exc:
                 progress(f"{name}: could not save its state for warm starts: {exc}")
             finally:
-                if qemu.query_status(files) != "running":
-                    qemu.resume(files)
+                if vm.status() != "running":
+                    vm.resume()
         host_key = channel.send_identity({})
-        channel.wait_for("done", DONE_TIMEOUT, give_up=lambda: vm_gone(cluster, name))
+        channel.wait_for("done", DONE_TIMEOUT, give_up=vm.gone)
     return host_key
 
 
 def stop_for_cold_boot(session: Session, name: str, template_disk: Path, stop_timeout: float) -> None:
     """Stop a headnode whose restore failed and give it a fresh overlay of its template."""
-    files = session.cluster.files(name)
-    qemu.stop(files, stop_timeout)
+    session.vm(name).stop(stop_timeout)
     profile = session.profile(name)
     assert profile.image is not None
     profile.image.unlink(missing_ok=True)
@@ -163,7 +157,7 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
 
     ``cdrom`` needs ``iso`` or a profile's cdrom; ``disk`` takes the CD out of the drive.
     """
-    with cluster.session(BOOT_COMPUTE_NODES.name) as session:
+    with Session.phase(cluster, BOOT_COMPUTE_NODES) as session:
         spec, state = session.spec, session.state
         method = boot or spec.nodes.boot
         if method not in BOOT_METHODS:
@@ -184,20 +178,6 @@ def boot_compute_nodes(cluster: ClusterDir, boot: str | None = None, iso: Path |
     return f"{len(nodes)} nodes started from {method}"
 
 
-def boot_node(session: Session, name: str, method: str, iso: Path | None) -> int:
-    """Start one node from ``method``; with ``disk`` the CD is taken out of its drive."""
-    cluster, state = session.cluster, session.state
-    profile = session.profile(name)
-    cdrom = (iso.resolve() if iso else profile.cdrom) if method == "cdrom" else None
-    if method == "cdrom" and cdrom is None:
-        raise InputError("booting nodes from CD needs --iso FILE")
-    session.write_profile(name, profile.with_boot(method, cdrom))
-    console = cluster.files(name).console
-    state.vms[name].console_start = console.stat().st_size if console.exists() else 0
-    state.vms[name].started = time.time()
-    return start_vm(session, name)
-
-
 def fetch_boot_cd(session: Session) -> Path:
     """Copy the autoinstall CD that OSCAR built (spec ``oscar.bootcd``) from the headnode."""
     remote = session.spec.oscar.bootcd
@@ -211,63 +191,6 @@ def fetch_boot_cd(session: Session) -> Path:
             why = unpacked.refused[0] if unpacked.refused else "not a regular file"
             raise ProductError(f"the headnode's boot CD {remote} was refused: {why}")
         return path
-
-
-def start_vm(session: Session, name: str, incoming: bool = False) -> int:
-    """Start one VM from its profile (resolving the accelerator first); record it in the state.
-
-    ``incoming``: it waits for a saved state (``qemu.load_state``) instead of booting."""
-    cluster, state = session.cluster, session.state
-    accel = ensure_accel(session)
-    profile = session.profile(name)
-    files = cluster.files(name)
-    if qemu.running_pid(files) is not None:
-        raise InputError(f"{name} is already running (run 'oscarvt destroy' first)")
-    bridge = state.bridge
-    for tap, bridge_name in qemu.tap_nics(profile):
-        if bridge_name is None:
-            raise InputError(f"profile {name}: tap {tap} names no bridge")
-        if network.ensure_bridge(bridge_name) and bridge:
-            bridge.created = True
-            cluster.save(state)
-        network.add_tap(tap, bridge_name)
-    vm = state.vms[name]
-    vm.desired = "running"
-    forwards = any(nic.type == NAT for _, nic in profile.connected_nics())
-    for attempt in range(1, PORT_TRIES + 1):
-        if forwards:  # picked right before QEMU binds it; taken in between: pick again
-            vm.ssh_port = network.free_tcp_port()
-        cluster.save(state)
-        try:
-            pid = qemu.start(qemu.qemu_command(profile, files, accel, vm.ssh_port, incoming), files)
-            break
-        except qemu.PortTaken as exc:
-            if attempt == PORT_TRIES:
-                raise
-            progress(f"{name}: port {vm.ssh_port} was taken ({exc}); trying another")
-    progress(f"{name}: started (pid {pid}, {accel.upper()}), console {files.console}")
-    return pid
-
-
-def ensure_accel(session: Session) -> str:
-    """The cluster's accelerator, chosen once (KVM probe) and kept in the state."""
-    state = session.state
-    if state.accel is None:
-        spec = session.spec
-        choice = choose_accel(spec.accel, spec.template.kernel, spec.timeouts.kvm_probe, arch(spec.template.arch))
-        state.accel = Accel(choice.name, choice.reason)
-        session.cluster.save(state)
-        progress(f"accelerator: {choice.name.upper()} ({choice.reason})")
-        events.emit("accel", name=choice.name, reason=choice.reason, decided_at=round(choice.decided_at, 3),
-                    decided_by=choice.decided_by, waited=round(choice.waited, 1))
-    return state.accel.name
-
-
-def vm_gone(cluster: ClusterDir, name: str) -> str | None:
-    """A reason to stop waiting for ``name`` if its QEMU process is gone."""
-    if qemu.running_pid(cluster.files(name)) is None:
-        return f"{name}'s QEMU process is gone (see {cluster.files(name).console})"
-    return None
 
 
 def configure_private_nic(conn: Connection, mac: str, address: str) -> str:

@@ -12,12 +12,13 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, shown
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
-from oscarvt.phase_table import CHECKOUT_OSCAR
-from oscarvt.phases.access import open_headnode
+from oscarvt.phase_names import CHECKOUT_OSCAR
+from oscarvt.session import Session
 from oscarvt.state import Checkout
 
 VCS = ("git", "svn")
@@ -54,7 +55,7 @@ def checkout_oscar(cluster: ClusterDir, source: Path | None = None, url: str | N
     if source is not None and not source.is_dir():
         raise InputError(f"--source: no such folder {source}")
     check_url_flags(url, revision)
-    with cluster.session(CHECKOUT_OSCAR.name) as session:
+    with Session.phase(cluster, CHECKOUT_OSCAR) as session:
         target = posixpath.normpath(session.spec.oscar.dir)
         quoted = shlex.quote(target)
         with open_headnode(session) as conn:

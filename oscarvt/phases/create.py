@@ -8,7 +8,7 @@ from oscarvt import disks, image, network
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError
 from oscarvt.log import progress
-from oscarvt.phase_table import COPY_VM_IMAGE
+from oscarvt.phase_names import COPY_VM_IMAGE
 from oscarvt.profile import BRIDGED_TAP, NAT, VLAN, Network, Nic, Profile, write_profile
 from oscarvt.spec import ClusterSpec, load_spec, size_mb
 from oscarvt.state import Bridge, ClusterState, Role, Vm
@@ -28,7 +28,7 @@ def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
     vms = _vm_records(spec, cluster_id)
     cluster.create_folders()
     cluster.save(ClusterState(cluster_id=cluster_id, spec=spec.to_dict(), vms=vms))
-    with cluster.phase(COPY_VM_IMAGE.name) as state:
+    with cluster.phase(COPY_VM_IMAGE) as state:
         if spec.network.private == "bridge":
             state.bridge = Bridge(spec.network.bridge or network.bridge_name(cluster_id))
         for name, vm in vms.items():

@@ -24,13 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from oscarvt.backends import qemu
 from oscarvt.cluster import CLAIM_FILE, ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, shown
 from oscarvt.log import progress
-from oscarvt.phase_table import KEEP
-from oscarvt.phases.destroy import destroy
-from oscarvt.phases.logs import folder_to_make
+from oscarvt.paths import folder_to_make
+from oscarvt.phase_names import KEEP
+from oscarvt.processes import live_argv
+from oscarvt.teardown import destroy
 from oscarvt.waiting import wait_for
 
 DEPTH = 3  # worker folder / builder / cluster: how deep reap looks for cluster folders
@@ -38,6 +38,7 @@ DRIVER_STOP = 120.0  # seconds for a SIGTERMed driver to clean up and exit befor
 CLAIM_WAIT = 3600.0  # seconds a build waits for room on a full host (claim's --wait default)
 CLAIM_POLL = 10.0
 REASON_MAX = 200  # characters of keep's --reason (reap and claim print it)
+LOCK_RELEASE_WAIT = 10.0  # seconds for a SIGKILLed driver's lock to be let go
 HOST_LOCK = ".oscarvt-claims"  # in the folder claim counts under: one claim at a time
 
 
@@ -130,7 +131,7 @@ def keep(cluster: ClusterDir, reason: str | None = None) -> str:
     if reason is not None and not (reason.isprintable() and 0 < len(reason) <= REASON_MAX):
         raise InputError(f"--reason must be one line of printable text of at most {REASON_MAX} characters, "
                          f"not {shown(reason)}")
-    with cluster.phase(KEEP.name) as state:
+    with cluster.phase(KEEP) as state:
         state.kept = reason or "kept by hand"
     return f"{cluster.path} stays up ({state.kept}); 'oscarvt destroy --cluster {cluster.path}' when done"
 
@@ -167,14 +168,14 @@ def cluster_folders(under: Path) -> list[ClusterDir]:
     found = {p.parent for depth in range(DEPTH + 1) for name in ("state.json", CLAIM_FILE)
              for p in root.glob("*/" * depth + name)}
     found |= {p.parent.parent for depth in range(DEPTH + 1) for p in root.glob("*/" * depth + "run/*.pid")}
-    found |= {pidfile.parent.parent for pidfile in qemu.processes_in(root).values()}
+    found |= {pidfile.parent.parent for pidfile in ClusterDir(root).qemu_processes().values()}
     return [ClusterDir(path) for path in sorted(found)]
 
 
 def left_behind(cluster: ClusterDir) -> bool:
     """Whether anything of the cluster is still there: a QEMU, a pidfile, a disk, or a driver at work."""
     disks = cluster.path / "disks"
-    return bool(cluster.pidfiles() or qemu.processes_in(cluster.path) or (disks.is_dir() and any(disks.iterdir()))
+    return bool(cluster.pidfiles() or cluster.qemu_processes() or (disks.is_dir() and any(disks.iterdir()))
                 or cluster.lock_holder() is not None)
 
 
@@ -198,11 +199,11 @@ def stop_driver(pid: int, cluster: ClusterDir) -> None:
     except OscarvtError:
         os.kill(pid, signal.SIGKILL)
         progress(f"{cluster.path}: oscarvt pid {pid} killed after {DRIVER_STOP:.0f}s")
-    wait_for(lambda: True if cluster.lock_holder() is None else None, timeout=qemu.KILL_WAIT, interval=0.2,
+    wait_for(lambda: True if cluster.lock_holder() is None else None, timeout=LOCK_RELEASE_WAIT, interval=0.2,
              what=f"oscarvt pid {pid} to let go of {cluster.path} after SIGKILL")
 
 
 def _is_oscarvt(pid: int) -> bool:
     """Whether ``pid`` is a live oscarvt command (``oscarvt VERB`` or ``python -m oscarvt VERB``)."""
-    argv = qemu.live_argv(pid)
+    argv = live_argv(pid)
     return argv is not None and any("oscarvt" in arg for arg in argv[:3])

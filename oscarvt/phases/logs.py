@@ -21,17 +21,18 @@ from functools import partial
 from pathlib import Path
 
 from oscarvt import timing
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, guest_line, shown
+from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
-from oscarvt.phase_table import GRAB_LOGS
-from oscarvt.phases.access import open_headnode
-from oscarvt.phases.oscar import OUTPUT
-from oscarvt.phases.status import format_phase
+from oscarvt.oscar_run import OUTPUT
+from oscarvt.paths import folder_to_make
+from oscarvt.phase_names import GRAB_LOGS
 from oscarvt.session import Session
 from oscarvt.ssh import Connection
-from oscarvt.state import ClusterState, Logs, PhaseRecord, node_label
+from oscarvt.state import ClusterState, Logs
+from oscarvt.status import summary
 from oscarvt.timeline import TIMELINE, write_timeline
 from oscarvt.unpack import HostCannotWrite, Unpacked
 from oscarvt.waiting import wait_for
@@ -43,7 +44,7 @@ HEADNODE_PATHS = ("/var/log/oscar", "/var/log/systemimager", "/var/lib/systemima
 def grab_logs(cluster: ClusterDir, dest: Path) -> str:
     """Collect the cluster's logs into ``dest`` and ``dest``.tar.gz."""
     dest = folder_to_make(dest, "--dest")
-    with cluster.session(GRAB_LOGS.name) as session:
+    with Session.phase(cluster, GRAB_LOGS) as session:
         state = session.state
         dest.mkdir(parents=True, exist_ok=True)
         missing: list[str] = []
@@ -76,20 +77,6 @@ def grab_logs(cluster: ClusterDir, dest: Path) -> str:
         files = sum(1 for path in dest.rglob("*") if path.is_file())
     note = f", missing: {len(missing)} (see missing.txt)" if missing else ""
     return f"{files} files in {dest} and {tarball.name}{note}"
-
-
-def folder_to_make(dest: Path, flag: str) -> Path:
-    """``dest`` made absolute, if it is a folder or can be made one (``flag`` names it in errors)."""
-    try:
-        dest = dest.resolve()
-    except (OSError, ValueError):  # a NUL in the name, a symlink loop
-        raise InputError(f"{flag}: not a usable folder name: {shown(str(dest))}") from None
-    for folder in (dest, *dest.parents):
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                raise InputError(f"{flag}: {dest}: {folder} is not a folder")
-            break
-    return dest
 
 
 def draw_timeline(state: ClusterState, path: Path) -> None:
@@ -133,27 +120,3 @@ def grab_headnode(session: Session, dest: Path, missing: list[str]) -> None:
         raise
     except OscarvtError as exc:  # no connection, a broken one, the guest's stream itself
         missing.append(f"headnode logs: {exc}")
-
-
-def summary(state: ClusterState) -> str:
-    """A few lines for people: each phase's result, time and the product's part of it, the harness's
-    share, the failure, each node's times (named as OSCAR names it, its VM beside it), the cluster tests."""
-    lines = [f"{'phase':<20} {'result':<8} {'seconds':>8} {'product':>8}"]
-    lines += [format_phase(phase) for phase in state.phases]
-    lines.append(timing.describe(timing.share(p for p in state.phases if p.seconds is not None))
-                 + " (the rest waited on OSCAR and its nodes)")
-    for name, node in state.nodes.items():  # by OSCAR's name, the VM beside it (node_label), at OSCAR's address
-        times = ", ".join(f"{key} {value}s" for key, value in node.times.items())
-        at = f", at {node.client_ip}" if node.client_ip else ""
-        lines.append(f"{node_label(name, node.client)}: status {node.status}{at}; {times}")
-    for test in state.oscar.tests if state.oscar else []:
-        said = " ".join(guest_line(str(test[key]), 300) for key in ("class", "name", "message"))  # OSCAR's words
-        lines.append(f"test {guest_line(str(test['result']), 20)}: {said}".rstrip())
-    return "\n".join(lines)
-
-
-def failed_phase(phases: list[PhaseRecord]) -> PhaseRecord | None:
-    """The first phase whose latest run failed (a phase run again and passed does not count)."""
-    latest = {p.phase: p for p in phases}
-    return next((p for p in latest.values() if p.result == "failed"), None)
-

@@ -21,10 +21,10 @@ from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, guest_line, shown
 from oscarvt.log import progress
 from oscarvt.masking import mask_credentials
-from oscarvt.phase_table import SEND_LOGS
-from oscarvt.phases.logs import failed_phase, summary
-from oscarvt.phases.oscar import OSCAR_LOG, OUTPUT
+from oscarvt.oscar_run import OSCAR_LOG, OUTPUT
+from oscarvt.phase_names import SEND_LOGS
 from oscarvt.state import ClusterState
+from oscarvt.status import failed_phase, summary
 
 TAIL_LINES = 30
 LINE_LIMIT = 2000  # characters of one line in the mail's text
@@ -42,7 +42,7 @@ def send_logs(cluster: ClusterDir, to: list[str], smtp: str = "localhost:25", se
             raise InputError(f"--to: {shown(address)} is not a mail address")
     if sender is not None and not _is_address(sender):
         raise InputError(f"--sender: {shown(sender)} is not a mail address")
-    with cluster.phase(SEND_LOGS.name) as state:
+    with cluster.phase(SEND_LOGS) as state:
         if not state.logs or not Path(state.logs.tarball).is_file():
             raise InputError("no logs to send (run 'oscarvt grab-logs' first)")
         message = compose(cluster, state, to, sender or f"oscarvt@{socket.gethostname()}")
@@ -63,7 +63,7 @@ def _is_address(text: str) -> bool:
 def compose(cluster: ClusterDir, state: ClusterState, to: list[str], sender: str) -> EmailMessage:
     """The summary mail, with the log tarball attached."""
     assert state.logs is not None
-    failed = failed_phase([p for p in state.phases if p.phase != SEND_LOGS.name])
+    failed = failed_phase([p for p in state.phases if p.phase != SEND_LOGS])
     verdict = "FAIL" if failed else "PASS"
     subject = f"oscarvt {verdict}: {guest_line(cluster.path.name, 60)}"
     if failed:

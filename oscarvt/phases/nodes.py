@@ -30,18 +30,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from oscarvt import events, monitor, timing
-from oscarvt.backends import qemu
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError, guest_line, shown
-from oscarvt.lines import complete_lines
 from oscarvt.log import progress
-from oscarvt.phase_table import WAIT_FOR_NODES
-from oscarvt.phases.access import open_headnode
-from oscarvt.phases.boot import boot_node
-from oscarvt.phases.oscar import release_hook
+from oscarvt.oscar_run import release_hook
+from oscarvt.phase_names import WAIT_FOR_NODES
 from oscarvt.session import Session
 from oscarvt.ssh import LogReader
 from oscarvt.state import NodeRecord, StatusSeen, is_ipv4, node_label, remember
+from oscarvt.vms import boot_node
 
 CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /init", "VFS: Unable to mount root")
 # Console lines that are the virtual hardware's trouble, not the node's software: the kernel's
@@ -100,7 +98,7 @@ def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
     """Wait until every node is imaged and booted from its disk; release OSCAR's boot hook."""
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise InputError(f"--timeout must be a number of seconds above 0, not {timeout:g}")
-    with cluster.session(WAIT_FOR_NODES.name) as session:
+    with Session.phase(cluster, WAIT_FOR_NODES) as session:
         spec, state = session.spec, session.state
         if state.oscar is None:
             raise InputError("OSCAR has not been started (run 'oscarvt start-oscar')")
@@ -229,20 +227,15 @@ def emit_node(node: Node, state: str) -> None:
 
 def watch_vm(session: Session, node: Node, take_in_logs: Callable[[], None]) -> None:
     """Scan the node's console for errors; start it from its disk if its installer rebooted."""
-    files = session.cluster.files(node.name)
-    try:
-        with files.console.open("rb") as console:
-            console.seek(node.console_offset)
-            lines, used = complete_lines(console.read())
-    except OSError:
-        lines, used = [], 0
+    vm = session.vm(node.name)
+    lines, used = vm.console_since(node.console_offset)
     if used:
         node.console_offset += used
         node.last_activity = time.time()
     for line in lines:
         host_trouble = next((why for sign, why in HOST_SIGNS.items() if sign in line), None)
         if host_trouble:
-            raise InfraError(f"{node.label}: {host_trouble}: {line.strip()} (console {files.console})", vm=node.name)
+            raise InfraError(f"{node.label}: {host_trouble}: {line.strip()} (console {vm.console})", vm=node.name)
         if any(error in line for error in CONSOLE_ERRORS):
             # An installer that prints an error also reports it to the monitor a moment later;
             # that report (raised by take_in_logs) is the verdict when it comes, the console line if not.
@@ -250,18 +243,18 @@ def watch_vm(session: Session, node: Node, take_in_logs: Callable[[], None]) -> 
             while time.monotonic() < deadline:
                 take_in_logs()
                 time.sleep(0.5)
-            raise ProductError(f"{node.label}: {line.strip()} (console {files.console})", vm=node.name)
-    if qemu.running_pid(files) is not None:
-        paused = qemu.paused_by_host(files)
+            raise ProductError(f"{node.label}: {line.strip()} (console {vm.console})", vm=node.name)
+    if vm.pid() is not None:
+        paused = vm.paused_by_host()
         if paused:
             raise InfraError(f"{node.label}: {paused}", vm=node.name)
         return
-    if not qemu.asked_to_reboot(files):
-        raise InfraError(f"{node.label}: its VM died (QEMU exited without a reboot; console {files.console})",
+    if not vm.rebooted():
+        raise InfraError(f"{node.label}: its VM died (QEMU exited without a reboot; console {vm.console})",
                          vm=node.name)
     if node.restarted:
         raise ProductError(f"{node.label}: rebooted again after starting from its disk "
-                           f"(console {files.console})", vm=node.name)
+                           f"(console {vm.console})", vm=node.name)
     take_in_logs()  # its last status lines may have come since the last look
     if not node.imaged():
         raise ProductError(f"{node.label}: rebooted before imaging completed (last: {node.said()})", vm=node.name)

@@ -26,32 +26,26 @@ from pathlib import Path
 from lxml import etree
 
 from oscarvt import events, oscar_output, timing
+from oscarvt.access import open_headnode
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InfraError, InputError, OscarvtError, ProductError
+from oscarvt.errors import InfraError, InputError, ProductError
+from oscarvt.inputs import CONSOLE_FILE, FLAG_FILES, INPUTS_DIR, input_files
 from oscarvt.lines import complete_lines
 from oscarvt.log import progress
 from oscarvt.monitor import MONITOR_LOG, RSYNCD_LOG
 from oscarvt.oscar_output import RepeatWatch, StepSeen
+from oscarvt.oscar_run import HOOK, HOOK_SCRIPT, OSCAR_LOG, OUTPUT, REACHED, RELEASE, STATUS, WORK
 from oscarvt.oscar_tests import MAX_TEXT, oscar_test_results
-from oscarvt.phase_table import FINISH_OSCAR, START_OSCAR
-from oscarvt.phases.access import open_headnode
-from oscarvt.phases.inputs import CONSOLE_FILE, FLAG_FILES, INPUTS_DIR, input_files
+from oscarvt.phase_names import FINISH_OSCAR, START_OSCAR
+from oscarvt.session import Session
 from oscarvt.ssh import Connection, LogReader
 from oscarvt.state import OscarRun
-from oscarvt.waiting import wait_for
 
-WORK = "/var/lib/oscarvt"
-HOOK = f"{WORK}/boot_hook"
-REACHED = f"{WORK}/hook.reached"
-RELEASE = f"{WORK}/hook.release"
-OUTPUT = f"{WORK}/install_cluster.out"
-STATUS = f"{WORK}/install_cluster.status"
 PIDFILE = f"{WORK}/install_cluster.pgid"  # its process group, to stop it
 RUNAWAY = f"{WORK}/install_cluster.runaway"  # the watchdog's finding: "BYTES-IN-WINDOW TOTAL"
 WATCHDOG = f"{WORK}/watchdog"
 WATCHDOG_PID = f"{WORK}/watchdog.pid"
 SEE_OUTPUT = f"see its output, {OUTPUT} on the headnode, or grab-logs"  # a verdict's pointer to the logs
-OSCAR_LOG = "/var/log/oscar/oscarinstall.log"
 TEST_REPORT = "/var/log/oscar/cluster_tests.xml"
 STEP_8_BANNER = f"== {oscar_output.STEPS[8]}".encode()  # main_cli line 218, at VERBOSITY
 VERBOSITY = 3  # OSCAR_VERBOSE: from 3 on, OSCAR's Logger prints the steps' banners (Logger.pm 52-66)
@@ -66,7 +60,6 @@ STOP_OSCAR = (f"if [ -s {PIDFILE} ]; then g=$(cat {PIDFILE}); kill -TERM -$g 2>/
 MISSING = 97  # prepare's exit status when install_cluster is not there
 POLL = 0.5         # seconds between looks at what the followed output brought (no SSH request)
 WATCH_ROUND = 30   # seconds a watch for OSCAR's end runs on the headnode before the driver asks again
-HOOK_FAIL_WAIT = 30  # seconds for OSCAR to exit once its boot hook failed
 TAIL_BYTES = 65536  # of OSCAR's output read for the cause of a failure, or shown after a skip
 SHOW_LIMIT = 1 << 20  # output left unread at the end beyond this is skipped down to its last TAIL_BYTES
 SHOW_BATCH = 64 << 10  # of more than this coming at once (half a second), the first and last SHOWN_LINES are printed
@@ -101,18 +94,11 @@ while [ ! -s {STATUS} ] && kill -0 "-$pgid" 2>/dev/null; do
 done
 """
 
-HOOK_SCRIPT = f"""#!/bin/sh
-# oscarvt's boot hook (install_cluster --bootscript): tell the driver OSCAR waits for the
-# nodes, then wait until wait-for-nodes releases the hook (0) or gives up (1).
-date +%s > {REACHED}
-while [ ! -s {RELEASE} ]; do sleep 1; done
-exit "$(cat {RELEASE})"
-"""
 
 
 def start_oscar(cluster: ClusterDir, inputs: Path | None = None) -> str:
     """Start install_cluster on the headnode; return once it reaches the boot hook."""
-    with cluster.session(START_OSCAR.name) as session:
+    with Session.phase(cluster, START_OSCAR) as session:
         spec, state = session.spec, session.state
         files = input_files(spec, state, inputs)
         iface = state.vms[state.headnode_name()].iface
@@ -170,7 +156,7 @@ def prepare(conn: Connection, install: str, files: dict[str, str]) -> tuple[int,
 def finish_oscar(cluster: ClusterDir) -> str:
     """Follow OSCAR's post-install and cluster tests to its end; its exit status is the verdict.
     The tests' results are read from what its step 8 printed (:mod:`oscarvt.oscar_tests`)."""
-    with cluster.session(FINISH_OSCAR.name) as session:
+    with Session.phase(cluster, FINISH_OSCAR) as session:
         spec, state = session.spec, session.state
         record = state.oscar
         if record is None:
@@ -366,21 +352,6 @@ def oscar_ended(record: OscarRun, status: int) -> str:
         return "OSCAR finished (exit 0)"
     failure = record.failure or f"OSCAR failed: install_cluster exited with status {status}"
     raise ProductError(failure, logs=f"{SEE_OUTPUT}; install_cluster's exit status {status}")
-
-
-def release_hook(conn: Connection, ok: bool) -> None:
-    """Let OSCAR go on past its boot hook (``ok``), or make the hook fail.
-
-    A failed hook ends OSCAR; this waits (up to ``HOOK_FAIL_WAIT`` seconds) until it has
-    exited, so that the logs grabbed next hold its last line ("Failed to confirm ...").
-    """
-    conn.check_output(f"echo {0 if ok else 1} > {RELEASE}.tmp && mv {RELEASE}.tmp {RELEASE}")
-    if not ok:
-        try:
-            wait_for(lambda: True if conn.run(f"test -s {STATUS}") == 0 else None,
-                     timeout=HOOK_FAIL_WAIT, what="OSCAR to stop after its boot hook failed", interval=0.5)
-        except OscarvtError as exc:
-            progress(str(exc))
 
 
 def step_8_output(conn: Connection) -> bytes:

@@ -1,31 +1,43 @@
 """run: the paper's Listing 1 in order, on a fresh cluster, always ending with logs and cleanup.
 
-The phases of ``oscarvt.phase_table.RUN_PHASES``, then its ``CLEANUP_PHASES`` (grab-logs and
-destroy) whatever happened, unless ``keep`` leaves a failed cluster up for a person to log into.
+The phase table's ``RUN_PHASES`` (given as ``phases``), then grab-logs and destroy whatever
+happened, unless ``keep`` leaves a failed cluster up for a person to log into.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
 
 from oscarvt import timing
+from oscarvt.access import drop_reused, reused_connections
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InfraError, InputError, OscarvtError
+from oscarvt.inputs import read_overrides
 from oscarvt.log import progress
-from oscarvt.phase_table import DESTROY, GRAB_LOGS, KEEP, RUN_PHASES
-from oscarvt.phases.access import drop_reused, reused_connections
+from oscarvt.paths import folder_to_make
+from oscarvt.phase_names import DESTROY, GRAB_LOGS, KEEP
 from oscarvt.phases.checkout import check_url_flags
-from oscarvt.phases.destroy import destroy, signals_held
 from oscarvt.phases.host import keep as keep_cluster
-from oscarvt.phases.inputs import read_overrides
-from oscarvt.phases.logs import folder_to_make, grab_logs
+from oscarvt.phases.logs import grab_logs
+from oscarvt.teardown import destroy, signals_held
 
 
-def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | None = None,
-        revision: str | None = None, vcs: str | None = None, inputs: Path | None = None,
+class Phase(Protocol):
+    """What ``run`` needs of a phase of the table (``oscarvt.phase_table.Phase``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def call(self, cluster: ClusterDir, values: Mapping[str, Any]) -> str: ...
+
+
+def run(cluster: ClusterDir, *, phases: Sequence[Phase], spec: Path, source: Path | None = None,
+        url: str | None = None, revision: str | None = None, vcs: str | None = None, inputs: Path | None = None,
         boot: str | None = None, logs: Path | None = None, keep: bool = False) -> str:
-    """Run every phase of ``RUN_PHASES`` with these values; the verdict names the phase that failed."""
+    """Run each of ``phases`` (the table's ``RUN_PHASES``) with these values; the verdict names the phase
+    that failed."""
     if (source is None) == (url is None):
         raise InputError("give one of --source DIR or --url URL")
     if source is not None and not source.is_dir():  # the flags are checked before any VM starts
@@ -45,7 +57,7 @@ def run(cluster: ClusterDir, spec: Path, source: Path | None = None, url: str | 
     with reused_connections():  # one login to the headnode for all phases, while it works
         passed = False
         try:
-            for phase in RUN_PHASES:
+            for phase in phases:
                 progress(f"=== {phase.name}")
                 try:
                     progress(f"=== {phase.name}: {phase.call(cluster, values)}")
@@ -93,15 +105,15 @@ def _clean_up(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | Non
 
 def _logs_then_destroy(cluster: ClusterDir, logs: Path, keep: bool) -> OscarvtError | None:
     try:
-        progress(f"=== {GRAB_LOGS.name}: {grab_logs(cluster, logs)}")
+        progress(f"=== {GRAB_LOGS}: {grab_logs(cluster, logs)}")
     except Exception as exc:  # noqa: BLE001 (destroy must run whatever went wrong here)
-        progress(f"=== {GRAB_LOGS.name} failed: {exc}")
+        progress(f"=== {GRAB_LOGS} failed: {exc}")
     if keep:
-        progress(f"=== {KEEP.name}: {keep_cluster(cluster, 'run --keep, after a failure')}")
+        progress(f"=== {KEEP}: {keep_cluster(cluster, 'run --keep, after a failure')}")
         return None
     try:
-        progress(f"=== {DESTROY.name}: {destroy(cluster)}")
+        progress(f"=== {DESTROY}: {destroy(cluster)}")
     except OscarvtError as exc:
-        progress(f"=== {DESTROY.name} failed: {exc}")
-        return InfraError(f"{DESTROY.name} failed: {exc}")
+        progress(f"=== {DESTROY} failed: {exc}")
+        return InfraError(f"{DESTROY} failed: {exc}")
     return None

@@ -22,7 +22,6 @@ from __future__ import annotations
 from contextlib import contextmanager, suppress
 from typing import Iterator
 
-from oscarvt.backends import qemu
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, OscarvtError, shown
 from oscarvt.session import Session
@@ -100,7 +99,7 @@ def open_headnode(session: Session) -> Connection:
 
 def fate_of(cluster: ClusterDir, name: str) -> Fate:
     """What SSH to the VM ``name`` says when it fails: whether its QEMU is still there."""
-    return lambda: qemu.vm_fate(cluster.files(name))
+    return cluster.vm(name).fate
 
 
 def open_vm(cluster: ClusterDir, state: ClusterState, name: str) -> tuple[Connection, list[Connection]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from oscarvt.backends import qemu
+from oscarvt import timing
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import guest_line
-from oscarvt.state import PhaseRecord, node_label
+from oscarvt.state import ClusterState, PhaseRecord, node_label
 
 MESSAGE_LIMIT = 2000  # characters of a phase's message in a line (a verdict's are far shorter)
 
@@ -25,18 +25,18 @@ def cluster_status(cluster: ClusterDir) -> dict[str, Any]:
     state = cluster.load()
     vms = {}
     for name, vm in state.vms.items():
-        files = cluster.files(name)
-        pid = qemu.running_pid(files)
+        handle = cluster.vm(name)
+        pid = handle.pid()
         if pid is not None:
-            vm_state = qemu.query_status(files) or "running"
+            vm_state = handle.status() or "running"
         elif vm.desired == "running":
-            vm_state = "rebooted" if qemu.asked_to_reboot(files) else "dead"
+            vm_state = "rebooted" if handle.rebooted() else "dead"
         else:
             vm_state = "stopped" if vm.desired == "stopped" else "created"
         node = state.nodes.get(name)
         vms[name] = {"role": vm.role, "state": vm_state, "pid": pid, "ip": vm.ip,
                      "client": node.client if node else None, "client_ip": node.client_ip if node else None,
-                     "mac": vm.mac, "ssh_port": vm.ssh_port, "console": str(files.console)}
+                     "mac": vm.mac, "ssh_port": vm.ssh_port, "console": str(handle.console)}
     return {"cluster": str(cluster.path), "cluster_id": state.cluster_id,
             "accel": dataclasses.asdict(state.accel) if state.accel else None,
             "vms": vms, "phases": [dataclasses.asdict(p) for p in state.phases]}
@@ -65,3 +65,26 @@ def format_status(status: dict[str, Any]) -> str:
                      f"{vm['ssh_port'] or '-':>6}  {vm.get('client_ip') or vm['ip']:<16} {vm['mac']}")
     lines += [f"phase {format_phase(PhaseRecord(**phase))}" for phase in status["phases"]]
     return "\n".join(lines)
+
+
+def summary(state: ClusterState) -> str:
+    """A few lines for people: each phase's result, time and the product's part of it, the harness's
+    share, the failure, each node's times (named as OSCAR names it, its VM beside it), the cluster tests."""
+    lines = [f"{'phase':<20} {'result':<8} {'seconds':>8} {'product':>8}"]
+    lines += [format_phase(phase) for phase in state.phases]
+    lines.append(timing.describe(timing.share(p for p in state.phases if p.seconds is not None))
+                 + " (the rest waited on OSCAR and its nodes)")
+    for name, node in state.nodes.items():  # by OSCAR's name, the VM beside it (node_label), at OSCAR's address
+        times = ", ".join(f"{key} {value}s" for key, value in node.times.items())
+        at = f", at {node.client_ip}" if node.client_ip else ""
+        lines.append(f"{node_label(name, node.client)}: status {node.status}{at}; {times}")
+    for test in state.oscar.tests if state.oscar else []:
+        said = " ".join(guest_line(str(test[key]), 300) for key in ("class", "name", "message"))  # OSCAR's words
+        lines.append(f"test {guest_line(str(test['result']), 20)}: {said}".rstrip())
+    return "\n".join(lines)
+
+
+def failed_phase(phases: list[PhaseRecord]) -> PhaseRecord | None:
+    """The first phase whose latest run failed (a phase run again and passed does not count)."""
+    latest = {p.phase: p for p in phases}
+    return next((p for p in latest.values() if p.result == "failed"), None)

@@ -1,5 +1,8 @@
 """destroy: stop every VM of the cluster and remove its disks, taps and bridge.
 
+It stands beside the phases rather than among them because run, claim and reap destroy
+clusters too.
+
 Works from what is in the folder, not only the state: the pidfiles, the QEMU processes
 whose files are in the folder, the profiles. So it also cleans up after the driver was
 killed, with a damaged, empty or missing ``state.json``, on a full disk (it writes nothing
@@ -23,7 +26,8 @@ from oscarvt.backends import qemu
 from oscarvt.cluster import CLAIM_FILE, ClusterDir
 from oscarvt.errors import InfraError, OscarvtError
 from oscarvt.log import progress
-from oscarvt.phase_table import DESTROY
+from oscarvt.phase_names import DESTROY
+from oscarvt.profile import load_profile
 from oscarvt.session import Session
 from oscarvt.state import ClusterState, PhaseRecord
 
@@ -38,13 +42,13 @@ def destroy(cluster: ClusterDir) -> str:
     if not cluster.is_cluster_folder():  # e.g. --cluster ~ or /: its disks/ or run/ are not ours to touch
         return f"nothing to destroy at {cluster.path}: no cluster's files there (state.json, profiles, claim)"
     started = time.time()
-    events.emit("phase", phase=DESTROY.name, result="running")
+    events.emit("phase", phase=DESTROY, result="running")
     with signals_held("destroy"):
         session = _readable_session(cluster)
         stopped, disks, alive = _teardown(cluster, session)
         failure = f"still running after destroy: {', '.join(alive)}" if alive else ""
         _record(cluster, alive, started, failure)
-    events.emit("phase", phase=DESTROY.name, result="failed" if failure else "passed")
+    events.emit("phase", phase=DESTROY, result="failed" if failure else "passed")
     if failure:
         raise InfraError(failure)
     return f"{stopped} VMs stopped, {disks} disks removed, no VM of {cluster.path.name} running"
@@ -68,13 +72,12 @@ def _teardown(cluster: ClusterDir, session: Session | None) -> tuple[int, int, l
     stopped = 0
     for name in sorted(names):
         files = cluster.files(name)
-        if qemu.stop(files, timeout):
+        if cluster.vm(name).stop(timeout):
             stopped += 1
             progress(f"{name}: stopped")
         if files.qmp.parent != cluster.path / "run":
             shutil.rmtree(files.qmp.parent, ignore_errors=True)
-    for pid, pidfile in qemu.processes_in(cluster.path).items():  # no pidfile, or not in the state
-        qemu.kill(pid)
+    for pid, pidfile in cluster.kill_strays().items():  # no pidfile, or not in the state
         stopped += 1
         progress(f"{pidfile.stem}: killed (pid {pid}, its pidfile or state was gone)")
     taps, bridges = _links(cluster, state)
@@ -84,8 +87,8 @@ def _teardown(cluster: ClusterDir, session: Session | None) -> tuple[int, int, l
             progress(f"{link}: removed")
     disks = sorted((cluster.path / "disks").glob("*"))
     shutil.rmtree(cluster.path / "disks", ignore_errors=True)
-    alive = sorted({p.stem for p in qemu.processes_in(cluster.path).values()}
-                   | {n for n in names if qemu.running_pid(cluster.files(n)) is not None})
+    alive = sorted({p.stem for p in cluster.qemu_processes().values()}
+                   | {n for n in names if cluster.vm(n).pid() is not None})
     if not alive:  # the cluster no longer takes a place on the host
         (cluster.path / CLAIM_FILE).unlink(missing_ok=True)
     return stopped, len(disks), alive
@@ -101,7 +104,7 @@ def _links(cluster: ClusterDir, state: ClusterState | None) -> tuple[list[str], 
     bridges: set[str] = set()
     for path in sorted((cluster.path / "profiles").glob("*.xml")):
         try:
-            profile = cluster.profile(path.stem)
+            profile = load_profile(path)
         except OscarvtError:  # a damaged profile: its taps cannot be known
             continue
         for tap, bridge in qemu.tap_nics(profile):
@@ -120,7 +123,7 @@ def _record(cluster: ClusterDir, alive: list[str], started: float, failure: str)
     try:
         state = cluster.load()
         now = time.time()
-        state.phases.append(PhaseRecord(phase=DESTROY.name, start=started, end=now, seconds=round(now - started, 2),
+        state.phases.append(PhaseRecord(phase=DESTROY, start=started, end=now, seconds=round(now - started, 2),
                                         result="failed" if failure else "passed", message=failure))
         for name, vm in state.vms.items():
             if name not in alive:
