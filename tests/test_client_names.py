@@ -22,7 +22,7 @@ from oscarvt import events, log, monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, ProductError
 from oscarvt.image import build_template
-from oscarvt.phases import access
+from oscarvt import access
 from oscarvt.phases.boot import boot_compute_nodes
 from oscarvt.phases.nodes import Node, take_in
 from oscarvt.state import ClusterState, NodeRecord, PhaseRecord, StateError, Vm, node_label
