@@ -14,7 +14,7 @@ APT_ARM64_PACKAGES := qemu-system-arm qemu-efi-aarch64 qemu-user-static binfmt-s
 # What only the suite needs: libvirt's schema (profiles rendered for libvirt are checked against it),
 # Chromium (the web pages), PostgreSQL (tests/test_postgresql.py runs its own server in a temporary
 # folder; its "main" cluster is not used).
-APT_TEST_PACKAGES := libvirt0 chromium postgresql
+APT_TEST_PACKAGES := libvirt0 chromium postgresql curl
 PYTEST_ARGS ?=
 # make test runs the suite in two processes (pytest-xdist; a module stays in one process).
 PYTEST_JOBS ?= 2

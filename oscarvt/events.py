@@ -20,6 +20,9 @@ writes that file anew (its folder is created), one JSON object per line, each wi
                 for the node, from its define-clients answers as the node's reports say it;
                 null until the node reported), ``state`` (``imaging``, ``installed``,
                 ``booted``, ``restarted``, ...), ``status`` (SystemImager's status code, or null)
+``cluster``     made by copy-vm-image: ``template`` (the headnode's template: the recipe key of one
+                ``oscarvt image build`` made, else its disk's or kernel's file name), ``oscarvt``
+                (the driver's version)
 ``oscar_step``  ``step``: the OSCAR step install_cluster is in (``Step 4 - Build ...``)
 ``test``        ``class``, ``name``, ``result`` (``passed``/``failed``/``skipped``), ``message``,
                 ``seconds`` (the JUnit report's ``time`` as text, empty if none)
@@ -45,7 +48,7 @@ from typing import IO, Any
 from oscarvt.masking import mask_credentials
 
 ENV = "OSCARVT_EVENTS"
-KINDS = ("progress", "phase", "accel", "node", "oscar_step", "test", "verdict")
+KINDS = ("progress", "phase", "accel", "cluster", "node", "oscar_step", "test", "verdict")
 
 _sink: IO[str] | None = None
 _opened = False

@@ -8,13 +8,15 @@ from typing import Any
 from buildbot import config as bbconfig
 from buildbot.plugins import changes, schedulers, secrets, util, worker
 
+from oscarvt_master.bisect import MIRRORS, bisect_builder, bisect_schedulers
 from oscarvt_master.factory import BUILDER_DEFAULT, LOGS_FOLDER, build_factory, repository_login
+from oscarvt_master.flakiness import MAX_REPEAT, RepeatedForce
 from oscarvt_master.github import TOKEN, WEBHOOK_SECRET, github_hook, on_github, status_push
 from oscarvt_master.logserver import LogServer
 from oscarvt_master.reporters import mail_reporters
 from oscarvt_master.retention import Janitor
 from oscarvt_master.secret_files import CHANGE_HOOK_USERS, WWW_USERS, HashedPasswords, SecretFileError, check_private
-from oscarvt_master.settings import BOOTS, DB_PASSWORD, Settings, SettingsError, load_settings
+from oscarvt_master.settings import BISECT_WORKER, BOOTS, DB_PASSWORD, Settings, SettingsError, load_settings
 
 
 def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
@@ -54,10 +56,10 @@ def master_config(settings_file: Path, basedir: Path) -> dict[str, Any]:
         # max_builds: checked as a build starts, so two builders' requests arriving at once do not
         # both go to one worker to wait for its lock while another worker is idle
         "workers": [worker.Worker(w.name, util.Secret(f"worker-{w.name}"), max_builds=w.max_clusters)
-                    for w in settings.workers],
+                    for w in settings.workers] + [worker.LocalWorker(BISECT_WORKER)],  # bisect builds run there
         "change_source": change_sources(settings),
-        "schedulers": all_schedulers(settings),
-        "builders": builders(settings),
+        "schedulers": all_schedulers(settings) + bisect_schedulers(settings),
+        "builders": builders(settings, basedir) + [bisect_builder(settings, basedir)],
         "www": www(settings, www_auth, hook_auth),
         "services": mail(settings, basedir) + log_server(settings, basedir) + status_push(settings),
         "configurators": [Janitor(settings.log_horizon, settings.build_data_horizon, str(basedir / LOGS_FOLDER))],
@@ -114,9 +116,11 @@ def all_schedulers(settings: Settings) -> list[Any]:
                 change_filter=util.ChangeFilter(branch=branch, **where)))
         found.append(schedulers.Nightly(name=f"nightly-{repo.name}", builderNames=names, branch=branch,
                                         hour=settings.nightly["hour"], minute=settings.nightly["minute"]))
-    found.append(schedulers.ForceScheduler(
+    found.append(RepeatedForce(
         name="force", builderNames=[b.name for b in settings.builders],
         properties=[util.IntParameter(name="nodes", label="Compute nodes (0: the builder's)", default=0),
+                    util.IntParameter(name="repeat", label=f"Builds of this revision (1 to {MAX_REPEAT}: flakiness)",
+                                      default=1),
                     util.ChoiceStringParameter(name="boot", label="Boot method", choices=[BUILDER_DEFAULT, *BOOTS],
                                                default=BUILDER_DEFAULT),
                     util.BooleanParameter(name="keep_on_failure", label="Keep the cluster on failure",
@@ -124,13 +128,14 @@ def all_schedulers(settings: Settings) -> list[Any]:
     return found
 
 
-def builders(settings: Settings) -> list[util.BuilderConfig]:
+def builders(settings: Settings, basedir: Path) -> list[util.BuilderConfig]:
     """The matrix: one builder per settings entry; a worker lock caps clusters per host."""
     lock = util.WorkerLock("virtual-clusters", maxCount=1,
                            maxCountForWorker={w.name: w.max_clusters for w in settings.workers})
     repos = {r.name: r for r in settings.repositories}
+    mirrors = str(basedir / MIRRORS)
     return [util.BuilderConfig(
-        name=b.name, workernames=b.workers, factory=build_factory(settings, b, repos[b.repository]),
+        name=b.name, workernames=b.workers, factory=build_factory(settings, b, repos[b.repository], mirrors),
         locks=[lock.access("counting")],
         defaultProperties={"distribution": b.distribution, "arch": b.arch},
         tags=[b.distribution, b.arch, b.boot]) for b in settings.builders]

@@ -21,8 +21,11 @@ from buildbot.process.results import SKIPPED
 
 from oscarvt.limits import MARGIN, phase_limit
 from oscarvt.spec import spec_from_dict
+from oscarvt_master.bisect import StartBisection
 from oscarvt_master.pictures import Pictures
+from oscarvt_master.reproduce import Reproduce
 from oscarvt_master.settings import Builder, Repository, Settings
+from oscarvt_master.triage import Triage
 from oscarvt_steps.steps import (
     LOGS,
     AttachLogs,
@@ -106,7 +109,8 @@ def repository_login(repo: Repository) -> tuple[str, Any] | None:
     return (repo.user, util.Secret(repo.password_secret)) if repo.user is not None else None
 
 
-def build_factory(settings: Settings, builder: Builder, repository: Repository) -> BuildFactory:
+def build_factory(settings: Settings, builder: Builder, repository: Repository, mirrors: str) -> BuildFactory:
+    """The build's steps (see the module); ``mirrors``: the master's folder of git mirrors, for triage."""
     factory = BuildFactory()
     if repository.vcs == "git":
         factory.addStep(steps.Git(repourl=repository.url, branch=repository.branch, workdir=SOURCE,
@@ -136,11 +140,16 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository) 
         phase(GrabLogs),
         steps.DirectoryUpload(workersrc=LOGS, workdir=".", masterdest=util.Interpolate(LOGS_ON_MASTER), alwaysRun=True,
                               url=logs_link(settings), urlText="logs", name="upload-logs"),
+        Reproduce(spec=util.Transform(cluster_spec, builder, build_nodes(builder), build_boot(builder)),
+                  vcs=repository.vcs, url=repository.url, masterdest=util.Interpolate(LOGS_ON_MASTER),
+                  logs_url=logs_link(settings)),
         AttachLogs(masterdest=util.Interpolate(LOGS_ON_MASTER)),
         Pictures(masterdest=util.Interpolate(LOGS_ON_MASTER), logs_url=logs_link(settings)),
         phase(Keep, doStepIf=keep_cluster, hideStepIf=lambda results, step: results == SKIPPED,
               options={"reason": util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
                                                    "kept on failure by %(prop:owner:-the force form)s")}),
         phase(Destroy, doStepIf=lambda step: not keep_cluster(step)),
+        Triage(repository=repository, mirrors=mirrors),
+        StartBisection(),
     ])
     return factory

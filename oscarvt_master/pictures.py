@@ -21,7 +21,8 @@ from twisted.internet import threads
 from twisted.python import log
 
 from oscarvt.timeline import TIMELINE
-from oscarvt_master.trend import TREND, write_trend
+from oscarvt_master.flakiness import PassRate, pass_rate
+from oscarvt_master.trend import BUILDS, TREND, write_trend
 
 
 class Pictures(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
@@ -44,14 +45,18 @@ class Pictures(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
         timeline = _regular_file(folder / TIMELINE)
         said.append("timeline" if timeline else "no timeline (see grab-logs)")
         builds = 0
+        rate = await self.pass_rate()
         if _real_folder(folder.parent):
             try:
-                builds = await threads.deferToThread(write_trend, folder.parent, str(self.getProperty("buildername")))
+                builds = await threads.deferToThread(write_trend, folder.parent, str(self.getProperty("buildername")),
+                                                     BUILDS, rate.text() if rate else "")
             except Exception as exc:  # noqa: BLE001 (a picture is never worth a build's failure)
                 log.err(exc, "oscarvt: the trend was not drawn")  # type: ignore[no-untyped-call]  # twisted's, unannotated
                 said.append(f"trend not drawn: {type(exc).__name__}: {exc}"[:200])
         if builds:
             said.append(f"trend of {builds} build{'s' if builds > 1 else ''}")
+        if rate is not None:
+            said.append(rate.text())
         if self.logs_url:
             base = str(self.logs_url)
             if timeline:
@@ -60,6 +65,17 @@ class Pictures(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
                 await self.addURL("trend", urljoin(base, f"../{TREND}"))
         self.descriptionDone = ["; ".join(said)]
         return SUCCESS  # type: ignore[no-any-return]  # buildbot has no type hints
+
+
+    async def pass_rate(self) -> PassRate | None:
+        """The builder's pass rate (also the property ``pass_rate``); None if Buildbot's data do not say."""
+        try:
+            rate = await pass_rate(self.master, await self.build.builder.getBuilderId())
+        except Exception as exc:  # noqa: BLE001 (a figure beside a picture is never worth a build's failure)
+            log.msg(f"oscarvt: no pass rate: {exc!r}")
+            return None
+        self.setProperty("pass_rate", {"passed": rate.passed, "counted": rate.counted}, "pictures")
+        return rate
 
 
 def _regular_file(path: Path) -> bool:

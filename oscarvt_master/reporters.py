@@ -37,7 +37,7 @@ from twisted.internet import defer
 
 from oscarvt.errors import guest_line
 from oscarvt.timeline import TIMELINE
-from oscarvt_master.settings import Mail
+from oscarvt_master.settings import BISECT, Mail
 from oscarvt_master.uploaded import read_uploaded
 from oscarvt_steps.steps import CLEANUP, PHASE_SECONDS
 
@@ -47,7 +47,8 @@ ATTACHED = {"oscarinstall.log": "OSCAR's log", "failing console": "the failing n
 MAIL_SUBJECT = "oscarvt {{ result_names[results] }}: {{ buildername }} build {{ build['number'] }}{{ mail.cause }}"
 MAIL_TEMPLATE = """\
 {{ mail.headline }}
-{% for line in mail.verdict %}{{ line }}
+{% for line in mail.triage %}{{ line }}
+{% endfor %}{% for line in mail.verdict %}{{ line }}
 {% endfor %}
 Build: {{ build_url }}
 Builder: {{ buildername }}   Worker: {{ workername }}
@@ -55,7 +56,15 @@ Builder: {{ buildername }}   Worker: {{ workername }}
 {% endfor %}
 {{ mail.attached }}
 """
+# A bisect build's mail: its property "bisection" (the result, in a line; else the build's summary) as the
+# subject's end, and "bisection_mail" (what Bisect wrote for people) as its text.
+BISECT_SUBJECT = "oscarvt {{ (build['properties'].get('bisection') or [build['state_string']])[0][:140] }}"
+BISECT_TEMPLATE = """\
+{{ (build['properties'].get('bisection_mail') or [build['state_string']])[0] }}
+Bisection: {{ build_url }}
+"""
 SUBJECT_MAX = 160  # characters of a subject
+TRIAGE_LINES = 12  # of triage's lines at the top of a mail (its log has them all)
 LINE_LIMIT = 2000  # characters of a message or summary quoted in the text
 TEST_COUNTS = ("PASSED", "FAILED", "SKIPPED")  # the cluster_tests property's keys
 INFRASTRUCTURE = "Blame: infrastructure (the host or the harness, not OSCAR)"
@@ -69,7 +78,11 @@ PICTURE_MAX = 5 * 1024 * 1024
 
 
 class ProductMail(BuildStatusGenerator):  # type: ignore[misc]  # buildbot has no type hints
-    """The settings' modes, for the product's results only (never an EXCEPTION or RETRY)."""
+    """The settings' modes, for the product's results only (never an EXCEPTION or RETRY), and never about a
+    bisection's probe build (the bisection's own mail tells its result)."""
+
+    def is_message_needed_by_props(self, build: dict[str, Any]) -> bool:
+        return not _property(build, "probe_of") and super().is_message_needed_by_props(build)
 
     def is_message_needed_by_results(self, build: dict[str, Any]) -> bool:
         return build["results"] not in HARNESS_RESULTS and super().is_message_needed_by_results(build)
@@ -149,6 +162,10 @@ def mail_reporters(mail: Mail, builders: list[str], logs_folder: str | None = No
     developers = ProductMail(mode=mode, builders=builders,
                              message_formatter=VerdictFormatter("developers", logs_folder))
     found = [_notifier(mail, host, int(port), mail.to, developers, logs_folder)]
+    bisections = BuildStatusGenerator(mode="all", builders=[BISECT], message_formatter=MessageFormatter(
+        template=BISECT_TEMPLATE, template_type="plain", want_properties=True, subject=BISECT_SUBJECT))
+    found.append(PictureMail(fromaddr=mail.sender, relayhost=host, smtpPort=int(port), sendToInterestedUsers=True,
+                             extraRecipients=mail.to, generators=[bisections]))  # the author is its owner
     if mail.admins:
         admins = HarnessMail(builders=builders, message_formatter=VerdictFormatter("admins", logs_folder))
         found.append(_notifier(mail, host, int(port), mail.admins, admins, logs_folder))
@@ -194,6 +211,7 @@ class MailText:
     cause: str = ""  # the subject's end after "oscarvt RESULT: BUILDER build N", for a final failure
     details: list[str] = field(default_factory=list)  # under the build's link: revision, steps, phases, figures
     attached: str = ""
+    triage: list[str] = field(default_factory=list)  # under the headline: what changed since green (triage)
 
 
 def mail_text(build: dict[str, Any], audience: Audience, timeline: bool) -> MailText:
@@ -205,6 +223,9 @@ def mail_text(build: dict[str, Any], audience: Audience, timeline: bool) -> Mail
     prefix = f"oscarvt {Results[build['results']]}: {where}"
     text.cause = text.cause[:max(0, SUBJECT_MAX - len(prefix))]
     text.details = _details(build)
+    triage = _property(build, "triage")
+    if isinstance(triage, list) and triage:
+        text.triage = [guest_line(str(line), LINE_LIMIT) for line in triage[:TRIAGE_LINES]] + [""]
     text.attached = _attached(build, timeline)
     return text
 
@@ -324,7 +345,17 @@ def _details(build: dict[str, Any]) -> list[str]:
     lines += [f"Step {step['name']}: {guest_line(str(step.get('state_string') or ''), LINE_LIMIT)}"
               for step in build.get("steps") or [] if step.get("results") not in (None, SUCCESS, SKIPPED)]
     phases = _phase_lines(build)
-    return lines + (["", "Phases:", *phases] if phases else []) + _figures(build)
+    return lines + (["", "Phases:", *phases] if phases else []) + _figures(build) + _reproduce(build)
+
+
+def _reproduce(build: dict[str, Any]) -> list[str]:
+    """The command that rebuilds the build by hand (``oscarvt_master.reproduce``), if its step set it."""
+    command = _property(build, "reproduce")
+    if not isinstance(command, str) or not command:
+        return []
+    cluster = f"{build['builder']['name']}-{build['number']}"
+    return ["", f"Reproduce it on a host with oscarvt (the cluster {cluster} is kept for you; "
+                f"'oscarvt destroy --cluster {cluster}' when done):", guest_line(command, 4 * LINE_LIMIT)]
 
 
 def _phase_lines(build: dict[str, Any]) -> list[str]:

@@ -25,6 +25,8 @@ from oscarvt.spec import read_yaml, spec_from_dict
 from oscarvt_master.matrix import AXES, Cell, commit_cells, expand
 
 BOOTS = ("cdrom", "network")
+BISECT = "bisect"  # the bisect builder's name (oscarvt_master.bisect): no builder of the settings may take it
+BISECT_WORKER = "bisector"  # the master's own worker for it: no worker of the settings may take it
 DB_PASSWORD = "db-password"  # the secret file with the PostgreSQL user's password (if it needs one)
 MAIL_MODES = ("all", "failing", "passing", "problem", "warnings", "exception", "cancelled", "change")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -162,6 +164,9 @@ def settings_from_dict(data: Any) -> Settings:
         names = [item.name for item in items]
         if len(set(names)) != len(names):
             raise SettingsError(f"key '{kind}': names must be different ({', '.join(names)})")
+        taken = {"workers": BISECT_WORKER, "builders": BISECT}.get(kind)
+        if taken in names:
+            raise SettingsError(f"key '{kind}': the name {taken!r} is oscarvt's own (the bisection's)")
     nightly = _mapping(top.get("nightly", {"hour": 2, "minute": 0}), "nightly")
     _no_unknown(nightly, {"hour", "minute"}, "nightly.")
     hour, minute = _int(nightly.get("hour", 2), "nightly.hour"), _int(nightly.get("minute", 0), "nightly.minute")

@@ -77,16 +77,16 @@ def read_build(folder: Path, number: int) -> BuildTimes | None:
     return build if build.seconds else None
 
 
-def write_trend(folder: Path, builder: str, count: int = BUILDS) -> int:
-    """Draw the trend of the builder whose uploaded logs are in ``folder`` as ``folder/trend.png``;
-    return how many builds it shows (none: nothing is drawn)."""
+def write_trend(folder: Path, builder: str, count: int = BUILDS, note: str = "") -> int:
+    """Draw the trend of the builder whose uploaded logs are in ``folder`` as ``folder/trend.png`` (``note``
+    under its title, e.g. the pass rate); return how many builds it shows (none: nothing is drawn)."""
     builds = last_builds(folder, count)
     if builds:
-        write_png(trend_figure(builder, builds), folder / TREND)
+        write_png(trend_figure(builder, builds, note), folder / TREND)
     return len(builds)
 
 
-def trend_figure(builder: str, builds: list[BuildTimes]) -> Figure:
+def trend_figure(builder: str, builds: list[BuildTimes], note: str = "") -> Figure:
     """Stacked bars of each build's phase seconds, the product's seconds as a line, failed builds in red."""
     fig = figure(max(900, 140 + 34 * len(builds) + 310), 560)
     axes = fig.add_axes((90 / fig.bbox.width, 0.14, 1 - 400 / fig.bbox.width, 0.76))
@@ -113,7 +113,8 @@ def trend_figure(builder: str, builds: list[BuildTimes]) -> Figure:
     axes.grid(axis="y", color="#dddddd", linewidth=0.8)
     axes.set_axisbelow(True)
     last = f"last {len(builds)} builds" if len(builds) > 1 else "its first build with logs"
-    axes.set_title(f"{builder}: seconds per phase, {last}", loc="left", fontsize=12, parse_math=False)
+    title = f"{builder}: seconds per phase, {last}" + (f"\n{note}" if note else "")
+    axes.set_title(title, loc="left", fontsize=12, parse_math=False)
     handles, labels = axes.get_legend_handles_labels()
     axes.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
     return fig

@@ -191,9 +191,16 @@ class Claim(OscarvtPhase):
 
 
 class CopyVmImage(OscarvtPhase):
-    """Create the cluster from the spec: profiles, the template's overlay, blank node disks."""
+    """Create the cluster from the spec: profiles, the template's overlay, blank node disks; the template and
+    oscarvt's version become the build's properties ``template`` and ``oscarvt_version`` (for triage)."""
 
     phase = table.COPY_VM_IMAGE.name
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event["event"] == "cluster":
+            for key, name in (("template", "template"), ("oscarvt", "oscarvt_version")):
+                if isinstance(event.get(key), str):
+                    self.setProperty(name, event[key][:100], "oscarvt")
 
 
 class BootHeadnode(OscarvtPhase):

@@ -42,8 +42,8 @@ ADMIN = ("admin", "admin-password")
 HOOK = ("svn-hook", "hook-password")  # the SVN post-commit hook's user for the change hook
 SCRIPT = "<script>document.title='owned'</script>"  # what a commit prints on each node's console
 PHASE_STEPS = ["copy-vm-image", "boot-headnode", "checkout-oscar", "start-oscar", "boot-compute-nodes",
-               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "attach-logs", "pictures", "keep",
-               "destroy"]
+               "wait-for-nodes", "finish-oscar", "grab-logs", "upload-logs", "reproduce", "attach-logs", "pictures",
+               "keep", "destroy", "triage", "start-bisection"]
 
 
 @dataclass
@@ -308,6 +308,38 @@ def test_a_commit_that_breaks_step_4_fails_in_start_oscar(master):
     assert "Step start-oscar: failed: OSCAR failed in step 5 - Define OSCAR Clients: You must build at least " \
            "one image!" in body and "Blame: product" in body
     assert qemu_pids_of(master.root / "worker") == []
+    reproduce_by_hand(master, build, body)
+
+
+def reproduce_by_hand(master: Master, build: dict[str, Any], body: str) -> None:
+    """Run the command the red build's mail gives, as a person would: it must fail as the build did, in
+    start-oscar, and keep the cluster running."""
+    lines = body.splitlines()
+    command = lines[next(i for i, line in enumerate(lines) if line.startswith("Reproduce it")) + 1]
+    properties = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+    assert command == properties["reproduce"][0]  # the mail's is the build page's
+    revision = properties["got_revision"][0]
+    assert f"git -C oscar checkout -q {revision}" in command and "--keep" in command
+    spec_url = next(url["url"] for step in master.rest.steps(build) if step["name"] == "reproduce"
+                    for url in step["urls"] if url["name"] == "spec.yaml")
+    assert f"curl -fsS -o spec.yaml {spec_url}" in command
+    person = master.root / f"by-hand-{build['number']}"
+    person.mkdir()
+    cluster = person / f"b1-{build['number']}"
+    env = {**os.environ, "PATH": f"{local.BIN}:{os.environ['PATH']}"}
+    try:
+        ran = subprocess.run(command, shell=True, cwd=person, env=env, capture_output=True, text=True, timeout=900)
+        verdict = ran.stdout.strip().splitlines()[-1] if ran.stdout.strip() else ran.stderr
+        assert ran.returncode == 1, (ran.returncode, ran.stdout[-3000:], ran.stderr[-3000:])
+        assert verdict.startswith("FAIL: run: product: failed in start-oscar"), verdict
+        assert "OSCAR failed in step 5 - Define OSCAR Clients: You must build at least one image!" in verdict, verdict
+        status = json.loads(oscarvt("status", "--cluster", cluster, "--json").stdout)
+        head = next(vm for vm in status["vms"].values() if vm["role"] == "headnode")
+        assert head["state"] == "running", status["vms"]  # kept for the person
+        assert qemu_pids_of(cluster)
+    finally:
+        oscarvt("destroy", "--cluster", cluster)
+    assert qemu_pids_of(cluster) == []
 
 
 @pytest.mark.vm
@@ -394,3 +426,22 @@ def test_an_svn_commit_triggers_a_build_through_svnpoller_and_the_webhook(master
     master.rest.rpc(f"builds/{build['buildid']}", "stop", {"reason": "the trigger was the test"}, user=ADMIN)
     master.wait_build("b2-svn", 1, timeout=300)
     assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_the_force_form_repeats_a_revision_for_flakiness_and_refuses_too_many(master):
+    form = {"builderNames": ["b1"], "nodes": "1", "boot": "cdrom", "keep_on_failure": False}
+    status, reply = master.rest.rpc("forceschedulers/force", "force", {**form, "repeat": "21"}, user=ADMIN)
+    assert "repeat: from 1 to 20 builds, not 21" in json.dumps(reply), (status, reply)
+    before = {r["buildsetid"] for r in master.rest.get("buildrequests")["buildrequests"]}
+    status, reply = master.rest.rpc("forceschedulers/force", "force", {**form, "repeat": "3"}, user=ADMIN)
+    assert status == 200, reply
+    requests = [r for r in master.rest.get("buildrequests")["buildrequests"] if r["buildsetid"] not in before]
+    repeats = sorted(master.rest.get(f"buildsets/{r['buildsetid']}/properties")["properties"][0]["repeat"][0]
+                     for r in requests)
+    assert repeats == ["1 of 3", "2 of 3", "3 of 3"]  # three builds of one revision, none collapsed into another
+    first = wait_for(lambda: next((b for b in master.rest.builds("b1") if b["buildrequestid"] in
+                                   {r["buildrequestid"] for r in requests}), None), timeout=300, what="a repeat")
+    pictures = wait_for(lambda: next((s for s in master.rest.steps(first) if s["name"] == "pictures"
+                                      and s["complete"]), None), timeout=900, what="the repeat's pictures step")
+    assert re.search(r"pass rate [0-9]+% \([0-9]+ of [0-9]+ recent builds\)", pictures["state_string"]), pictures

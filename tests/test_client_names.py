@@ -18,11 +18,10 @@ import pytest
 from conftest import oscarvt, qemu_pids_of, template_spec_data, write_spec
 from PIL import Image
 
-from oscarvt import events, log, monitor
+from oscarvt import access, events, log, monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError, ProductError
 from oscarvt.image import build_template
-from oscarvt import access
 from oscarvt.phases.boot import boot_compute_nodes
 from oscarvt.phases.nodes import Node, take_in
 from oscarvt.state import ClusterState, NodeRecord, PhaseRecord, StateError, Vm, node_label

@@ -152,6 +152,20 @@ class BuildMails(ReporterTestMixin, TestReactorMixin, unittest.TestCase):
         self.assertEqual(self.attachments(mail),
                          {"attach-logs.oscarinstall.log", "attach-logs.summary.txt", "attach-logs.failing console"})
 
+    async def test_a_product_failure_leads_with_what_changed_since_green_and_ends_with_how_to_reproduce_it(self):
+        triage = ["since green build 12: 3 commits; the spec changed", "the spec changed: 0a1b -> 2c3d",
+                  "unchanged: the template, oscarvt's version, the worker\x1b[31m", "commits, oldest first:"]
+        command = "git clone -q /srv/oscar.git oscar && oscarvt run --cluster Builder0-0 --spec spec.yaml --keep"
+        mails = await self.mails(FAILURE, NODE_FAILED, blame="product", triage=triage, reproduce=command)
+        text = self.text(mails[DEVELOPERS])
+        lines = text.splitlines()
+        self.assertEqual(lines[:3], ["OSCAR failed on Builder0 build 0.", *triage[:2]])
+        self.assertEqual(lines[4:7], ["commits, oldest first:", "", "Blame: product (OSCAR or its nodes)"])
+        self.assertIn("\\x1b", lines[3])  # a guest's control character, shown escaped
+        self.assertNotIn("\x1b", text)
+        self.assertIn("\nReproduce it on a host with oscarvt (the cluster Builder0-0 is kept for you; 'oscarvt destroy "
+                      f"--cluster Builder0-0' when done):\n{command}\n", text)
+
     async def test_a_product_failure_without_a_failing_node_speaks_of_no_node(self):
         failed = phase("start-oscar", FAILURE, f"failed: {STEP_5}", "product", STEP_5)
         mails = await self.mails(FAILURE, [PASSED[0], failed, *CLEANED], blame="product")

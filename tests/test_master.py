@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 from buildbot.process.results import EXCEPTION, FAILURE, RETRY, SUCCESS
+from buildbot.worker.local import LocalWorker
 
+from oscarvt_master.bisect import PROBE_PRIORITY
 from oscarvt_master.config import master_config
 from oscarvt_master.reporters import HarnessMail, ProductMail
 from oscarvt_master.secret_files import hashed_line
-from oscarvt_master.settings import SettingsError, settings_from_dict
+from oscarvt_master.settings import BISECT, BISECT_WORKER, SettingsError, settings_from_dict
 
 ROOT = Path(__file__).parent.parent
 BUILDBOT = Path(sys.executable).parent / "buildbot"
@@ -71,6 +73,10 @@ def test_a_bad_settings_file_is_one_line_at_checkconfig(tmp_path):
     (lambda s: s["mail"].update(to=["devs"]), "key 'mail.to[0]' is not a mail address with a dotted domain: 'devs'"),
     (lambda s: s.update(nightly={"hour": 25}), "key 'nightly' must be a time of day, not 25:00"),
     (lambda s: s.update(colour="blue"), "unknown key 'colour'"),
+    (lambda s: s["builders"][0].update(name=BISECT), f"key 'builders': the name {BISECT!r} is oscarvt's own "
+     "(the bisection's)"),
+    (lambda s: (s["workers"][0].update(name=BISECT_WORKER), s["builders"][0].update(workers=[BISECT_WORKER])),
+     f"key 'workers': the name {BISECT_WORKER!r} is oscarvt's own (the bisection's)"),
 ])
 def test_settings_errors_name_the_key(edit, message):
     settings = example()
@@ -148,7 +154,14 @@ def test_cells_go_to_the_workers_that_run_their_arch_and_commits_build_one_per_a
     assert {b.name: b.workernames for b in config["builders"]}["trixie-arm64-cdrom"] == ["hv2"]
     lock = config["builders"][0].locks[0].lockid
     assert (lock.maxCount, lock.maxCountForWorker) == (1, {"hv1": 1, "hv2": 2})
-    assert {w.workername: w.max_builds for w in config["workers"]} == {"hv1": 1, "hv2": 2}
+    assert {w.workername: w.max_builds for w in config["workers"]} == {"hv1": 1, "hv2": 2, BISECT_WORKER: None}
+    assert isinstance(next(w for w in config["workers"] if w.workername == BISECT_WORKER), LocalWorker)
+    bisect = next(b for b in config["builders"] if b.name == BISECT)
+    assert bisect.workernames == [BISECT_WORKER] and not bisect.locks  # it takes no cluster of a host
+    assert {name: names[name] for name in names if name.startswith("probe-")} == {
+        f"probe-{b.name}": [b.name] for b in settings.builders}
+    assert all(s._config_kwargs["priority"] == PROBE_PRIORITY  # Buildbot keeps it for reconfigService
+               for s in config["schedulers"] if s.name.startswith("probe-"))
     result = checkconfig(folder)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from oscarvt import disks, image, network
+from oscarvt import __version__, disks, events, image, network
 from oscarvt.cluster import ClusterDir
 from oscarvt.errors import InputError
 from oscarvt.log import progress
@@ -40,11 +40,22 @@ def _create(cluster: ClusterDir, spec: ClusterSpec) -> str:
                 assert profile.image_size is not None
                 disks.create_blank(profile.image, profile.image_size)
             write_profile(profile, cluster.profile_path(name))
+        events.emit("cluster", template=_template_name(spec), oscarvt=__version__)
         lan = _lan_text(spec, cluster_id, state.bridge)
         built = f" ({spec.template.suite} template)" if spec.template.suite else ""
         progress(f"cluster {cluster_id:04x}: {spec.template.arch} headnode{built} + {spec.nodes.count} nodes, "
                  f"private LAN {lan}")
     return f"{len(vms)} profiles and disks in {cluster.path}"
+
+
+def _template_name(spec: ClusterSpec) -> str:
+    """The headnode's template in a word: the recipe key of one ``oscarvt image build`` made (its folder's
+    name), else its disk's (or kernel's) file name."""
+    t = spec.template
+    built = image.template_of(t.disk) if t.disk else None
+    if built is not None:
+        return built.folder.name
+    return (t.disk or t.kernel or Path("none")).name
 
 
 def _vm_records(spec: ClusterSpec, cluster_id: int) -> dict[str, Vm]:

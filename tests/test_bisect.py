@@ -1,0 +1,179 @@
+"""Bisection on a real master and worker, with oscar-mini on virtual clusters as OSCAR: a builder goes
+from green to red over eight commits of which the fifth breaks OSCAR's step 4, and the bisect builder
+finds that commit by probe builds, within ceil(log2 n) + 1 of them, while the host kills the headnode of
+one probe (the probe is retried by Buildbot, not counted against a commit). The result is on the
+bisect build, on the red build's page and in a mail to the developers and the commit's author."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from buildbot.process.results import FAILURE, RETRY, SUCCESS
+from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
+from test_buildbot import ADMIN, Master
+
+from oscarvt.image import build_template
+from oscarvt.network import free_tcp_port
+from oscarvt.waiting import wait_for
+from oscarvt_dev import local
+from oscarvt_dev.local import Rest
+from oscarvt_master.secret_files import hashed_line
+
+SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
+BREAKING = 6  # of commits 2..9 (1 is the import), this one breaks OSCAR's step 4
+
+
+def settings(template_spec: dict[str, Any], repo: Path, mail: SmtpSink, www_port: int,
+             worker_port: int) -> dict[str, Any]:
+    return {
+        "title": "oscarvt bisect", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
+        "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
+        "admins": ["admin"],
+        "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2}],
+        "workers": [{"name": "hv1", "max_clusters": 1}],
+        "builders": [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 1, "boot": "cdrom",
+                      "spec": template_spec}],
+        "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
+                 "admins": ["admin@example.org"], "mode": ["all"]},
+        "retries": 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory) -> Iterator[Master]:
+    template, _ = build_template()
+    root = tmp_path_factory.mktemp("bisect")
+    repo = local.git_repo(SUITE, root / "repo")
+    sink = SmtpSink()
+    sink.controller.start()
+    www_port, worker_port = free_tcp_port(), free_tcp_port()
+    running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), repo, root / "unused", sink)
+    try:
+        local.create_master(root / "master", settings(template_spec_data(template), repo, sink, www_port, worker_port),
+                            {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n"})
+        running.pids.append(local.start_master(root / "master"))
+        local.create_worker(root / "worker", "hv1", worker_port, "worker-password")
+        running.pids.append(local.start_worker(root / "worker"))
+        wait_for(running.rest.worker_connected, timeout=60, what="the workers to connect")
+        yield running
+    finally:
+        for pid in reversed(running.pids):
+            local.stop(pid)
+        oscarvt("reap", "--under", root / "worker", "--stop-drivers")
+        sink.controller.stop()
+
+
+def commit(repo: Path, path: str, old: str, new: str, message: str) -> str:
+    """Commit an edit of ``path`` on the checked-out branch; its hash."""
+    file = repo / path
+    text = file.read_text()
+    assert old in text
+    file.write_text(text.replace(old, new, 1))
+    local.git(repo, "commit", "-q", "-am", message)
+    return local.git(repo, "rev-parse", "HEAD").strip()
+
+
+def eight_commits(repo: Path) -> dict[int, str]:
+    """Commits 2..9 on a side branch, the 6th breaking OSCAR's client image; by number."""
+    local.git(repo, "checkout", "-q", "-b", "work")
+    made = {}
+    for number in range(2, 10):
+        if number == BREAKING:
+            made[number] = commit(repo, "share/client.pkglist", "dropbear-bin", "no-such-package",
+                                  "client image: a missing package")
+        else:
+            made[number] = commit(repo, "README.md", "oscar-mini", f"oscar-mini ({number})",
+                                  f"README: note {number}")
+    local.git(repo, "checkout", "-q", "main")
+    return made
+
+
+def kill_the_first_probes_headnode(master: Master) -> int:
+    """Once the first probe build of b1 boots its headnode, SIGKILL its QEMUs as the host would; the probe's
+    build number."""
+    def first_probe() -> dict[str, Any] | None:
+        for build in master.rest.builds("b1"):
+            props = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+            if "probe_of" in props and any(s["name"] == "checkout-oscar" and s["started_at"]
+                                           for s in master.rest.steps(build)):
+                return build
+        return None
+    probe = wait_for(first_probe, timeout=900, what="the first probe build to boot its headnode", interval=2)
+    pids = wait_for(lambda: qemu_pids_of(master.root / "worker") or None, timeout=60, what="the probe's QEMU")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return int(probe["number"])
+
+
+@pytest.mark.vm
+def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(master):
+    status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
+    assert status == 200, reply
+    green = master.wait_build("b1", 1)
+    assert green["results"] == SUCCESS
+    master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
+    made = eight_commits(master.repo)
+    local.git(master.repo, "merge", "-q", "--ff-only", "work")  # all eight reach main at once
+
+    def red_build() -> dict[str, Any] | None:
+        return next((b for b in master.rest.builds("b1") if b["complete"] and b["results"] == FAILURE
+                     and "probe_of" not in master.rest.get(f"builds/{b['buildid']}/properties")["properties"][0]),
+                    None)
+    killed = kill_the_first_probes_headnode(master)
+    red = wait_for(red_build, timeout=60, what="the red commit build")
+    bisect = wait_for(lambda: next((b for b in master.rest.builds("bisect") if b["complete"]), None),
+                      timeout=1800, what="the bisection to end", interval=5)
+    properties = master.rest.get(f"builds/{bisect['buildid']}/properties")["properties"][0]
+    red_properties = master.rest.get(f"builds/{red['buildid']}/properties")["properties"][0]
+    good = properties["good"][0]
+    assert properties["bad"][0] == red_properties["got_revision"][0] == made[9]
+    listed = list(made.values())
+    commits = len(listed) - listed.index(good) - 1 if good in listed else len(listed)
+    result = properties["bisection"][0]
+    assert result.startswith(f"first bad commit: {made[BREAKING]} by oscarvt: client image: a missing package ("), \
+        result
+    probes = int(result.rsplit("(", 1)[1].split(" probe")[0])
+    assert 1 <= probes <= math.ceil(math.log2(commits)) + 1, (result, commits)
+    step = next(s for s in master.rest.steps(bisect) if s["name"] == "bisect")
+    assert bisect["results"] == SUCCESS and step["state_string"] == result and bisect["state_string"].endswith(result)
+
+    # the probe whose headnode the host killed was retried by Buildbot; the search counted it once
+    retried = master.rest.builds("b1")[killed - 1]
+    assert retried["results"] == RETRY
+    probe_builds = [b for b in master.rest.builds("b1")
+                    if "probe_of" in master.rest.get(f"builds/{b['buildid']}/properties")["properties"][0]]
+    assert len([b for b in probe_builds if b["results"] != RETRY]) == probes
+
+    # triage: what changed since the last green build, on the red build's page and at the top of its mail
+    green_number = red_properties["last_green"][0]["number"]
+    assert red_properties["last_green"][0]["revision"] == good
+    triage = red_properties["triage"][0]
+    assert triage[0] == f"since green build {green_number}: {commits} commit{'' if commits == 1 else 's'}", triage
+    assert "unchanged: the template, the spec, oscarvt's version, the worker" in triage
+    assert f"  {made[BREAKING]} oscarvt: client image: a missing package" in triage
+    log = next(log for log in master.rest.step_logs(red, "triage"))
+    assert log["content"].splitlines() == triage
+    red_mail = wait_for(lambda: next((m for m in master.mail.received
+                                      if str(m["Subject"]).startswith(f"oscarvt failure: b1 build {red['number']}:")),
+                                     None), timeout=60, what="the red build's mail")
+    plain = next(part for part in red_mail.walk() if part.get_content_type() == "text/plain")
+    body = plain.get_payload(decode=True).decode()
+    assert body.splitlines()[:2] == [f"OSCAR failed on b1 build {red['number']}.", triage[0]], body[:500]
+
+    # on the red build's page and in the developers' (and the author's) mail
+    assert red_properties["bisection"][0] == result
+    start = next(s for s in master.rest.steps(red) if s["name"] == "start-bisection")
+    assert any(url["name"] == result[:200] for url in start["urls"]), start["urls"]
+    mail = wait_for(lambda: next((m for m in master.mail.received if "first bad commit" in str(m["Subject"])), None),
+                    timeout=60, what="the bisection's mail")
+    assert mail["To"] == "oscarvt@example.org" and mail["CC"] == "dev@example.org"  # the author, the developers
+    assert made[BREAKING] in str(mail["Subject"])
+    probe_numbers = {b["number"] for b in probe_builds}
+    assert not [m for m in master.mail.received if "oscarvt failure: b1 build" in str(m["Subject"])
+                and int(str(m["Subject"]).split("b1 build ")[1].split(":")[0]) in probe_numbers]
+    assert qemu_pids_of(master.root / "worker") == []
