@@ -149,7 +149,7 @@ def build_factory(settings: Settings, builder: Builder, repository: Repository, 
               options={"reason": util.Interpolate("%(prop:buildername)s build %(prop:buildnumber)s, "
                                                    "kept on failure by %(prop:owner:-the force form)s")}),
         phase(Destroy, doStepIf=lambda step: not keep_cluster(step)),
-        Triage(repository=repository, mirrors=mirrors),
+        Triage(repository=repository, mirrors=mirrors, logs_folder=LOGS_FOLDER),
         StartBisection(),
     ])
     return factory

@@ -8,7 +8,11 @@ with the builder's newest green build before it (``last_green``; probes left out
 - whether the template (``template``: the recipe key of the built template), the spec
   (``spec_sha256``), oscarvt's version (``oscarvt_version``) or the worker changed;
 - each phase whose time left the builder's usual spread (its last ``GREENS`` green builds' fastest and
-  slowest, by more than a quarter and ``SLACK`` seconds).
+  slowest, by more than a quarter and ``SLACK`` seconds);
+- the first error line (``ERROR_LINE``) of OSCAR's output, OSCAR's log or a node's console, in the
+  build's uploaded logs, that the green build's same file did not have (lines compared with what varies
+  between runs masked, as bisection compares failures). Both are read as anything a worker uploaded
+  (``oscarvt_master.uploaded``: no links, at most ``SCAN_LIMIT`` bytes a file).
 
 Its lines are the step's log ``triage`` and the property ``triage``; its first line is the step's
 summary and the top of the mail (``oscarvt_master.reporters``). The property ``last_green`` (number
@@ -17,6 +21,9 @@ and revision) is what start-bisection starts from. Nothing of it fails a build.
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -25,8 +32,11 @@ from buildbot.process.results import SKIPPED, SUCCESS
 from twisted.internet import defer, threads
 
 from oscarvt.errors import OscarvtError, guest_line
+from oscarvt.oscar_run import OSCAR_LOG, OUTPUT
+from oscarvt_master.bisection import masked
 from oscarvt_master.revisions import Commits, git_commits, svn_commits
 from oscarvt_master.settings import Repository
+from oscarvt_master.uploaded import read_uploaded
 
 GREENS = 10  # green builds whose phase times make the usual spread
 LOOKBACK = 200  # builds of a builder searched for green ones
@@ -34,6 +44,9 @@ SLACK = 10.0  # seconds beyond the spread (and a quarter of it) before a phase c
 COMPARED = (("template", "the template"), ("spec_sha256", "the spec"), ("oscarvt_version", "oscarvt's version"),
             ("workername", "the worker"))
 SHOWN_COMMITS = 50  # commits listed in the log (the count says the rest)
+ERROR_LINE = re.compile(r"\b(?:errors?|failed|failure|fatal|cannot|can't|no such|not found)\b", re.IGNORECASE)
+SCANNED = (f"headnode{OUTPUT}", f"headnode{OSCAR_LOG}")  # then consoles/*.log, in the uploaded logs
+SCAN_LIMIT = 8 << 20  # bytes of a file read for error lines
 
 
 _mirror_locks: dict[str, defer.DeferredLock] = {}
@@ -101,6 +114,35 @@ def slow_phases(this: Mapping[str, Any], greens: list[Mapping[str, Any]]) -> lis
     return lines
 
 
+def scanned_files(folder: Path) -> list[str]:
+    """The files of a build's uploaded logs that may hold error lines: OSCAR's output and log, then each
+    console (``consoles/*.log``, no links)."""
+    found = list(SCANNED)
+    try:
+        if stat.S_ISDIR((folder / "consoles").lstat().st_mode):
+            with os.scandir(folder / "consoles") as entries:
+                found += sorted(f"consoles/{e.name}" for e in entries if e.name.endswith(".log")
+                                and e.is_file(follow_symlinks=False))
+    except OSError:
+        pass
+    return found
+
+
+def first_new_error(this: Path, green: Path) -> str | None:
+    """The first error line in the uploaded logs ``this`` whose file in ``green`` had no such line (masked);
+    "FILE: LINE", or None."""
+    for relative in scanned_files(this):
+        data = read_uploaded(this, relative, SCAN_LIMIT)
+        if data is None:
+            continue
+        before = (read_uploaded(green, relative, SCAN_LIMIT) or b"").decode(errors="replace").splitlines()
+        known = {masked(line) for line in before if ERROR_LINE.search(line)}
+        for line in data.decode(errors="replace").splitlines():
+            if ERROR_LINE.search(line) and masked(line) not in known:
+                return f"{relative}: {guest_line(line.strip(), 300)}"
+    return None
+
+
 def commit_lines(commits: Commits) -> list[str]:
     """The commits as listed in the log: newest last, at most ``SHOWN_COMMITS``."""
     shown = commits.commits[-SHOWN_COMMITS:]
@@ -115,7 +157,7 @@ class Triage(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
 
     name = "triage"
 
-    def __init__(self, repository: Repository, mirrors: str, **kwargs: Any) -> None:
+    def __init__(self, repository: Repository, mirrors: str, logs_folder: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
         kwargs.setdefault("doStepIf", lambda step: step.build.results != SUCCESS and not step.getProperty("probe_of"))
         kwargs.setdefault("hideStepIf", lambda results, step: results == SKIPPED)
@@ -123,6 +165,7 @@ class Triage(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
         super().__init__(**kwargs)
         self.repository = repository
         self.mirrors = mirrors
+        self.logs_folder = logs_folder
 
     async def run(self) -> int:
         this = {name: value for name, (value, _) in self.build.getProperties().asDict().items()}
@@ -148,8 +191,20 @@ class Triage(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
         slow = slow_phases(this, [g for _, g in greens])
         summary += [line.split(":")[0] for line in [*differs.values(), *slow]]
         same = [what for key, what in COMPARED if key not in differs]
+        error = await self.new_error(number)
         return ["; ".join(summary), *differs.values(), f"unchanged: {', '.join(same)}" if same else "", *slow,
-                "" if slow else "phase times within the builder's usual spread", *commits]
+                "" if slow else "phase times within the builder's usual spread",
+                f"first error line the green build did not have: {error}" if error else "", *commits]
+
+    async def new_error(self, green: int) -> str | None:
+        """``first_new_error`` between this build's uploaded logs and green build ``green``'s, if both are kept."""
+        builder = str(self.getProperty("buildername"))
+        if not self.logs_folder or "/" in builder or builder in (".", ".."):
+            return None
+        folder = Path(self.logs_folder) / builder
+        found: str | None = await threads.deferToThread(first_new_error, folder / str(self.build.number),
+                                                        folder / str(green))
+        return found
 
     async def commits_since(self, head: str, good: Any, bad: Any) -> tuple[list[str], list[str]]:
         """The summary's start and the commits' lines, from the green build's revision to this one's."""

@@ -34,7 +34,7 @@ LAN_PREFIX = "192.168.77"
 # The modules that take longest (measured with --durations, 2 cores, TCG), longest first: `make test`
 # runs the suite in two processes (pytest-xdist, a module per process at a time), which end together
 # when the long modules start first. Modules not named here follow, in their usual order.
-LONG_MODULES = ["test_driver", "test_buildbot", "test_bad_inputs", "test_matrix_build", "test_faults",
+LONG_MODULES = ["test_driver", "test_buildbot", "test_bad_inputs", "test_bisect", "test_matrix_build", "test_faults",
                 "test_targets", "test_postgresql", "test_warm", "test_oscar_mini", "test_oscar_failures",
                 "test_client_names", "test_worker_host",
                 "test_image", "test_retention", "test_networks"]

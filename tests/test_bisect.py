@@ -156,6 +156,8 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     assert triage[0] == f"since green build {green_number}: {commits} commit{'' if commits == 1 else 's'}", triage
     assert "unchanged: the template, the spec, oscarvt's version, the worker" in triage
     assert f"  {made[BREAKING]} oscarvt: client image: a missing package" in triage
+    new_error = next(line for line in triage if line.startswith("first error line the green build did not have: "))
+    assert "package no-such-package is not installed" in new_error, new_error  # oscar-mini's step 4, as OSCAR says
     log = next(log for log in master.rest.step_logs(red, "triage"))
     assert log["content"].splitlines() == triage
     red_mail = wait_for(lambda: next((m for m in master.mail.received
@@ -164,6 +166,13 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     plain = next(part for part in red_mail.walk() if part.get_content_type() == "text/plain")
     body = plain.get_payload(decode=True).decode()
     assert body.splitlines()[:2] == [f"OSCAR failed on b1 build {red['number']}.", triage[0]], body[:500]
+
+    # the pass rate the red build's pictures step gave: the builds before it with a verdict, probes left out
+    before = [b for b in master.rest.builds("b1") if b["number"] < red["number"] and b["results"] in (SUCCESS, FAILURE)]
+    passed = sum(b["results"] == SUCCESS for b in before)
+    pictures = next(s for s in master.rest.steps(red) if s["name"] == "pictures")
+    assert f"pass rate {100 * passed // len(before)}% ({passed} of {len(before)} recent builds)" in \
+        pictures["state_string"], pictures["state_string"]
 
     # on the red build's page and in the developers' (and the author's) mail
     assert red_properties["bisection"][0] == result

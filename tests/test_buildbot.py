@@ -440,8 +440,4 @@ def test_the_force_form_repeats_a_revision_for_flakiness_and_refuses_too_many(ma
     repeats = sorted(master.rest.get(f"buildsets/{r['buildsetid']}/properties")["properties"][0]["repeat"][0]
                      for r in requests)
     assert repeats == ["1 of 3", "2 of 3", "3 of 3"]  # three builds of one revision, none collapsed into another
-    first = wait_for(lambda: next((b for b in master.rest.builds("b1") if b["buildrequestid"] in
-                                   {r["buildrequestid"] for r in requests}), None), timeout=300, what="a repeat")
-    pictures = wait_for(lambda: next((s for s in master.rest.steps(first) if s["name"] == "pictures"
-                                      and s["complete"]), None), timeout=900, what="the repeat's pictures step")
-    assert re.search(r"pass rate [0-9]+% \([0-9]+ of [0-9]+ recent builds\)", pictures["state_string"]), pictures
+    # (the pass rate beside the trend: tests/test_bisect.py; the builds are stopped after this test)

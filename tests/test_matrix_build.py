@@ -20,6 +20,7 @@ from oscarvt.waiting import wait_for
 from oscarvt_dev import local
 from oscarvt_dev.local import Rest
 from oscarvt_master.secret_files import hashed_line
+from oscarvt_master.settings import BISECT
 
 ROOT = Path(__file__).parent.parent
 SUITE = ROOT / "examples" / "oscar-mini"
@@ -52,8 +53,8 @@ def two_hosts(tmp_path_factory) -> Iterator[tuple[Rest, Path, Path]]:
             local.create_worker(root / name, name, worker_port, f"{name}-password")
             pids.append(local.start_worker(root / name))
         rest = Rest(settings["url"])
-        wait_for(lambda: True if len(rest.get("workers")["workers"]) == 2 and rest.worker_connected() else None,
-                 timeout=60, what="both workers to connect")
+        wait_for(lambda: True if {w["name"] for w in rest.get("workers")["workers"]} >= set(WORKERS)  # and bisector
+                 and rest.worker_connected() else None, timeout=60, what="both workers to connect")
         yield rest, repo, root / "master"
     finally:
         for pid in reversed(pids):
@@ -66,7 +67,7 @@ def two_hosts(tmp_path_factory) -> Iterator[tuple[Rest, Path, Path]]:
 @pytest.mark.vm
 def test_two_workers_share_a_matrix_build(two_hosts):
     rest, repo, master = two_hosts
-    assert sorted(b["name"] for b in rest.get("builders")["builders"]) == sorted(CELLS)
+    assert sorted(b["name"] for b in rest.get("builders")["builders"]) == sorted([*CELLS, BISECT])  # and bisection
     local.wait_logged(master, f'gitpoller: processing changes from "{repo}"', times=2)
     readme = repo / "README.md"
     readme.write_text(readme.read_text() + "\nBuilt on every cell of the matrix.\n")
