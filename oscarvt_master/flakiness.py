@@ -17,6 +17,8 @@ from buildbot.process.properties import Properties
 from buildbot.process.results import FAILURE, SUCCESS
 from buildbot.schedulers.forcesched import ValidationError
 
+from oscarvt_master.recent import recent_builds
+
 MAX_REPEAT = 20  # builds one press of the force form may start
 RECENT = 20  # builds the pass rate counts
 
@@ -39,13 +41,8 @@ async def pass_rate(master: Any, builderid: int, count: int = RECENT) -> PassRat
     """The pass rate over the builder's newest ``count`` complete builds that passed or failed by the product's
     fault, probe builds left out."""
     passed = counted = 0
-    builds = await master.data.get(("builders", builderid, "builds"), order=["-number"], limit=5 * count)
-    for build in builds:
-        if not build["complete"] or build["results"] not in (SUCCESS, FAILURE):
-            continue
-        stored = await master.db.builds.getBuildProperties(build["buildid"])
-        if "probe_of" in stored:
-            continue
+    async for build, _ in recent_builds(master, builderid, 5 * count,
+                                        lambda b: b["complete"] and b["results"] in (SUCCESS, FAILURE)):
         counted += 1
         passed += build["results"] == SUCCESS
         if counted == count:

@@ -37,9 +37,10 @@ from twisted.internet import defer
 
 from oscarvt.errors import guest_line
 from oscarvt.timeline import TIMELINE
+from oscarvt_master.recent import PROBE_OF
 from oscarvt_master.settings import BISECT, Mail
 from oscarvt_master.uploaded import read_uploaded
-from oscarvt_steps.steps import CLEANUP, PHASE_SECONDS
+from oscarvt_steps.steps import CLEANUP, PHASE_SECONDS, phase_property
 
 MAIL_LOGS = ["attach-logs.oscarinstall.log", "attach-logs.failing console", "attach-logs.summary.txt"]
 ATTACHED = {"oscarinstall.log": "OSCAR's log", "failing console": "the failing node's console",
@@ -82,7 +83,7 @@ class ProductMail(BuildStatusGenerator):  # type: ignore[misc]  # buildbot has n
     bisection's probe build (the bisection's own mail tells its result)."""
 
     def is_message_needed_by_props(self, build: dict[str, Any]) -> bool:
-        return not _property(build, "probe_of") and super().is_message_needed_by_props(build)
+        return not _property(build, PROBE_OF) and super().is_message_needed_by_props(build)
 
     def is_message_needed_by_results(self, build: dict[str, Any]) -> bool:
         return build["results"] not in HARNESS_RESULTS and super().is_message_needed_by_results(build)
@@ -250,7 +251,7 @@ def failed_phases(build: dict[str, Any]) -> list[FailedPhase]:
     """The build's failed oscarvt phases, in the order of its steps (from their ``phase_*`` properties)."""
     found = []
     for step in build.get("steps") or []:
-        record = _property(build, f"phase_{str(step['name']).replace('-', '_')}")
+        record = _property(build, phase_property(str(step["name"])))
         if isinstance(record, dict) and record.get("result") == "failed":
             message = guest_line(str(record.get("message") or ""), LINE_LIMIT)
             vm = record.get("vm")
@@ -364,7 +365,7 @@ def _phase_lines(build: dict[str, Any]) -> list[str]:
     lines = []
     for step in build.get("steps") or []:
         name = str(step["name"])
-        record = _property(build, f"phase_{name.replace('-', '_')}")
+        record = _property(build, phase_property(name))
         if not isinstance(record, dict):
             continue
         entry = times.get(name) if isinstance(times, dict) else None

@@ -34,6 +34,7 @@ from twisted.internet import defer, threads
 from oscarvt.errors import OscarvtError, guest_line
 from oscarvt.oscar_run import OSCAR_LOG, OUTPUT
 from oscarvt_master.bisection import masked
+from oscarvt_master.recent import PROBE_OF, recent_builds
 from oscarvt_master.revisions import Commits, git_commits, svn_commits
 from oscarvt_master.settings import Repository
 from oscarvt_master.uploaded import read_uploaded
@@ -72,16 +73,11 @@ async def green_builds(master: Any, builderid: int, before: int, count: int) -> 
     """The builder's newest ``count`` green builds numbered below ``before``, probes left out, newest first:
     (number, properties as name to value)."""
     found: list[tuple[int, dict[str, Any]]] = []
-    builds = await master.data.get(("builders", builderid, "builds"), order=["-number"], limit=LOOKBACK)
-    for build in builds:
-        if build["number"] >= before or build["results"] != SUCCESS:
-            continue
-        stored = await master.db.builds.getBuildProperties(build["buildid"])
-        properties = {name: value for name, (value, _) in stored.items()}
-        if not properties.get("probe_of"):
-            found.append((int(build["number"]), properties))
-            if len(found) == count:
-                break
+    async for build, properties in recent_builds(master, builderid, LOOKBACK,
+                                                 lambda b: b["number"] < before and b["results"] == SUCCESS):
+        found.append((int(build["number"]), properties))
+        if len(found) == count:
+            break
     return found
 
 
@@ -159,7 +155,7 @@ class Triage(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
 
     def __init__(self, repository: Repository, mirrors: str, logs_folder: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("alwaysRun", True)
-        kwargs.setdefault("doStepIf", lambda step: step.build.results != SUCCESS and not step.getProperty("probe_of"))
+        kwargs.setdefault("doStepIf", lambda step: step.build.results != SUCCESS and not step.getProperty(PROBE_OF))
         kwargs.setdefault("hideStepIf", lambda results, step: results == SKIPPED)
         kwargs.setdefault("updateBuildSummaryPolicy", [SUCCESS])  # its first line is in the build's summary
         super().__init__(**kwargs)

@@ -38,6 +38,11 @@ EVENTS = ".events"   # the steps' event files, relative to the build directory
 CLEANUP = {phase.name for phase in (*table.CLEANUP_PHASES, table.KEEP)}  # these never retry the build
 RESULTS = {PRODUCT: FAILURE, BAD_INPUT: EXCEPTION}  # infrastructure: RETRY or EXCEPTION
 PHASE_SECONDS = "phase_seconds"  # build property: each phase's seconds and the product's part of them
+
+
+def phase_property(phase: str) -> str:
+    """The build property that holds ``phase``'s verdict (see the module): ``phase_`` and the name, ``_`` for ``-``."""
+    return f"phase_{phase.replace('-', '_')}"
 def command_arguments(phase: table.Phase, options: dict[str, Any]) -> list[Any]:
     """The command line's flags and values for ``options`` of ``phase``, spelled as its table says."""
     known = {option.dest: option for option in phase.options}
@@ -147,7 +152,7 @@ class OscarvtPhase(buildstep.ShellMixin, buildstep.BuildStep):  # type: ignore[m
             return CANCELLED  # type: ignore[no-any-return]
         ok = not cmd.didFail() and self.verdict is not None and self.verdict.get("ok") is True
         result = SUCCESS if ok else await self.failure_result()
-        self.setProperty(f"phase_{self.phase.replace('-', '_')}",
+        self.setProperty(phase_property(self.phase),
                          {"result": "passed" if ok else "failed", "blame": None if ok else self.blame,
                           "message": self.message(), "vm": None if ok else (self.verdict or {}).get("vm")},
                          "oscarvt")
