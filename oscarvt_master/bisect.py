@@ -40,9 +40,11 @@ from buildbot.reporters.utils import getURLForBuild
 from oscarvt.errors import INFRASTRUCTURE, PRODUCT, OscarvtError, guest_line
 from oscarvt.phase_table import PHASES
 from oscarvt_master.bisection import MAX_RETRIES, Bisection, Failure, Outcome, Probe, Result, judge
+from oscarvt_master.recent import PROBE_OF
 from oscarvt_master.revisions import Commit
 from oscarvt_master.settings import BISECT, BISECT_WORKER, Repository, Settings
 from oscarvt_master.triage import listed_commits
+from oscarvt_steps.steps import phase_property
 
 BISECT_FORM = "bisect-force"  # the bisect builder's force form (BISECT: the builder and its triggerable scheduler)
 PROBE_PRIORITY = -10  # below commit and nightly builds (0)
@@ -59,7 +61,7 @@ def first_failure(properties: Mapping[str, Any]) -> tuple[str | None, Failure | 
     """A build's blame and its first failed phase (in the phase table's order) with its message, from its
     properties (name to value); (None, None) for a build whose phases all passed."""
     for name in PHASES:
-        record = properties.get(f"phase_{name.replace('-', '_')}")
+        record = properties.get(phase_property(name))
         if isinstance(record, dict) and record.get("result") == "failed":
             blame = record.get("blame")
             return (str(blame) if blame else None), Failure(name, str(record.get("message") or ""))
@@ -96,7 +98,7 @@ def bisect_builder(settings: Settings, basedir: Path) -> util.BuilderConfig:
 def wants_bisection(step: Any) -> bool:
     """Whether the build is red by the product's fault and not a probe: StartBisection's condition."""
     return (step.build.results == FAILURE and step.getProperty("blame") == PRODUCT
-            and not step.getProperty("probe_of"))
+            and not step.getProperty(PROBE_OF))
 
 
 class StartBisection(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
@@ -182,7 +184,7 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
             only = commits.commits[0].revision
             text = (f"first bad commit: {self.named(by_revision, only)} "
                     "(the only commit since the green build; 0 probes)")
-            await self.report(text, only, by_revision)
+            await self.report(text, only, by_revision, repository)
             return SUCCESS  # type: ignore[no-any-return]
         search = Bisection(commits.base, list(by_revision))
         while (revision := search.next_probe()) is not None:
@@ -193,7 +195,8 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
         result = search.result
         assert result is not None  # the search is over
         text = self.result_text(result, by_revision, (time.monotonic() - started) / 60)
-        await self.report(text, result.revision, by_revision)
+        await self.report(text, result.revision if result.verdict == "first bad commit" else None, by_revision,
+                          repository)
         return SUCCESS if result.verdict != "undecided" else FAILURE  # type: ignore[no-any-return]
 
     async def red_failure(self, builder: str, repository: Repository, bad: str) -> Failure | None:
@@ -215,7 +218,7 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
     async def probe(self, builder: str, repository: Repository, revision: str, red: Failure | None) -> Probe:
         """Build ``revision`` of ``builder`` as a probe and judge how it went (against ``red``, if given)."""
         props = Properties()
-        for key, value in {"probe_of": self.getProperty("red_number") or self.build.number,
+        for key, value in {PROBE_OF: self.getProperty("red_number") or self.build.number,
                            "nodes": self.getProperty("nodes"), "boot": self.getProperty("boot"),
                            "reason": f"bisect probe of {revision}"}.items():
             if value is not None:
@@ -262,8 +265,10 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
             return f"first bad commit: {self.named(by_revision, result.revision)} {figures}"
         return f"{result.verdict}: {result.why} {figures}"
 
-    async def report(self, text: str, first_bad: str | None, by_revision: Mapping[str, Commit]) -> None:
-        """The result on this build, on the red build and in the properties the bisection mail reads."""
+    async def report(self, text: str, first_bad: str | None, by_revision: Mapping[str, Commit],
+                     repository: Repository) -> None:
+        """The result on this build, on the red build, in the properties the bisection mail reads and, for a
+        repository on GitHub, in ``first_bad`` (the commit, its repository, a description) for its status."""
         self.lines.append(text)
         await self.addCompleteLog("bisection", "\n".join(self.lines) + "\n")
         self.descriptionDone = [text[:300]]
@@ -273,6 +278,11 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
             text, "", f"Builder {self.getProperty('bisect_builder')}, from {self.getProperty('good')} (green) to "
             f"{self.getProperty('bad')} (red{f', build {red_number}' if red_number else ''}).", "", *self.lines[:-1]]),
             BISECT)
+        if first_bad and repository.github is not None:
+            figures = text.rsplit(" (", 1)[-1].rstrip(")")
+            self.setProperty("first_bad", {"revision": first_bad, "github": repository.github,
+                                           "description": f"first bad commit for {self.getProperty('bisect_builder')}"
+                                                          f" ({figures})"}, BISECT)
         commit = by_revision.get(first_bad or "")
         if commit is not None and commit.email:
             self.setProperty("owners", [commit.email], BISECT)  # the mail's interested user: the author

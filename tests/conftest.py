@@ -39,6 +39,8 @@ LONG_MODULES = ["test_driver", "test_buildbot", "test_bad_inputs", "test_bisect"
                 "test_client_names", "test_worker_host",
                 "test_image", "test_retention", "test_networks"]
 
+LEFT_OUT_MARKS = ("matrix", "long")  # tests left out of a run whose -m does not name their mark
+
 
 def _module_rank(item: pytest.Item) -> int:
     name = item.module.__name__ if isinstance(item, pytest.Function) else ""
@@ -47,15 +49,15 @@ def _module_rank(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The long modules first (``LONG_MODULES``). Tests marked ``matrix`` (the long runs of every
-    target) are left out of the default run, which ``make test`` must finish in time; a ``-m``
-    expression that names them runs them (``-m matrix``)."""
+    target) or ``long`` (other runs too long for it) are left out of the default run, which ``make test``
+    must finish in time; a ``-m`` expression that names the mark runs them (``-m matrix``, ``-m long``)."""
     items.sort(key=_module_rank)  # stable: a module's tests keep their order
-    if "matrix" in (config.getoption("markexpr") or ""):
-        return
-    left_out = [item for item in items if item.get_closest_marker("matrix") is not None]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if item.get_closest_marker("matrix") is None]
+    named = config.getoption("markexpr") or ""
+    for mark in (m for m in LEFT_OUT_MARKS if m not in named):
+        left_out = [item for item in items if item.get_closest_marker(mark) is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item.get_closest_marker(mark) is None]
 
 
 @dataclass

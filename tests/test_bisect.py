@@ -2,7 +2,10 @@
 from green to red over eight commits of which the fifth breaks OSCAR's step 4, and the bisect builder
 finds that commit by probe builds, within ceil(log2 n) + 1 of them, while the host kills the headnode of
 one probe (the probe is retried by Buildbot, not counted against a commit). The result is on the
-bisect build, on the red build's page and in a mail to the developers and the commit's author."""
+bisect build, on the red build's page, in a mail to the developers and the commit's author, and a
+failure status of the commit on GitHub (a local stand-in for its API). Then the breaking commit is
+reverted (green again) and the builder's spec changed so that the node's disk is too small: that red
+build is triaged as not a commit, and nothing is bisected."""
 
 from __future__ import annotations
 
@@ -13,59 +16,50 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 from buildbot.process.results import FAILURE, RETRY, SUCCESS
-from conftest import SmtpSink, oscarvt, qemu_pids_of, template_spec_data
-from test_buildbot import ADMIN, Master
+from conftest import SmtpSink, qemu_pids_of, template_spec_data
+from test_buildbot import ADMIN, Master, farm_settings
+from test_github import TOKEN, FakeGitHubApi
 
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_dev import local
 from oscarvt_dev.local import Rest
-from oscarvt_master.secret_files import hashed_line
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 BREAKING = 6  # of commits 2..9 (1 is the import), this one breaks OSCAR's step 4
+GITHUB = "oscar-cluster/oscar"  # the repository's project on GitHub, for the statuses
+SMALL_DISK = "16M"  # a node disk the image does not fit: oscar-mini's installer fails its rsync (SystemImager's too)
 
 
 def settings(template_spec: dict[str, Any], repo: Path, mail: SmtpSink, www_port: int,
-             worker_port: int) -> dict[str, Any]:
-    return {
-        "title": "oscarvt bisect", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
-        "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
-        "admins": ["admin"],
-        "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2}],
-        "workers": [{"name": "hv1", "max_clusters": 1}],
-        "builders": [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 1, "boot": "cdrom",
-                      "spec": template_spec}],
-        "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
-                 "admins": ["admin@example.org"], "mode": ["all"]},
-        "retries": 1,
-    }
+             worker_port: int, github_api: str) -> dict[str, Any]:
+    return farm_settings(
+        "oscarvt bisect", mail, www_port, worker_port,
+        [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2, "github": GITHUB}],
+        [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 1, "boot": "cdrom", "spec": template_spec}],
+        github={"statuses": True, "api_url": github_api})
 
 
 @pytest.fixture(scope="module")
-def master(tmp_path_factory) -> Iterator[Master]:
+def github() -> Iterator[FakeGitHubApi]:
+    with FakeGitHubApi() as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory, github) -> Iterator[Master]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("bisect")
     repo = local.git_repo(SUITE, root / "repo")
     sink = SmtpSink()
-    sink.controller.start()
     www_port, worker_port = free_tcp_port(), free_tcp_port()
     running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), repo, root / "unused", sink)
-    try:
-        local.create_master(root / "master", settings(template_spec_data(template), repo, sink, www_port, worker_port),
-                            {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n"})
-        running.pids.append(local.start_master(root / "master"))
-        local.create_worker(root / "worker", "hv1", worker_port, "worker-password")
-        running.pids.append(local.start_worker(root / "worker"))
-        wait_for(running.rest.worker_connected, timeout=60, what="the workers to connect")
+    with running.started(settings(template_spec_data(template), repo, sink, www_port, worker_port, github.url),
+                         {"github-token": TOKEN + "\n"}):
         yield running
-    finally:
-        for pid in reversed(running.pids):
-            local.stop(pid)
-        oscarvt("reap", "--under", root / "worker", "--stop-drivers")
-        sink.controller.stop()
 
 
 def commit(repo: Path, path: str, old: str, new: str, message: str) -> str:
@@ -110,8 +104,12 @@ def kill_the_first_probes_headnode(master: Master) -> int:
     return int(probe["number"])
 
 
+def is_probe(master: Master, build: dict[str, Any]) -> bool:
+    return "probe_of" in master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+
+
 @pytest.mark.vm
-def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(master):
+def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(master, github):
     status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
     assert status == 200, reply
     green = master.wait_build("b1", 1)
@@ -122,8 +120,7 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
 
     def red_build() -> dict[str, Any] | None:
         return next((b for b in master.rest.builds("b1") if b["complete"] and b["results"] == FAILURE
-                     and "probe_of" not in master.rest.get(f"builds/{b['buildid']}/properties")["properties"][0]),
-                    None)
+                     and not is_probe(master, b)), None)
     killed = kill_the_first_probes_headnode(master)
     red = wait_for(red_build, timeout=60, what="the red commit build")
     bisect = wait_for(lambda: next((b for b in master.rest.builds("bisect") if b["complete"]), None),
@@ -145,8 +142,7 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     # the probe whose headnode the host killed was retried by Buildbot; the search counted it once
     retried = master.rest.builds("b1")[killed - 1]
     assert retried["results"] == RETRY
-    probe_builds = [b for b in master.rest.builds("b1")
-                    if "probe_of" in master.rest.get(f"builds/{b['buildid']}/properties")["properties"][0]]
+    probe_builds = [b for b in master.rest.builds("b1") if is_probe(master, b)]
     assert len([b for b in probe_builds if b["results"] != RETRY]) == probes
 
     # triage: what changed since the last green build, on the red build's page and at the top of its mail
@@ -185,4 +181,49 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     probe_numbers = {b["number"] for b in probe_builds}
     assert not [m for m in master.mail.received if "oscarvt failure: b1 build" in str(m["Subject"])
                 and int(str(m["Subject"]).split("b1 build ")[1].split(":")[0]) in probe_numbers]
+
+    # on GitHub: the first bad commit's own failure status, linked to the bisect build
+    status = wait_for(lambda: next((body for path, _, body in github.posts
+                                    if path == f"/repos/{GITHUB}/statuses/{made[BREAKING]}"
+                                    and body["context"] == "oscarvt/b1/bisection"), None),
+                      timeout=60, what="the first bad commit's status")
+    assert status["state"] == "failure" and status["target_url"].endswith(f"/builders/{bisect['builderid']}/builds/"
+                                                                           f"{bisect['number']}"), status
+    assert status["description"] == f"first bad commit for b1 ({result.rsplit(' (', 1)[1]}", status
+    assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_a_red_build_from_a_spec_change_is_triaged_as_such_and_blames_no_commit(master):
+    count = len(master.rest.builds("b1"))
+    fixed = commit(master.repo, "share/client.pkglist", "no-such-package", "dropbear-bin", "client image: fixed")
+    green = wait_for(lambda: next((b for b in master.rest.builds("b1")[count:] if b["complete"]), None),
+                     timeout=600, what="the fixed commit's build", interval=3)
+    assert green["results"] == SUCCESS
+    assert master.rest.get(f"builds/{green['buildid']}/properties")["properties"][0]["got_revision"][0] == fixed
+
+    # the admin gives the builder's nodes a disk too small for the image, and reconfigures the master
+    settings_file = master.root / "master" / "settings.yaml"
+    changed = yaml.safe_load(settings_file.read_text())
+    changed["builders"][0]["spec"]["nodes"]["disk"] = SMALL_DISK
+    settings_file.write_text(yaml.safe_dump(changed, sort_keys=False))
+    reconfigured = (master.root / "master" / "twistd.log").read_text().count("configuration update complete")
+    os.kill(master.pids[0], signal.SIGHUP)
+    master.wait_logged("configuration update complete", times=reconfigured + 1)
+    bisections = len(master.rest.builds("bisect"))
+    status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
+    assert status == 200, reply
+    red = master.wait_build("b1", count + 2)
+    assert red["results"] == FAILURE
+    properties = master.rest.get(f"builds/{red['buildid']}/properties")["properties"][0]
+    assert properties["blame"][0] == "product" and properties["got_revision"][0] == fixed
+    assert "rsync of image" in properties["phase_wait_for_nodes"][0]["message"]
+    triage = properties["triage"][0]
+    assert triage[0] == (f"since green build {green['number']}: the same revision {fixed}, so not a commit; "
+                         "the spec changed"), triage
+    assert any(line.startswith("the spec changed: ") for line in triage), triage
+    assert "unchanged: the template, oscarvt's version, the worker" in triage
+    start = next(s for s in master.rest.steps(red) if s["name"] == "start-bisection")
+    assert start["state_string"].startswith(f"not a commit: build {green['number']} passed on this revision"), start
+    assert "bisection" not in properties and len(master.rest.builds("bisect")) == bisections
     assert qemu_pids_of(master.root / "worker") == []

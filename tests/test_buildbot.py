@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -56,6 +57,27 @@ class Master:
     svn_checkout: Path
     mail: SmtpSink
     pids: list[int] = field(default_factory=list)
+
+    @contextmanager
+    def started(self, settings: dict[str, Any], secrets: dict[str, str]) -> Iterator[Master]:
+        """Start the master (``root/master``, with ``settings`` and ``secrets``: the admin's login is added) and
+        its worker hv1 (``root/worker``, password ``worker-password``) until the block ends; then stop them, reap
+        what the worker left and stop the mail sink, even when the block failed."""
+        self.mail.controller.start()
+        try:
+            local.create_master(self.root / "master", settings,
+                                {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
+                                 **secrets})
+            self.pids.append(local.start_master(self.root / "master"))
+            local.create_worker(self.root / "worker", "hv1", int(settings["worker_port"]), "worker-password")
+            self.pids.append(local.start_worker(self.root / "worker"))
+            wait_for(self.rest.worker_connected, timeout=60, what="the worker to connect")
+            yield self
+        finally:
+            for pid in reversed(self.pids):
+                local.stop(pid)
+            oscarvt("reap", "--under", self.root / "worker", "--stop-drivers")
+            self.mail.controller.stop()
 
     def wait_build(self, builder: str, count: int, timeout: float = 900) -> dict[str, Any]:
         """Wait until ``builder`` has its ``count``-th build complete; return it."""
@@ -102,23 +124,31 @@ class Master:
         return self.wait_build("b1", count + 1)
 
 
-def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink,
-             www_port: int, worker_port: int) -> dict[str, Any]:
+def farm_settings(title: str, mail: SmtpSink, www_port: int, worker_port: int, repositories: list[dict[str, Any]],
+                  builders: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    """A test farm's settings: this master, its worker hv1 (a cluster at a time), the admin, mail to ``mail``
+    (all of it), one retry; ``more`` adds or replaces keys."""
     return {
-        "title": "oscarvt test", "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
+        "title": title, "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
         "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
-        "admins": ["admin"], "change_hook": True,
-        "repositories": [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
-                         {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # the webhook polls
-        "workers": [{"name": "hv1", "max_clusters": 1}],
-        "builders": [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 2, "boot": "cdrom",
-                      "spec": template_spec},
-                     {"name": "b2-svn", "repository": "oscar-svn", "workers": ["hv1"], "nodes": 2,
-                      "boot": "cdrom", "spec": template_spec}],
+        "admins": ["admin"], "repositories": repositories, "workers": [{"name": "hv1", "max_clusters": 1}],
+        "builders": builders,
         "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
                  "admins": ["admin@example.org"], "mode": ["all"]},
-        "retries": 1,
+        "retries": 1, **more,
     }
+
+
+def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink,
+             www_port: int, worker_port: int) -> dict[str, Any]:
+    return farm_settings(
+        "oscarvt test", mail, www_port, worker_port,
+        [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
+         {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # the webhook polls
+        [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 2, "boot": "cdrom", "spec": template_spec},
+         {"name": "b2-svn", "repository": "oscar-svn", "workers": ["hv1"], "nodes": 2, "boot": "cdrom",
+          "spec": template_spec}],
+        change_hook=True)
 
 
 @pytest.fixture(scope="module")
@@ -131,24 +161,11 @@ def master(tmp_path_factory) -> Iterator[Master]:
     subprocess.run(["svn", "import", "-q", "-m", "import oscar-mini", str(SUITE), svn], check=True)
     subprocess.run(["svn", "checkout", "-q", svn, str(root / "svn-checkout")], check=True)
     sink = SmtpSink()
-    sink.controller.start()
     www_port, worker_port = free_tcp_port(), free_tcp_port()
     running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), repo, root / "svn-checkout", sink)
-    try:
-        local.create_master(root / "master", settings(template_spec_data(template), repo, svn, sink, www_port,
-                                                      worker_port),
-                            {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
-                             "change-hook-users": hashed_line(*HOOK, rounds=4) + "\n"})
-        running.pids.append(local.start_master(root / "master"))
-        local.create_worker(root / "worker", "hv1", worker_port, "worker-password")
-        running.pids.append(local.start_worker(root / "worker"))
-        wait_for(running.rest.worker_connected, timeout=60, what="the worker to connect")
+    with running.started(settings(template_spec_data(template), repo, svn, sink, www_port, worker_port),
+                         {"change-hook-users": hashed_line(*HOOK, rounds=4) + "\n"}):
         yield running
-    finally:
-        for pid in reversed(running.pids):
-            local.stop(pid)
-        oscarvt("reap", "--under", root / "worker", "--stop-drivers")
-        sink.controller.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import pytest
 from buildbot.process.results import FAILURE, SUCCESS
+from buildbot.reporters.utils import getDetailsForBuild
 from buildbot.test.fake import fakemaster
 from buildbot.test.fake.httpclientservice import HTTPClientService
 from buildbot.test.reactor import TestReactorMixin
@@ -32,7 +33,7 @@ from oscarvt.waiting import wait_for
 from oscarvt_dev import local
 from oscarvt_master.github import status_push
 from oscarvt_master.secret_files import hashed_line
-from oscarvt_master.settings import settings_from_dict
+from oscarvt_master.settings import BISECT, settings_from_dict
 
 DATA = Path(__file__).parent / "data"
 SECRET = "It's a Secret to Everybody"  # the webhook's shared secret (secrets_dir/github-webhook-secret)
@@ -84,29 +85,35 @@ class FakeGitHubApi:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def __enter__(self) -> FakeGitHubApi:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
 
 @pytest.fixture(scope="module")
 def github_master(tmp_path_factory) -> Iterator[tuple[Running, FakeGitHubApi]]:
     """A master with GitHub's hook and statuses on (the statuses to a local API), no worker."""
     root = tmp_path_factory.mktemp("github")
-    running, api = Running(root), FakeGitHubApi()
-    api.thread.start()
-    settings = {**example(), "url": running.url, "www_port": running.www, "worker_port": running.worker,
-                "logs_port": running.logs, "mail": None,
-                "github": {"hook": True, "statuses": True, "api_url": api.url}}
-    local.create_master(root / "master", settings,
-                        {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
-                         "github-webhook-secret": SECRET + "\n", "github-token": TOKEN + "\n"})
-    try:
-        running.pid = local.start_master(root / "master")
-        wait_for(lambda: True if running.get(f"{running.url}api/v2/builders").status == 200 else None,
-                 timeout=60, what="the master's web UI")
-        yield running, api
-    finally:
-        if running.pid:
-            local.stop(running.pid)
-        api.server.shutdown()
-        api.server.server_close()
+    running = Running(root)
+    with FakeGitHubApi() as api:
+        settings = {**example(), "url": running.url, "www_port": running.www, "worker_port": running.worker,
+                    "logs_port": running.logs, "mail": None,
+                    "github": {"hook": True, "statuses": True, "api_url": api.url}}
+        local.create_master(root / "master", settings,
+                            {"worker-hv1": "worker-password", "www-users": hashed_line(*ADMIN, rounds=4) + "\n",
+                             "github-webhook-secret": SECRET + "\n", "github-token": TOKEN + "\n"})
+        try:
+            running.pid = local.start_master(root / "master")
+            wait_for(lambda: True if running.get(f"{running.url}api/v2/builders").status == 200 else None,
+                     timeout=60, what="the master's web UI")
+            yield running, api
+        finally:
+            if running.pid:
+                local.stop(running.pid)
 
 
 def post(master: Running, body: bytes, headers: dict[str, str], event: str = "push",
@@ -256,8 +263,9 @@ class TestStatuses(ReporterTestMixin, TestReactorMixin, unittest.TestCase):
         del settings["matrix"]
         settings["builders"] = [{**settings["builders"][0], "name": name, "repository": repository}
                                 for name, repository in (("Builder0", "oscar"), ("Builder1", "elsewhere"))]
-        self.push, = status_push(settings_from_dict(settings))
+        self.push, self.bisection = status_push(settings_from_dict(settings))
         await self.push.setServiceParent(self.master)
+        await self.bisection.setServiceParent(self.master)
 
     def expect(self, state: str, description: str) -> None:
         self.http.expect("post", f"/repos/{REPOSITORY}/statuses/{self.reporter_test_revision}",
@@ -283,3 +291,28 @@ class TestStatuses(ReporterTestMixin, TestReactorMixin, unittest.TestCase):
         await self.insert_test_data([SUCCESS, SUCCESS], SUCCESS)  # builds 20 (Builder0) and 21 (Builder1)
         build = await self.master.data.get(("builds", 21))
         await self.push._got_event(("builds", 21, "finished"), build)  # no request expected: none is sent
+
+    async def bisect_build(self, **properties: Any) -> dict[str, Any]:
+        """A finished build with ``properties``, as the bisection reporter's generator hands it on (it takes only
+        the bisect builder's builds; Buildbot's test data names its builders Builder0 and Builder1)."""
+        assert [g.builders for g in self.bisection.generators] == [[BISECT]]
+        self.reporter_test_props.update(properties)
+        build = await self.insert_build_finished(SUCCESS)
+        await getDetailsForBuild(self.master, build, want_properties=True)
+        return build
+
+    async def test_a_bisections_first_bad_commit_gets_a_failure_status_of_its_own(self):
+        first_bad = "0123456789abcdef0123456789abcdef01234567"  # not the build's revision: it has no source stamp
+        description = "first bad commit for Builder0 (3 probes, 2 minutes)"
+        build = await self.bisect_build(bisect_builder="Builder0", first_bad={
+            "revision": first_bad, "github": REPOSITORY, "description": description})
+        self.http.expect("post", f"/repos/{REPOSITORY}/statuses/{first_bad}",
+                         json={"state": "failure", "description": description,
+                               "context": "oscarvt/Builder0/bisection",
+                               "target_url": "http://localhost:8080/#/builders/79/builds/0"},
+                         headers={"Authorization": f"token {TOKEN}"})
+        await self.bisection.sendMessage([{"builds": [build], "body": "bisected"}])
+
+    async def test_a_bisection_without_a_first_bad_commit_sends_no_status(self):
+        build = await self.bisect_build(bisect_builder="Builder0")  # "no bad commit": no property first_bad
+        await self.bisection.sendMessage([{"builds": [build], "body": "bisected"}])  # no request expected: none sent
