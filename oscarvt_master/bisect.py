@@ -182,9 +182,9 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
             return SUCCESS  # type: ignore[no-any-return]
         if len(commits.commits) == 1 and self.getProperty("red_phase"):
             only = commits.commits[0].revision
-            text = (f"first bad commit: {self.named(by_revision, only)} "
-                    "(the only commit since the green build; 0 probes)")
-            await self.report(text, only, by_revision, repository)
+            figures = "the only commit since the green build; 0 probes"
+            await self.report(f"first bad commit: {self.named(by_revision, only)} ({figures})", figures, only,
+                              by_revision, repository)
             return SUCCESS  # type: ignore[no-any-return]
         search = Bisection(commits.base, list(by_revision))
         while (revision := search.next_probe()) is not None:
@@ -194,9 +194,10 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
                            + (f" ({probe.failure.phase}: {probe.failure.message})" if probe.failure else ""))
         result = search.result
         assert result is not None  # the search is over
-        text = self.result_text(result, by_revision, (time.monotonic() - started) / 60)
-        await self.report(text, result.revision if result.verdict == "first bad commit" else None, by_revision,
-                          repository)
+        minutes = (time.monotonic() - started) / 60
+        figures = f"{result.probes} probe{'' if result.probes == 1 else 's'}, {minutes:.0f} minutes"
+        await self.report(self.result_text(result, by_revision, figures), figures,
+                          result.revision if result.verdict == "first bad commit" else None, by_revision, repository)
         return SUCCESS if result.verdict != "undecided" else FAILURE  # type: ignore[no-any-return]
 
     async def red_failure(self, builder: str, repository: Repository, bad: str) -> Failure | None:
@@ -259,13 +260,12 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
         commit = by_revision.get(revision)
         return f"{revision} by {commit.author}: {commit.subject}" if commit else revision
 
-    def result_text(self, result: Result, by_revision: Mapping[str, Commit], minutes: float) -> str:
-        figures = f"({result.probes} probe{'' if result.probes == 1 else 's'}, {minutes:.0f} minutes)"
+    def result_text(self, result: Result, by_revision: Mapping[str, Commit], figures: str) -> str:
         if result.verdict == "first bad commit" and result.revision:
-            return f"first bad commit: {self.named(by_revision, result.revision)} {figures}"
-        return f"{result.verdict}: {result.why} {figures}"
+            return f"first bad commit: {self.named(by_revision, result.revision)} ({figures})"
+        return f"{result.verdict}: {result.why} ({figures})"
 
-    async def report(self, text: str, first_bad: str | None, by_revision: Mapping[str, Commit],
+    async def report(self, text: str, figures: str, first_bad: str | None, by_revision: Mapping[str, Commit],
                      repository: Repository) -> None:
         """The result on this build, on the red build, in the properties the bisection mail reads and, for a
         repository on GitHub, in ``first_bad`` (the commit, its repository, a description) for its status."""
@@ -279,7 +279,6 @@ class Bisect(BuildStep):  # type: ignore[misc]  # buildbot has no type hints
             f"{self.getProperty('bad')} (red{f', build {red_number}' if red_number else ''}).", "", *self.lines[:-1]]),
             BISECT)
         if first_bad and repository.github is not None:
-            figures = text.rsplit(" (", 1)[-1].rstrip(")")
             self.setProperty("first_bad", {"revision": first_bad, "github": repository.github,
                                            "description": f"first bad commit for {self.getProperty('bisect_builder')}"
                                                           f" ({figures})"}, BISECT)

@@ -1,11 +1,13 @@
-"""Bisection on a real master and worker, with oscar-mini on virtual clusters as OSCAR: a builder goes
-from green to red over eight commits of which the fifth breaks OSCAR's step 4, and the bisect builder
-finds that commit by probe builds, within ceil(log2 n) + 1 of them, while the host kills the headnode of
-one probe (the probe is retried by Buildbot, not counted against a commit). The result is on the
-bisect build, on the red build's page, in a mail to the developers and the commit's author, and a
-failure status of the commit on GitHub (a local stand-in for its API). Then the breaking commit is
-reverted (green again) and the builder's spec changed so that the node's disk is too small: that red
-build is triaged as not a commit, and nothing is bisected."""
+"""Bisection on a real master and worker, with oscar-mini on virtual clusters as OSCAR. First a red
+build whose cause is not a commit: after a green build the builder's spec gives the nodes a disk too
+small for the image; that red build is triaged as the same revision with the spec changed, and nothing
+is bisected. Then, with the spec as before, the builder goes from green to red over eight commits of
+which the fifth breaks OSCAR's step 4 (they reach it as one build: the admin pauses the worker while
+they come in), and the bisect builder finds that commit by probe builds, within ceil(log2 n) + 1 of
+them, while the host kills the headnode of one probe (the probe is retried by Buildbot, not counted
+against a commit). The result is on the bisect build, on the red build's page, in a mail to the
+developers and the commit's author, and a failure status of the commit on GitHub (a local stand-in
+for its API)."""
 
 from __future__ import annotations
 
@@ -108,18 +110,79 @@ def is_probe(master: Master, build: dict[str, Any]) -> bool:
     return "probe_of" in master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
 
 
-@pytest.mark.vm
-def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(master, github):
+def force(master: Master) -> dict[str, Any]:
+    """Force a build of b1 (main's newest commit) as the admin and wait for it to end."""
+    count = len(master.rest.builds("b1"))
     status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
     assert status == 200, reply
-    green = master.wait_build("b1", 1)
+    return master.wait_build("b1", count + 1)
+
+
+def reconfigure(master: Master, settings_text: str) -> None:
+    """Write the master's settings file and have the master read it again (SIGHUP), as an admin would."""
+    log = master.root / "master" / "twistd.log"
+    done = log.read_text().count("configuration update complete")
+    (master.root / "master" / "settings.yaml").write_text(settings_text)
+    os.kill(master.pids[0], signal.SIGHUP)
+    master.wait_logged("configuration update complete", times=done + 1)
+
+
+def control_worker(master: Master, action: str) -> None:
+    """Pause or unpause the worker hv1 as the admin."""
+    workerid = master.rest.get("workers/hv1")["workers"][0]["workerid"]
+    status, reply = master.rest.rpc(f"workers/{workerid}", action, {"reason": "the test"}, user=ADMIN)
+    assert status == 200, reply
+
+
+@pytest.mark.vm
+def test_a_red_build_from_a_spec_change_is_triaged_as_such_and_blames_no_commit(master):
+    green = force(master)
     assert green["results"] == SUCCESS
+    revision = master.rest.get(f"builds/{green['buildid']}/properties")["properties"][0]["got_revision"][0]
+
+    # the admin gives the builder's nodes a disk too small for the image, and reconfigures the master
+    settings_file = master.root / "master" / "settings.yaml"
+    before = settings_file.read_text()
+    changed = yaml.safe_load(before)
+    changed["builders"][0]["spec"]["nodes"]["disk"] = SMALL_DISK
+    reconfigure(master, yaml.safe_dump(changed, sort_keys=False))
+    try:
+        red = force(master)
+    finally:
+        reconfigure(master, before)  # the spec as it was, for the next test
+    assert red["results"] == FAILURE
+    properties = master.rest.get(f"builds/{red['buildid']}/properties")["properties"][0]
+    assert properties["blame"][0] == "product" and properties["got_revision"][0] == revision
+    assert "rsync of image" in properties["phase_wait_for_nodes"][0]["message"]
+    triage = properties["triage"][0]
+    assert triage[0] == (f"since green build {green['number']}: the same revision {revision}, so not a commit; "
+                         "the spec changed"), triage
+    assert any(line.startswith("the spec changed: ") for line in triage), triage
+    assert "unchanged: the template, oscarvt's version, the worker" in triage
+    start = next(s for s in master.rest.steps(red) if s["name"] == "start-bisection")
+    assert start["state_string"].startswith(f"not a commit: build {green['number']} passed on this revision"), start
+    assert "bisection" not in properties and master.rest.builds("bisect") == []
+    assert qemu_pids_of(master.root / "worker") == []
+
+
+@pytest.mark.vm
+def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(master, github):
+    earlier = master.rest.builds("b1")
+    assert [b["results"] for b in earlier] == [SUCCESS, FAILURE]  # the test above: green, then red by the spec
+    green_revision = master.rest.get(f"builds/{earlier[0]['buildid']}/properties")["properties"][0]["got_revision"][0]
     master.wait_logged(f'gitpoller: processing changes from "{master.repo}"', times=2)
+    control_worker(master, "pause")  # the eight commits' requests wait, and then are one build
     made = eight_commits(master.repo)
     local.git(master.repo, "merge", "-q", "--ff-only", "work")  # all eight reach main at once
+    def one_request_per_commit_and_one_waiting() -> bool | None:  # Buildbot collapses each into the next
+        requests = master.rest.get(f"buildrequests?builderid__eq={earlier[0]['builderid']}")["buildrequests"]
+        waiting = [r for r in requests if not r["complete"]]
+        return True if len(requests) == len(earlier) + len(made) and len(waiting) == 1 else None
+    wait_for(one_request_per_commit_and_one_waiting, timeout=60, what="a build request per commit, one waiting")
+    control_worker(master, "unpause")
 
     def red_build() -> dict[str, Any] | None:
-        return next((b for b in master.rest.builds("b1") if b["complete"] and b["results"] == FAILURE
+        return next((b for b in master.rest.builds("b1")[len(earlier):] if b["complete"] and b["results"] == FAILURE
                      and not is_probe(master, b)), None)
     killed = kill_the_first_probes_headnode(master)
     red = wait_for(red_build, timeout=60, what="the red commit build")
@@ -128,9 +191,8 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     properties = master.rest.get(f"builds/{bisect['buildid']}/properties")["properties"][0]
     red_properties = master.rest.get(f"builds/{red['buildid']}/properties")["properties"][0]
     good = properties["good"][0]
-    assert properties["bad"][0] == red_properties["got_revision"][0] == made[9]
-    listed = list(made.values())
-    commits = len(listed) - listed.index(good) - 1 if good in listed else len(listed)
+    assert good == green_revision and properties["bad"][0] == red_properties["got_revision"][0] == made[9]
+    commits = len(made)  # 2..9, one red build: the paused worker's requests were collapsed into one
     result = properties["bisection"][0]
     assert result.startswith(f"first bad commit: {made[BREAKING]} by oscarvt: client image: a missing package ("), \
         result
@@ -190,40 +252,4 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     assert status["state"] == "failure" and status["target_url"].endswith(f"/builders/{bisect['builderid']}/builds/"
                                                                            f"{bisect['number']}"), status
     assert status["description"] == f"first bad commit for b1 ({result.rsplit(' (', 1)[1]}", status
-    assert qemu_pids_of(master.root / "worker") == []
-
-
-@pytest.mark.vm
-def test_a_red_build_from_a_spec_change_is_triaged_as_such_and_blames_no_commit(master):
-    count = len(master.rest.builds("b1"))
-    fixed = commit(master.repo, "share/client.pkglist", "no-such-package", "dropbear-bin", "client image: fixed")
-    green = wait_for(lambda: next((b for b in master.rest.builds("b1")[count:] if b["complete"]), None),
-                     timeout=600, what="the fixed commit's build", interval=3)
-    assert green["results"] == SUCCESS
-    assert master.rest.get(f"builds/{green['buildid']}/properties")["properties"][0]["got_revision"][0] == fixed
-
-    # the admin gives the builder's nodes a disk too small for the image, and reconfigures the master
-    settings_file = master.root / "master" / "settings.yaml"
-    changed = yaml.safe_load(settings_file.read_text())
-    changed["builders"][0]["spec"]["nodes"]["disk"] = SMALL_DISK
-    settings_file.write_text(yaml.safe_dump(changed, sort_keys=False))
-    reconfigured = (master.root / "master" / "twistd.log").read_text().count("configuration update complete")
-    os.kill(master.pids[0], signal.SIGHUP)
-    master.wait_logged("configuration update complete", times=reconfigured + 1)
-    bisections = len(master.rest.builds("bisect"))
-    status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
-    assert status == 200, reply
-    red = master.wait_build("b1", count + 2)
-    assert red["results"] == FAILURE
-    properties = master.rest.get(f"builds/{red['buildid']}/properties")["properties"][0]
-    assert properties["blame"][0] == "product" and properties["got_revision"][0] == fixed
-    assert "rsync of image" in properties["phase_wait_for_nodes"][0]["message"]
-    triage = properties["triage"][0]
-    assert triage[0] == (f"since green build {green['number']}: the same revision {fixed}, so not a commit; "
-                         "the spec changed"), triage
-    assert any(line.startswith("the spec changed: ") for line in triage), triage
-    assert "unchanged: the template, oscarvt's version, the worker" in triage
-    start = next(s for s in master.rest.steps(red) if s["name"] == "start-bisection")
-    assert start["state_string"].startswith(f"not a commit: build {green['number']} passed on this revision"), start
-    assert "bisection" not in properties and len(master.rest.builds("bisect")) == bisections
     assert qemu_pids_of(master.root / "worker") == []
