@@ -29,6 +29,7 @@ from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_dev import local
 from oscarvt_dev.local import Rest
+from oscarvt_master.recent import PROBE_OF
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
 BREAKING = 6  # of commits 2..9 (1 is the import), this one breaks OSCAR's step 4
@@ -95,7 +96,7 @@ def kill_the_first_probes_headnode(master: Master) -> int:
     def first_probe() -> dict[str, Any] | None:
         for build in master.rest.builds("b1"):
             props = master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
-            if "probe_of" in props and any(s["name"] == "checkout-oscar" and s["started_at"]
+            if PROBE_OF in props and any(s["name"] == "checkout-oscar" and s["started_at"]
                                            for s in master.rest.steps(build)):
                 return build
         return None
@@ -107,7 +108,12 @@ def kill_the_first_probes_headnode(master: Master) -> int:
 
 
 def is_probe(master: Master, build: dict[str, Any]) -> bool:
-    return "probe_of" in master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+    return PROBE_OF in master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
+
+
+def probes(result: str) -> int:
+    """N of a bisection's result "... (N probes, M minutes)"."""
+    return int(result.rsplit("(", 1)[1].split(" probe")[0])
 
 
 def force(master: Master) -> dict[str, Any]:
@@ -196,8 +202,7 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     result = properties["bisection"][0]
     assert result.startswith(f"first bad commit: {made[BREAKING]} by oscarvt: client image: a missing package ("), \
         result
-    probes = int(result.rsplit("(", 1)[1].split(" probe")[0])
-    assert 1 <= probes <= math.ceil(math.log2(commits)) + 1, (result, commits)
+    assert 1 <= probes(result) <= math.ceil(math.log2(commits)) + 1, (result, commits)
     step = next(s for s in master.rest.steps(bisect) if s["name"] == "bisect")
     assert bisect["results"] == SUCCESS and step["state_string"] == result and bisect["state_string"].endswith(result)
 
@@ -205,7 +210,7 @@ def test_a_red_build_over_eight_commits_is_bisected_to_the_commit_that_broke_it(
     retried = master.rest.builds("b1")[killed - 1]
     assert retried["results"] == RETRY
     probe_builds = [b for b in master.rest.builds("b1") if is_probe(master, b)]
-    assert len([b for b in probe_builds if b["results"] != RETRY]) == probes
+    assert len([b for b in probe_builds if b["results"] != RETRY]) == probes(result)
 
     # triage: what changed since the last green build, on the red build's page and at the top of its mail
     green_number = red_properties["last_green"][0]["number"]

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 from buildbot.process.results import FAILURE, SUCCESS
 from conftest import SmtpSink, qemu_pids_of, template_spec_data
-from test_bisect import BREAKING, is_probe
+from test_bisect import BREAKING, force, is_probe, probes
 from test_buildbot import ADMIN, Master, farm_settings
 
 from oscarvt.image import build_template
@@ -63,23 +63,10 @@ def svn_commit(checkout: Path, path: str, old: str, new: str, message: str) -> N
     subprocess.run(["svn", "commit", "-q", "-m", message, str(checkout)], check=True)
 
 
-def force(master: Master) -> dict[str, Any]:
-    """Force a build of b1 (trunk's newest revision) and wait for it to end."""
-    count = len(master.rest.builds("b1"))
-    status, reply = master.rest.rpc("forceschedulers/force", "force", {"builderNames": ["b1"]}, user=ADMIN)
-    assert status == 200, reply
-    return master.wait_build("b1", count + 1)
-
-
 def bisection(master: Master, number: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``number``-th bisect build, once it ended, and its properties."""
     build = master.wait_build("bisect", number, timeout=2400)
     return build, master.rest.get(f"builds/{build['buildid']}/properties")["properties"][0]
-
-
-def probes(result: str) -> int:
-    """N of a result "... (N probes, M minutes)"."""
-    return int(result.rsplit("(", 1)[1].split(" probe")[0])
 
 
 def test_an_svn_red_build_is_bisected_to_the_revision_that_broke_it(master):
