@@ -93,10 +93,9 @@ def shown(value: Any) -> str:
 
 def guest_line(text: str, limit: int = 300) -> str:
     """Text a guest sent (the code under test's), as a message quotes it: one printable line as it
-    is, cut after ``limit`` characters; anything else by ``shown`` (its repr, cut short)."""
-    if not text.isprintable():
-        return shown(text)
-    return text if len(text) <= limit else text[:limit] + "..."
+    is, anything else as its repr (control characters escaped), either cut after ``limit`` characters."""
+    quoted = text if text.isprintable() else repr(text[:limit + 1])
+    return quoted if len(quoted) <= limit else quoted[:limit] + "..."
 
 
 def from_os_error(exc: OSError) -> OscarvtError:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from oscarvt import access, events, log, monitor
 from oscarvt.cluster import ClusterDir
-from oscarvt.errors import InputError, ProductError
+from oscarvt.errors import InputError, ProductError, guest_line
 from oscarvt.image import build_template
 from oscarvt.phases.boot import boot_compute_nodes
 from oscarvt.phases.nodes import Node, take_in
@@ -352,3 +352,11 @@ def check_kept_and_shown(cluster: Path, events_file: Path) -> None:
     written = [events.parse(line) for line in events_file.read_text().splitlines()]
     booted = {(e["vm"], e["client"]) for e in written if e and e["event"] == "node" and e["state"] == "booted"}
     assert booted == {(vm, name) for vm, (name, _) in USERS_NODES.items()}
+
+
+def test_a_guest_line_with_a_control_character_is_quoted_whole_up_to_the_limit():
+    """A line with an escape sequence keeps its words (escaped) as far as the limit, not the first few."""
+    line = "rsync of image oscarimage failed: \x1b[31mNo space left on device\x1b[0m (code 11) at main.c(1338)"
+    quoted = guest_line(line, 300)
+    assert quoted == repr(line) and quoted.isprintable()
+    assert guest_line("\x07" + "x" * 500, 300) == repr("\x07" + "x" * 500)[:300] + "..."
