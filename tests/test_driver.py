@@ -267,6 +267,49 @@ def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path, clust
 
 
 @pytest.mark.vm
+@pytest.mark.long  # about 6 minutes under TCG, most of it the half of timeouts.node a silent node is given
+def test_a_node_whose_network_boot_gave_up_is_power_cycled_once_and_installs(spec_file, tmp_path, svn_server):
+    """The headnode's dnsmasq is stopped (SIGSTOP) while the node boots from the network: its boot ROM
+    gets no DHCP answer and gives up, nothing on the console. Half of timeouts.node later wait-for-nodes
+    power-cycles it; dnsmasq goes on then, and the node's second network boot installs it."""
+    data = {**yaml.safe_load(one_node_spec(spec_file, tmp_path / "one.yaml").read_text())}
+    data["timeouts"] = {**data.get("timeouts", {}), "node": 240}
+    spec = write_spec(tmp_path / "spec.yaml", data)
+    cluster = tmp_path / "c"
+    dnsmasq = "$(cat /run/oscar-dnsmasq.pid)"
+    try:
+        for args in (["copy-vm-image", "--spec", spec], ["boot-headnode"], ["checkout-oscar", "--url", svn_server],
+                     ["start-oscar"], ["ssh", "headnode", "--", f"kill -STOP {dnsmasq}"],
+                     ["boot-compute-nodes", "--boot", "network"]):
+            result = oscarvt(args[0], "--cluster", cluster, *args[1:])
+            assert result.returncode == 0, result.output
+        events_file = tmp_path / "events.jsonl"
+        waiting = subprocess.Popen([sys.executable, "-m", "oscarvt", "wait-for-nodes", "--cluster", str(cluster)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "OSCARVT_EVENTS": str(events_file)})
+        assert waiting.stdout is not None
+        lines = []
+        for line in waiting.stdout:  # wait-for-nodes ends by itself within timeouts.node and a half
+            lines.append(line)
+            if "power-cycled" in line:
+                result = oscarvt("ssh", "--cluster", cluster, "headnode", "--", f"kill -CONT {dnsmasq}")
+                assert result.returncode == 0, result.output
+        output = "".join(lines)
+        assert waiting.wait(timeout=60) == 0, output
+        cycled = [line for line in lines if "power-cycled" in line]
+        print("".join(cycled) + lines[-1])
+        assert len(cycled) == 1 and re.search(r"oscarnode1: nothing on its console and no report \d+s after its "
+                                              r"network boot; power-cycled \(network boot 2 of 2\)", cycled[0]), output
+        assert int(re.search(r"report (\d+)s", cycled[0]).group(1)) >= 120  # half of timeouts.node: 240
+        assert "1 nodes imaged and booted from their disks" in lines[-1], output
+        events = [json.loads(line) for line in events_file.read_text().splitlines()]
+        assert [e["state"] for e in events if e["event"] == "node"][:2] == ["power-cycled", "imaging"]
+    finally:
+        oscarvt("destroy", "--cluster", cluster)
+    assert qemu_pids_of(cluster) == []
+
+
+@pytest.mark.vm
 def test_killing_a_node_during_imaging_fails_wait_for_nodes_within_seconds(spec_file, tmp_path, svn_server):
     cluster = tmp_path / "c"
     try:

@@ -323,3 +323,21 @@ def test_a_console_error_is_blamed_on_who_caused_it(tmp_path, line, blame):
         nodes.watch_vm(Session(cluster, None), node, take_in_logs=lambda: None)  # type: ignore[arg-type]
     assert error.value.blame == blame and error.value.vm == "oscarnode1"
     assert str(error.value).startswith("oscarnode1: ")
+
+
+def test_only_a_node_that_showed_nothing_at_all_counts_as_silent_since_power_on():
+    """wait-for-nodes power-cycles a network-booted node that is silent since power-on (see its docstring):
+    any console line, report or fetch means its boot went further, and it is left alone."""
+    def node(**changes: object) -> nodes.Node:
+        fresh = nodes.Node(name="oscarnode1", ip="10.0.0.11", started=time.time(), console_offset=0)
+        return dataclasses.replace(fresh, **changes)  # type: ignore[arg-type]
+    assert node().silent_since_power_on()
+    assert not node(console_seen=True).silent_since_power_on()
+    assert not node(status=0).silent_since_power_on()
+    assert not node(times={"imaging_complete": 30.0}).silent_since_power_on()
+    assert node().said() == "not heard from"
+    assert node(netboots=2).said() == "not heard from, after 2 network boots"
+    # No tries left, or not silent: no power-cycle, and the session is not even asked for the profile.
+    assert not nodes.power_cycle_silent(None, node(netboots=nodes.NETBOOT_TRIES), 400.0)  # type: ignore[arg-type]
+    assert not nodes.power_cycle_silent(None, node(console_seen=True), 400.0)  # type: ignore[arg-type]
+

@@ -10,6 +10,12 @@ that died, or a node with no progress for ``timeouts.node``; then
 the hook is released with a failure, so OSCAR stops as it does when its boot script fails
 (an interrupt leaves the hook waiting, so wait-for-nodes can be run again).
 
+A node that booted from the network and has shown nothing at all for half of ``timeouts.node``
+(no console line, no report, no imaging_complete fetch) is power-cycled once, as an admin does
+with a real node whose PXE boot gave up: on the cluster's multicast LAN a busy host can lose
+the DHCP answers of a node's boot ROM, which then stops for good, silently. If it stays silent
+after that, it fails as any node without progress, its message saying it was power-cycled.
+
 OSCAR names and addresses its clients from its define-clients answers (a user's ``--inputs``
 may give other names, numbers and addresses than the spec's), and gives them the MACs of the
 MAC file in file order. So a monitor report belongs to the VM whose private NIC has its MAC
@@ -46,6 +52,7 @@ CONSOLE_ERRORS = ("Kernel panic", "oscar-installer: ERROR", "Failed to execute /
 # check of the timer fails when TCG on a busy host runs the guest too slowly.
 HOST_SIGNS = {"IO-APIC + timer doesn't work": "the guest's timer check failed (TCG on a busy host is too slow)"}
 POLL = 1.0
+NETBOOT_TRIES = 2  # network boots of a node that shows nothing at all (see above)
 STATUS = re.compile(r"-?[0-9]{1,6}")  # SystemImager's codes; '²', '٣' or 5000 digits are no status
 REPORT_GRACE = 5.0  # seconds for an installer's error status to follow its console error line
 MAX_MESSAGE = 300  # characters of an installer's error message quoted as they are
@@ -67,6 +74,8 @@ class Node:
     status: int | None = None
     last_activity: float = field(default_factory=time.time)
     restarted: bool = False
+    netboots: int = 1  # its network boots so far (power-cycles + 1), for a node booted from the network
+    console_seen: bool = False  # anything on its console since it was started
     times: dict[str, float] = field(default_factory=dict)
     history: list[StatusSeen] = field(default_factory=list)  # each change of status, bounded (state.remember)
     refused: set[str] = field(default_factory=set)  # report fields already said to be unusable
@@ -91,7 +100,13 @@ class Node:
 
     def said(self) -> str:
         """Its last status in words."""
-        return monitor.describe(self.status) if self.status is not None else "not heard from"
+        if self.status is not None:
+            return monitor.describe(self.status)
+        return "not heard from" + (f", after {self.netboots} network boots" if self.netboots > 1 else "")
+
+    def silent_since_power_on(self) -> bool:
+        """Nothing at all from it since its VM started: no console line, no report, no fetch."""
+        return not self.console_seen and self.status is None and not self.times
 
 
 def wait_for_nodes(cluster: ClusterDir, timeout: float | None = None) -> str:
@@ -145,6 +160,8 @@ def wait_until_booted(session: Session, nodes: dict[str, Node], take_in_logs: Ca
         for node in nodes.values():
             watch_vm(session, node, take_in_logs)
             silent = time.time() - node.last_activity
+            if silent > node_timeout / 2 and power_cycle_silent(session, node, silent):
+                continue
             if node.status != monitor.BOOTED and silent > node_timeout:
                 raise ProductError(f"{node.label}: no progress for {node_timeout}s "
                                    f"(last: {node.said()}; timeouts.node)", vm=node.name)
@@ -154,6 +171,25 @@ def wait_until_booted(session: Session, nodes: dict[str, Node], take_in_logs: Ca
             waiting = [n.label for n in nodes.values() if n.status != monitor.BOOTED]
             raise ProductError(f"not every node booted within {limit:.0f}s: {', '.join(waiting)}")
         time.sleep(POLL)
+
+
+def power_cycle_silent(session: Session, node: Node, silent: float) -> bool:
+    """Power-cycle ``node`` if it booted from the network, has shown nothing at all since, and has
+    network tries left (``NETBOOT_TRIES``); True if it was."""
+    if node.netboots >= NETBOOT_TRIES or not node.silent_since_power_on():
+        return False
+    if session.profile(node.name).boot_device != "network":
+        return False
+    node.netboots += 1
+    progress(f"{node.label}: nothing on its console and no report {silent:.0f}s after its network boot; "
+             f"power-cycled (network boot {node.netboots} of {NETBOOT_TRIES})")
+    with timing.spent_on_harness():
+        session.vm(node.name).stop(session.spec.timeouts.stop)
+        boot_node(session, node.name, "network", None)
+    node.console_offset = session.state.vms[node.name].console_start
+    node.last_activity = time.time()
+    emit_node(node, "power-cycled")
+    return True
 
 
 def take_in(monitor_lines: list[str], rsyncd_lines: list[str], nodes: dict[str, Node]) -> None:
@@ -232,6 +268,7 @@ def watch_vm(session: Session, node: Node, take_in_logs: Callable[[], None]) -> 
     if used:
         node.console_offset += used
         node.last_activity = time.time()
+        node.console_seen = node.console_seen or any(line.strip() for line in lines)
     for line in lines:
         host_trouble = next((why for sign, why in HOST_SIGNS.items() if sign in line), None)
         if host_trouble:
