@@ -136,9 +136,12 @@ def lane_label(name: str, node: NodeRecord) -> str:
 
 
 def node_changes(node: NodeRecord, origin: float) -> list[Change]:
-    """The node's stages in time order: started, each reported status, the driver's restart from its disk."""
+    """The node's stages in time order: started, each reported status, the driver's power-cycle of a node
+    silent after its network boot, its restart from its disk."""
     started = node.started or origin
     changes = [Change(started - origin, "booted", "booted")]
+    if "power-cycled" in node.times:
+        changes.append(Change(started + node.times["power-cycled"] - origin, "booted", "power-cycled"))
     changes += [Change(seen.time - origin, *_stage(seen.status)) for seen in node.history]
     if "restarted" in node.times:
         changes.append(Change(started + node.times["restarted"] - origin, "rebooted", "restarted"))

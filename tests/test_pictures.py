@@ -296,3 +296,23 @@ def test_a_status_that_is_no_status_code_is_passed_over_not_a_crash():
     take_in([line.format("9" * 5000), line.format("\u00b2"), line.format("\u0663"), line.format("40")], [],
             {"oscarnode1": node})
     assert node.status == 40 and [seen.status for seen in node.history] == [40]
+
+
+def test_a_power_cycled_node_is_marked_where_its_second_network_boot_began(tmp_path):
+    """wait-for-nodes power-cycles a node silent after its network boot (``times["power-cycled"]``, from its
+    first start): its lane shows a second "booted" mark there, its statuses after it."""
+    data = copy.deepcopy(DATA)
+    name, node = next(iter(data["nodes"].items()))
+    node["started"] -= 120.0  # first powered on 120 s earlier, and silent until the power-cycle
+    node["times"] = {stage: seconds + 120.0 for stage, seconds in node["times"].items()}
+    node["times"]["power-cycled"] = 120.0
+    phases, nodes = records(data)
+    origin = phases[0].start
+    changes = node_changes(nodes[name], origin)
+    assert [(c.stage, c.label) for c in changes[:2]] == [("booted", "booted"), ("booted", "power-cycled")]
+    assert changes[1].at - changes[0].at == pytest.approx(120.0)
+    assert changes[2].at > changes[1].at
+    fig = timeline_figure(phases, nodes, phases[-1].end or phases[-1].start, "power-cycled")
+    drawn = Drawn(fig, tmp_path / "cycled.png")
+    labels = [text.get_text() for text in drawn.fig.axes[1].texts]
+    assert labels.count("power-cycled") == 1 and labels.count("booted") == len(nodes), labels

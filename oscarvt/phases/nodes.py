@@ -187,7 +187,7 @@ def power_cycle_silent(session: Session, node: Node, silent: float) -> bool:
         session.vm(node.name).stop(session.spec.timeouts.stop)
         boot_node(session, node.name, "network", None)
     node.console_offset = session.state.vms[node.name].console_start
-    node.last_activity = time.time()
+    node.seen("power-cycled")
     emit_node(node, "power-cycled")
     return True
 
