@@ -103,10 +103,10 @@ def test_an_exit_without_a_word_says_so():
 
 
 def test_a_hostile_line_is_quoted_printable_and_bounded():
-    # colours go, a bell or another escape makes it quoted (its repr, cut short)
+    # colours go, a bell or another escape makes it quoted (its repr), cut as a printable line is
     cause = failure_cause(["\x1b[31mboom\x1b[0m\x07 \x1b]0;t" + "x" * 1000, WRAPPER])
     assert cause is not None and cause.startswith("'boom\\x07 \\x1b]0;txx") and cause.isprintable()
-    assert len(cause) < 80
+    assert len(cause) == oscar_output.MAX_SHOWN + 3 and cause.endswith("xxx...")
     cause = failure_cause(["\x1b[1mERROR\x1b[0m: " + "y" * 1000, WRAPPER])  # printable but long: cut
     assert cause == "ERROR: " + "y" * (oscar_output.MAX_SHOWN - 7) + "..."
 
