@@ -85,6 +85,16 @@ def git_repo(source: Path, repo: Path) -> Path:
     return repo
 
 
+def svn_repo(source: Path, root: Path) -> tuple[str, Path]:
+    """An SVN repository in ``root/svn`` whose r1 imports ``source`` as trunk, and a working copy of trunk in
+    ``root/svn-checkout``: trunk's URL and the working copy."""
+    url = f"file://{root}/svn/trunk"
+    run_tool(["svnadmin", "create", str(root / "svn")], "svnadmin create")
+    run_tool(["svn", "import", "-q", "-m", f"import {source.name}", str(source), url], "svn import")
+    run_tool(["svn", "checkout", "-q", url, str(root / "svn-checkout")], "svn checkout")
+    return url, root / "svn-checkout"
+
+
 def git(repo: Path, *args: str) -> str:
     """Run git in ``repo`` as oscarvt's author; return its output."""
     return run_tool(["git", "-C", str(repo), "-c", "user.name=oscarvt", "-c", "user.email=oscarvt@example.org",

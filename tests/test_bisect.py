@@ -20,15 +20,13 @@ from typing import Any, Iterator
 import pytest
 import yaml
 from buildbot.process.results import FAILURE, RETRY, SUCCESS
-from conftest import SmtpSink, qemu_pids_of, template_spec_data
+from conftest import qemu_pids_of, template_spec_data
 from test_buildbot import ADMIN, Master, farm_settings
 from test_github import TOKEN, FakeGitHubApi
 
 from oscarvt.image import build_template
-from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
 from oscarvt_dev import local
-from oscarvt_dev.local import Rest
 from oscarvt_master.recent import PROBE_OF
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
@@ -37,10 +35,9 @@ GITHUB = "oscar-cluster/oscar"  # the repository's project on GitHub, for the st
 SMALL_DISK = "16M"  # a node disk the image does not fit: oscar-mini's installer fails its rsync (SystemImager's too)
 
 
-def settings(template_spec: dict[str, Any], repo: Path, mail: SmtpSink, www_port: int,
-             worker_port: int, github_api: str) -> dict[str, Any]:
+def settings(template_spec: dict[str, Any], repo: Path, master: Master, github_api: str) -> dict[str, Any]:
     return farm_settings(
-        "oscarvt bisect", mail, www_port, worker_port,
+        "oscarvt bisect", master,
         [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2, "github": GITHUB}],
         [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 1, "boot": "cdrom", "spec": template_spec}],
         github={"statuses": True, "api_url": github_api})
@@ -57,10 +54,8 @@ def master(tmp_path_factory, github) -> Iterator[Master]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("bisect")
     repo = local.git_repo(SUITE, root / "repo")
-    sink = SmtpSink()
-    www_port, worker_port = free_tcp_port(), free_tcp_port()
-    running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), repo, root / "unused", sink)
-    with running.started(settings(template_spec_data(template), repo, sink, www_port, worker_port, github.url),
+    running = Master.create(root, repo=repo)
+    with running.started(settings(template_spec_data(template), repo, running, github.url),
                          {"github-token": TOKEN + "\n"}):
         yield running
 

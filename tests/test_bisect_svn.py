@@ -16,14 +16,13 @@ from typing import Any, Iterator
 
 import pytest
 from buildbot.process.results import FAILURE, SUCCESS
-from conftest import SmtpSink, qemu_pids_of, template_spec_data
+from conftest import qemu_pids_of, template_spec_data
 from test_bisect import BREAKING, force, is_probe, probes
 from test_buildbot import ADMIN, Master, farm_settings
 
 from oscarvt.image import build_template
-from oscarvt.network import free_tcp_port
 from oscarvt.waiting import wait_for
-from oscarvt_dev.local import Rest
+from oscarvt_dev import local
 from oscarvt_master.bisect import BISECT_FORM
 
 SUITE = Path(__file__).parent.parent / "examples" / "oscar-mini"
@@ -32,10 +31,9 @@ SUBJECT = "client image: a missing package"
 pytestmark = [pytest.mark.vm, pytest.mark.long]
 
 
-def settings(template_spec: dict[str, Any], svn: str, mail: SmtpSink, www_port: int,
-             worker_port: int) -> dict[str, Any]:
+def settings(template_spec: dict[str, Any], svn: str, master: Master) -> dict[str, Any]:
     return farm_settings(
-        "oscarvt svn bisect", mail, www_port, worker_port,
+        "oscarvt svn bisect", master,
         [{"name": "oscar", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # builds are forced
         [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 1, "boot": "cdrom", "spec": template_spec}])
 
@@ -44,14 +42,9 @@ def settings(template_spec: dict[str, Any], svn: str, mail: SmtpSink, www_port: 
 def master(tmp_path_factory) -> Iterator[Master]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("bisect-svn")
-    subprocess.run(["svnadmin", "create", str(root / "svn")], check=True)
-    svn = f"file://{root}/svn/trunk"
-    subprocess.run(["svn", "import", "-q", "-m", "import oscar-mini", str(SUITE), svn], check=True)  # r1
-    subprocess.run(["svn", "checkout", "-q", svn, str(root / "svn-checkout")], check=True)
-    sink = SmtpSink()
-    www_port, worker_port = free_tcp_port(), free_tcp_port()
-    running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), root / "unused", root / "svn-checkout", sink)
-    with running.started(settings(template_spec_data(template), svn, sink, www_port, worker_port), {}):
+    svn, checkout = local.svn_repo(SUITE, root)  # r1: the import
+    running = Master.create(root, svn_checkout=checkout)
+    with running.started(settings(template_spec_data(template), svn, running), {}):
         yield running
 
 

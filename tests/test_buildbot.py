@@ -56,7 +56,17 @@ class Master:
     repo: Path
     svn_checkout: Path
     mail: SmtpSink
+    www_port: int
+    worker_port: int
     pids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, repo: Path | None = None, svn_checkout: Path | None = None) -> Master:
+        """A master to be started in ``root``: its mail sink, web and worker ports, and the test's git
+        repository and SVN working copy (``root/unused`` for one it has not)."""
+        www_port = free_tcp_port()
+        return cls(root, Rest(f"http://127.0.0.1:{www_port}/"), repo or root / "unused",
+                   svn_checkout or root / "unused", SmtpSink(), www_port, free_tcp_port())
 
     @contextmanager
     def started(self, settings: dict[str, Any], secrets: dict[str, str]) -> Iterator[Master]:
@@ -124,13 +134,14 @@ class Master:
         return self.wait_build("b1", count + 1)
 
 
-def farm_settings(title: str, mail: SmtpSink, www_port: int, worker_port: int, repositories: list[dict[str, Any]],
+def farm_settings(title: str, master: Master, repositories: list[dict[str, Any]],
                   builders: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
-    """A test farm's settings: this master, its worker hv1 (a cluster at a time), the admin, mail to ``mail``
-    (all of it), one retry; ``more`` adds or replaces keys."""
+    """A test farm's settings: ``master`` on its ports, its worker hv1 (a cluster at a time), the admin, mail
+    to its sink (all of it), one retry; ``more`` adds or replaces keys."""
+    mail, www_port = master.mail, master.www_port
     return {
         "title": title, "url": f"http://127.0.0.1:{www_port}/", "www_port": www_port,
-        "worker_port": worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
+        "worker_port": master.worker_port, "logs_port": free_tcp_port(), "oscarvt": str(local.BIN / "oscarvt"),
         "admins": ["admin"], "repositories": repositories, "workers": [{"name": "hv1", "max_clusters": 1}],
         "builders": builders,
         "mail": {"relay": mail.address, "from": "oscarvt@example.org", "to": ["dev@example.org"],
@@ -139,10 +150,9 @@ def farm_settings(title: str, mail: SmtpSink, www_port: int, worker_port: int, r
     }
 
 
-def settings(template_spec: dict[str, Any], repo: Path, svn: str, mail: SmtpSink,
-             www_port: int, worker_port: int) -> dict[str, Any]:
+def settings(template_spec: dict[str, Any], repo: Path, svn: str, master: Master) -> dict[str, Any]:
     return farm_settings(
-        "oscarvt test", mail, www_port, worker_port,
+        "oscarvt test", master,
         [{"name": "oscar", "vcs": "git", "url": str(repo), "branch": "main", "poll_interval": 2},
          {"name": "oscar-svn", "vcs": "svn", "url": svn, "poll_interval": 3600}],  # the webhook polls
         [{"name": "b1", "repository": "oscar", "workers": ["hv1"], "nodes": 2, "boot": "cdrom", "spec": template_spec},
@@ -156,14 +166,9 @@ def master(tmp_path_factory) -> Iterator[Master]:
     template, _ = build_template()
     root = tmp_path_factory.mktemp("bb")
     repo = local.git_repo(SUITE, root / "repo")
-    subprocess.run(["svnadmin", "create", str(root / "svn")], check=True)
-    svn = f"file://{root}/svn/trunk"
-    subprocess.run(["svn", "import", "-q", "-m", "import oscar-mini", str(SUITE), svn], check=True)
-    subprocess.run(["svn", "checkout", "-q", svn, str(root / "svn-checkout")], check=True)
-    sink = SmtpSink()
-    www_port, worker_port = free_tcp_port(), free_tcp_port()
-    running = Master(root, Rest(f"http://127.0.0.1:{www_port}/"), repo, root / "svn-checkout", sink)
-    with running.started(settings(template_spec_data(template), repo, svn, sink, www_port, worker_port),
+    svn, checkout = local.svn_repo(SUITE, root)
+    running = Master.create(root, repo, checkout)
+    with running.started(settings(template_spec_data(template), repo, svn, running),
                          {"change-hook-users": hashed_line(*HOOK, rounds=4) + "\n"}):
         yield running
 
