@@ -95,8 +95,8 @@ test: deps-test venv testguest template
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)'
 
 # The runs marked `long` that do not fit make test's 40 minutes (tests/test_bisect_svn.py: an SVN
-# repository bisected automatically and from the force form, about ten builds; a node power-cycled
-# after its network boot gave up), in a private network namespace.
+# repository bisected automatically and from the force form, about ten builds; in tests/test_driver.py a node
+# power-cycled after its network boot gave up, and ten nodes from the network), in a private network namespace.
 test-long: deps-test venv testguest template
 	unshare --net sh -c 'ip link set lo up && exec $(VENV)/bin/pytest -m long $(PYTEST_ARGS)'
 

@@ -182,6 +182,7 @@ def test_run_passes_with_network_boot_from_a_git_clone(spec_file, tmp_path, git_
 
 
 @pytest.mark.vm
+@pytest.mark.long  # 5-7 minutes, make test's slowest; test_phases keeps the order of ten and more clients without VMs
 def test_ten_nodes_are_each_installed_as_the_client_oscar_gives_its_mac(spec_file, tmp_path, clusters):
     """OSCAR gives the MAC file's MACs, in file order, to its clients sorted by name prefix and then
     number (MAC.pm sortclients: oscarnode2 before oscarnode10); the MAC file lists the VMs in that
