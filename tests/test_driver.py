@@ -20,7 +20,7 @@ import yaml
 from conftest import oscarvt, port_open, qemu_pids_of, template_spec_data, write_spec
 from PIL import Image
 
-from oscarvt import monitor
+from oscarvt import events, monitor
 from oscarvt.cluster import ClusterDir
 from oscarvt.image import build_template
 from oscarvt.network import free_tcp_port
@@ -270,12 +270,12 @@ def test_a_failing_cluster_test_fails_in_finish_oscar(spec_file, tmp_path, clust
 
 
 @pytest.mark.vm
-@pytest.mark.long  # about 6 minutes under TCG, most of it the half of timeouts.node a silent node is given
+@pytest.mark.long  # about 3 minutes under TCG, 2 of them the half of timeouts.node a silent node is given
 def test_a_node_whose_network_boot_gave_up_is_power_cycled_once_and_installs(spec_file, tmp_path, svn_server):
     """The headnode's dnsmasq is stopped (SIGSTOP) while the node boots from the network: its boot ROM
     gets no DHCP answer and gives up, nothing on the console. Half of timeouts.node later wait-for-nodes
     power-cycles it; dnsmasq goes on then, and the node's second network boot installs it."""
-    data = {**yaml.safe_load(one_node_spec(spec_file, tmp_path / "one.yaml").read_text())}
+    data = yaml.safe_load(one_node_spec(spec_file, tmp_path / "one.yaml").read_text())
     data["timeouts"] = {**data.get("timeouts", {}), "node": 240}
     spec = write_spec(tmp_path / "spec.yaml", data)
     cluster = tmp_path / "c"
@@ -305,8 +305,8 @@ def test_a_node_whose_network_boot_gave_up_is_power_cycled_once_and_installs(spe
                                               r"network boot; power-cycled \(network boot 2 of 2\)", cycled[0]), output
         assert int(re.search(r"report (\d+)s", cycled[0]).group(1)) >= 120  # half of timeouts.node: 240
         assert "1 nodes imaged and booted from their disks" in lines[-1], output
-        events = [json.loads(line) for line in events_file.read_text().splitlines()]
-        assert [e["state"] for e in events if e["event"] == "node"][:2] == ["power-cycled", "imaging"]
+        seen = [events.parse(line) for line in events_file.read_text().splitlines()]
+        assert [e["state"] for e in seen if e and e["event"] == "node"][:2] == ["power-cycled", "imaging"]
     finally:
         oscarvt("destroy", "--cluster", cluster)
     assert qemu_pids_of(cluster) == []

@@ -75,7 +75,7 @@ class Node:
     last_activity: float = field(default_factory=time.time)
     restarted: bool = False
     netboots: int = 1  # its network boots so far (power-cycles + 1), for a node booted from the network
-    console_seen: bool = False  # anything on its console since it was started
+    console_seen: bool = False  # a console line that is not blank since its VM was started
     times: dict[str, float] = field(default_factory=dict)
     history: list[StatusSeen] = field(default_factory=list)  # each change of status, bounded (state.remember)
     refused: set[str] = field(default_factory=set)  # report fields already said to be unusable
